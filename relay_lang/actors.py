@@ -1,0 +1,145 @@
+"""Servers (actors): their semantics, and the runtime interface that hosts them.
+
+`ServerInstance` is the one implementation of what a server does with a
+message: find the handler, check the arguments, run it with `state` and
+`self` bound, roll `state` back if it fails, copy the reply. A `Runtime`
+decides where servers live and how messages travel: `LocalRuntime` keeps
+them in this process (`relay run`, the REPL); the fleet hosts the same
+`ServerInstance`s in Celery workers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
+
+from .errors import RelayError
+from .values import Function, ServerRef, copy_data
+
+if TYPE_CHECKING:
+    from .interpreter import Interpreter
+
+
+class ServerInstance:
+    """One running server: handlers, private state, and the last good copy of that state."""
+
+    def __init__(self, name: str, handlers: dict[str, Function], state: dict) -> None:
+        self.name = name
+        self.ref = ServerRef(name)
+        self.handlers = handlers
+        self.state: dict = copy_data(state, "the initial state")  # type: ignore[assignment]
+        self.snapshot: dict = copy_data(self.state, "the state")  # type: ignore[assignment]
+
+    def upgrade(self, handlers: dict[str, Function], initial_state: dict) -> None:
+        """A hot code upgrade: new handlers; state kept, keys new to the declaration added."""
+        self.handlers = handlers
+        for key, value in initial_state.items():
+            if key not in self.state:
+                self.state[key] = copy_data(value, "the initial state")
+        self.snapshot = copy_data(self.state, "the state")  # type: ignore[assignment]
+
+    def handle(self, interp: Interpreter, handler: str, args: list) -> object:
+        """Handles one message; on failure state is exactly as before and the error propagates."""
+        fn = self.handlers.get(handler)
+        if fn is None:
+            known = ", ".join(sorted(self.handlers)) or "none"
+            raise RelayError(f"server {self.name} has no handler '{handler}' (handlers: {known})")
+        outer = interp.server
+        interp.server = self
+        try:
+            reply = interp.invoke(fn, copy_data(args, "a message"))  # type: ignore[arg-type]
+            self.snapshot = copy_data(self.state, f"the state of server {self.name}")  # type: ignore[assignment]
+            return copy_data(reply, "a reply")
+        except RelayError:
+            self.state = self.snapshot
+            self.snapshot = copy_data(self.state)  # type: ignore[assignment]
+            raise
+        finally:
+            interp.server = outer
+
+
+class Runtime(Protocol):
+    """Where servers live and how messages reach them."""
+
+    def declare(self, name: str, handlers: dict[str, Function], initial_state: dict) -> ServerRef:
+        """Starts server `name`, or hot-upgrades it if it is running."""
+
+    def call(self, server: ServerRef, handler: str, args: list) -> object:
+        """Sends a message and waits for the reply (or the handler's error)."""
+
+    def send(self, server: ServerRef, handler: str, args: list) -> None:
+        """Enqueues a message and returns at once."""
+
+    def run_pending(self) -> None:
+        """Delivers every message still queued (in-process runtimes; others may do nothing)."""
+
+
+class LocalRuntime:
+    """Servers in this process, run one message at a time on the caller's thread.
+
+    Each server has a mailbox. A `send` enqueues; a call first delivers what
+    is already queued for that server (so a sender's messages keep their
+    order), then the call itself. Queued messages are delivered when their
+    server is next called and when the program ends. A call to a server that
+    is already handling a message on this thread would wait forever in a real
+    actor system: it fails at once with the cycle named.
+    """
+
+    def __init__(self, interp: Interpreter) -> None:
+        self.interp = interp
+        self.servers: dict[str, ServerInstance] = {}
+        self.mailboxes: dict[str, deque[tuple[str, list]]] = {}
+        self.busy: list[str] = []
+
+    def declare(self, name: str, handlers: dict[str, Function], initial_state: dict) -> ServerRef:
+        server = self.servers.get(name)
+        if server is None:
+            self.servers[name] = server = ServerInstance(name, handlers, initial_state)
+            self.mailboxes[name] = deque()
+        else:
+            server.upgrade(handlers, initial_state)
+        return server.ref
+
+    def _server(self, ref: ServerRef) -> ServerInstance:
+        server = self.servers.get(ref.name)
+        if server is None:
+            raise RelayError(f"no server named '{ref.name}' is running")
+        return server
+
+    def call(self, server: ServerRef, handler: str, args: list) -> object:
+        instance = self._server(server)
+        self.deliver(server.name)
+        if server.name in self.busy:
+            cycle = " -> ".join(self.busy[self.busy.index(server.name):] + [server.name])
+            raise RelayError(f"call cycle: {cycle} (a server cannot wait on itself; use send)")
+        self.busy.append(server.name)
+        try:
+            return instance.handle(self.interp, handler, args)
+        finally:
+            self.busy.pop()
+
+    def send(self, server: ServerRef, handler: str, args: list) -> None:
+        self._server(server)
+        self.mailboxes[server.name].append((handler, copy_data(args, "a message")))  # type: ignore[arg-type]
+
+    def deliver(self, name: str) -> None:
+        """Handles the messages queued for one server, unless it is busy (they wait)."""
+        box = self.mailboxes[name]
+        if name in self.busy:
+            return
+        while box:
+            handler, args = box.popleft()
+            self.busy.append(name)
+            try:
+                self.servers[name].handle(self.interp, handler, args)
+            except RelayError as err:
+                if self.interp.stop_error is not None:
+                    raise  # the job's time budget is spent: stop everything
+                self.interp.err.write(f"relay: message {name}.{handler} failed (sent with send, nobody waits for it):\n{err}\n")
+            finally:
+                self.busy.pop()
+
+    def run_pending(self) -> None:
+        while any(self.mailboxes.values()):
+            for name in list(self.mailboxes):
+                self.deliver(name)

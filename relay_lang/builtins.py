@@ -1,0 +1,211 @@
+"""The builtin functions of the spec, bound to one interpreter."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Callable
+
+from . import numeric
+from .errors import RelayError
+from .lexer import Lexer
+from .ops import MAX_STRING
+from .values import Builtin, ServerRef, to_str, type_name
+
+if TYPE_CHECKING:
+    from .interpreter import Interpreter
+
+MAX_ARRAY = 50_000_000  # elements made at once by array(n, v) or a range: the memory budget
+
+
+def _number(fname: str, v: object, what: str = "argument") -> float:
+    if type(v) is not float:
+        raise RelayError(f"{fname}: {what} must be a number, got {type_name(v)}")
+    return v  # type: ignore[return-value]
+
+
+def _array(fname: str, v: object) -> list:
+    if type(v) is not list:
+        raise RelayError(f"{fname}: expected an array, got {type_name(v)}")
+    return v  # type: ignore[return-value]
+
+
+def _map(fname: str, v: object) -> dict:
+    if type(v) is not dict:
+        raise RelayError(f"{fname}: expected a map, got {type_name(v)}")
+    return v  # type: ignore[return-value]
+
+
+def _string(fname: str, v: object, what: str = "argument") -> str:
+    if type(v) is not str:
+        raise RelayError(f"{fname}: {what} must be a string, got {type_name(v)}")
+    return v  # type: ignore[return-value]
+
+
+def _count(fname: str, v: object, what: str) -> int:
+    n = _number(fname, v, what)
+    if not n.is_integer() or n < 0:
+        raise RelayError(f"{fname}: {what} must be a whole number >= 0, got {to_str(n)}")
+    return int(n)
+
+
+def b_len(x: object) -> float:
+    if type(x) in (list, dict, str):
+        return float(len(x))  # type: ignore[arg-type]
+    raise RelayError(f"len: expected a string, array or map, got {type_name(x)}")
+
+
+def b_push(a: object, v: object) -> float:
+    arr = _array("push", a)
+    arr.append(v)
+    return float(len(arr))
+
+
+def b_pop(a: object) -> object:
+    arr = _array("pop", a)
+    if not arr:
+        raise RelayError("pop: the array is empty")
+    return arr.pop()
+
+
+def b_num(s: object) -> object:
+    """A number from a string (or a number); null when the text is not a number."""
+    if type(s) is float:
+        return s
+    text = _string("num", s).strip()
+    sign = 1.0
+    if text[:1] in ("-", "+"):
+        sign = -1.0 if text[0] == "-" else 1.0
+        text = text[1:]
+    if text in ("inf", "nan"):
+        return sign * float(text)
+    try:
+        tokens = Lexer(text, "<num>").tokenize()
+    except RelayError:
+        return None
+    if len(tokens) != 2 or tokens[0].kind != "num":
+        return None
+    return sign * tokens[0].value  # type: ignore[operator]
+
+
+def b_keys(m: object) -> list:
+    return list(_map("keys", m))
+
+
+def b_has(m: object, k: object) -> bool:
+    return _string("has", k, "key") in _map("has", m)
+
+
+def b_del(m: object, k: object) -> object:
+    return _map("del", m).pop(_string("del", k, "key"), None)
+
+
+def b_array(n: object, fill: object = None) -> list:
+    size = _count("array", n, "size")
+    if size > MAX_ARRAY:
+        raise RelayError(f"array: size {size} is over the memory budget of {MAX_ARRAY} elements")
+    return [fill] * size
+
+
+def b_slice(a: object, i: object, j: object = None) -> object:
+    if type(a) not in (list, str):
+        raise RelayError(f"slice: expected an array or a string, got {type_name(a)}")
+    n = len(a)  # type: ignore[arg-type]
+    start = _count("slice", i, "start")
+    end = n if j is None else _count("slice", j, "end")
+    if not start <= end <= n:
+        raise RelayError(f"slice: range {start}..{end} out of bounds for length {n}")
+    return a[start:end]  # type: ignore[index]
+
+
+def b_join(a: object, sep: object = "") -> str:
+    parts = [to_str(x) for x in _array("join", a)]
+    text = _string("join", sep, "separator").join(parts)
+    if len(text) > MAX_STRING:
+        raise RelayError(f"join: result over the memory budget of {MAX_STRING} characters")
+    return text
+
+
+def b_split(s: object, sep: object) -> list:
+    text = _string("split", s)
+    separator = _string("split", sep, "separator")
+    if separator == "":
+        return list(text)
+    return text.split(separator)
+
+
+def b_error(msg: object) -> None:
+    raise RelayError(to_str(msg), kind="error")
+
+
+def _math1(name: str, f: Callable[[float], float]) -> Callable[[object], float]:
+    def impl(x: object) -> float:
+        return f(_number(name, x))
+    return impl
+
+
+def _minmax(name: str, f: Callable[[tuple[float, ...]], float]) -> Callable[..., float]:
+    def impl(*xs: object) -> float:
+        if not xs:
+            raise RelayError(f"{name}: expected at least one number")
+        for x in xs:
+            _number(name, x)
+        return f(xs)  # type: ignore[arg-type]
+    return impl
+
+
+def b_atan2(y: object, x: object) -> float:
+    return math.atan2(_number("atan2", y), _number("atan2", x))
+
+
+def b_pow(x: object, y: object) -> float:
+    return numeric.power(_number("pow", x), _number("pow", y))
+
+
+MATH1 = {
+    "abs": abs, "sqrt": numeric.sqrt, "sin": numeric.sin, "cos": numeric.cos,
+    "tan": numeric.tan, "atan": math.atan, "exp": numeric.exp, "log": numeric.log,
+    "floor": numeric.floor, "ceil": numeric.ceil, "round": numeric.round_half_away,
+}
+
+
+def make_builtins(interp: Interpreter) -> dict[str, Builtin]:
+    """Every builtin, keyed by name; `print`, `send` and `message` talk to `interp`."""
+
+    def b_print(*args: object) -> None:
+        interp.write(" ".join(to_str(a) for a in args) + "\n")
+
+    def b_send(server: object, handler: object, *args: object) -> None:
+        interp.runtime.send(_server("send", server), _string("send", handler, "handler name"), list(args))
+
+    def b_message(server: object, handler: object, *args: object) -> object:
+        return interp.runtime.call(_server("message", server), _string("message", handler, "handler name"), list(args))
+
+    impls: dict[str, Callable] = {
+        "print": b_print, "len": b_len, "push": b_push, "pop": b_pop, "str": to_str, "num": b_num,
+        "type": type_name, "keys": b_keys, "has": b_has, "del": b_del, "array": b_array,
+        "slice": b_slice, "join": b_join, "split": b_split, "atan2": b_atan2, "pow": b_pow,
+        "min": _minmax("min", numeric.fmin), "max": _minmax("max", numeric.fmax),
+        "error": b_error, "clock": time.perf_counter, "send": b_send, "message": b_message,
+    }
+    for name, f in MATH1.items():
+        impls[name] = _math1(name, f)
+    return {name: Builtin(name, impls[name], ARITY[name]) for name in ARITY}
+
+
+def _server(fname: str, v: object) -> ServerRef:
+    if type(v) is not ServerRef:
+        raise RelayError(f"{fname}: expected a server, got {type_name(v)}")
+    return v  # type: ignore[return-value]
+
+
+# (fewest, most) arguments of each builtin; None: any number.
+ARITY: dict[str, tuple[int, int | None]] = {
+    "print": (0, None), "len": (1, 1), "push": (2, 2), "pop": (1, 1), "str": (1, 1),
+    "num": (1, 1), "type": (1, 1), "keys": (1, 1), "has": (2, 2), "del": (2, 2),
+    "array": (1, 2), "slice": (2, 3), "join": (1, 2), "split": (2, 2), "atan2": (2, 2),
+    "pow": (2, 2), "min": (1, None), "max": (1, None), "error": (1, 1), "clock": (0, 0),
+    "send": (2, None), "message": (2, None),
+    **{name: (1, 1) for name in MATH1},
+}
+BUILTIN_NAMES = frozenset(ARITY)

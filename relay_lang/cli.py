@@ -1,0 +1,76 @@
+"""The `relay` command: `relay run FILE`, `relay repl`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import RelayError
+from .interpreter import DEFAULT_MAX_DEPTH, run_program
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relay", description="Run Relay programs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a Relay program")
+    run.add_argument("file")
+    run.add_argument("--tier", choices=("auto", "interpret", "llvm"), default="auto",
+                     help="execution tier for the whole program (default: auto)")
+    run.add_argument("--explain", action="store_true", help="print each function's tier and why")
+    run.add_argument("--time-limit", type=_positive, metavar="SECONDS",
+                     help="stop the program with an error after this many seconds")
+    run.add_argument("--max-depth", type=int, default=int(os.environ.get("RELAY_MAX_DEPTH", DEFAULT_MAX_DEPTH)),
+                     help=f"Relay call depth limit (default {DEFAULT_MAX_DEPTH}, or $RELAY_MAX_DEPTH)")
+    repl = sub.add_parser("repl", help="interactive prompt")
+    repl.add_argument("--max-depth", type=int, default=DEFAULT_MAX_DEPTH)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.tier == "llvm" or args.explain:
+        print("relay: the LLVM tier is not available yet; --tier llvm and --explain arrive with it "
+              "(run with --tier auto or --tier interpret)", file=sys.stderr)
+        return 2
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            source = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"relay: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        run_program(source, args.file, time_limit=args.time_limit, max_depth=args.max_depth)
+    except RelayError as err:
+        sys.stdout.flush()
+        print(err, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        from .repl import repl
+        return repl(args.max_depth)
+    except KeyboardInterrupt:
+        print("relay: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an interpreter bug: say so plainly, no traceback
+        if os.environ.get("RELAY_DEBUG"):
+            raise
+        print(f"relay: internal error ({type(exc).__name__}: {exc}); set RELAY_DEBUG=1 for details",
+              file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,670 @@
+"""Compiles resolved Relay code to Python source, once per program.
+
+Every Relay function becomes one Python function. Expressions are flattened
+into three-address code (one operation per line, temporaries `tN`), with the
+float-float case of each operator inline and every other case handed to
+`ops`. Each generated line remembers the Relay position it came from, so an
+error raised anywhere is placed at its file:line:col, and the Relay call stack
+is read back from the Python traceback: nothing is spent on bookkeeping
+while nothing fails.
+
+Names in the generated code: `lN_x` a local (holding a `Cell` when captured),
+`_c` the closure's cells, `g_x` a global, `tN` a temporary, `_...` runtime
+support bound by the interpreter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .builtins import ARITY as BUILTIN_ARITY
+from .builtins import BUILTIN_NAMES
+from .errors import Pos, RelaySyntaxError
+from .nodes import (
+    ArrayLit, Assign, Binary, Block, Bool, Break, Call, Continue, Expr, ExprStmt, Field, FnDecl,
+    FnLit, ForEach, ForRange, If, Index, Let, Logical, MapLit, MethodCall, Name, Node, Null, Num,
+    Program, Range, Return, SelfRef, ServerDecl, StateRef, Stmt, Str, TypeAnn, Unary, While,
+)
+from .resolver import Free, FunctionInfo, Global, Local, Resolution
+
+MAX_LOOP_NESTING = 18  # CPython allows 20 statically nested blocks per function
+
+ARITH_SLOW = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod", "**": "_pow"}
+COMPARE = ("<", "<=", ">", ">=")
+COMPOUND = {"+=": "+", "-=": "-", "*=": "*", "/=": "/", "%=": "%"}
+TYPE_TESTS = {
+    "number": "type({v}) is float", "string": "type({v}) is str", "bool": "type({v}) is bool",
+    "null": "{v} is None", "array": "type({v}) is list", "map": "type({v}) is dict",
+    "fn": "type({v}) in _FNTYPES", "server": "type({v}) is _ServerRef",
+}
+
+# Static types the generator tracks for atoms, to skip checks it can prove.
+NUM, BOOL, STR = "number", "bool", "string"
+
+
+@dataclass(eq=False)
+class FunctionCode:
+    """What every closure of one Relay function shares."""
+
+    name: str
+    node: Node
+    nparams: int
+    params: tuple[str, ...] = ()
+    param_types: tuple[TypeAnn | None, ...] = ()
+    ret_type: TypeAnn | None = None
+    pyname: str = ""
+    py: object = None
+
+
+@dataclass
+class Unit:
+    """One compiled program (or REPL entry): its source and line-to-position map."""
+
+    filename: str
+    source: str
+    positions: list[Pos | None]
+    relay_names: dict[str, str]  # Python function name -> Relay function name
+    codes: list[FunctionCode]
+    constants: list[object]
+    main: str
+
+
+@dataclass
+class _Fn:
+    """The Python function being generated."""
+
+    info: FunctionInfo
+    pyname: str
+    kind: str  # "main", "fn" or "server"
+    lines: list[tuple[str, Pos | None]] = field(default_factory=list)
+    indent: int = 1
+    temps: int = 0
+    loops: int = 0
+    assigned_globals: set[str] = field(default_factory=set)
+    ret_type: TypeAnn | None = None
+    relay_name: str = ""
+    parent: _Fn | None = None
+
+
+class CodeGen:
+    def __init__(self, res: Resolution, unit_id: int, file: str) -> None:
+        self.res = res
+        self.unit_id = unit_id
+        self.file = file
+        self.done: list[_Fn] = []
+        self.fn: _Fn = None  # type: ignore[assignment]
+        self.codes: list[FunctionCode] = []
+        self.constants: list[object] = []
+        self.count = 0
+
+    # ------------------------------------------------------------ emission
+
+    def emit(self, text: str, pos: Pos | None = None) -> None:
+        self.fn.lines.append(("    " * self.fn.indent + text, pos))
+
+    def temp(self) -> str:
+        self.fn.temps += 1
+        return f"t{self.fn.temps}"
+
+    def const(self, value: object) -> str:
+        self.constants.append(value)
+        return f"_K{self.unit_id}[{len(self.constants) - 1}]"
+
+    def literal(self, value: float) -> str:
+        if value != value or value in (float("inf"), float("-inf")):
+            return self.const(value)
+        return repr(value)
+
+    # ------------------------------------------------------------ units
+
+    def program(self, program: Program) -> Unit:
+        info = self.res.functions[program]
+        main = self.begin(info, "main", "<main>")
+        self.body(program.stmts, main_program=True)
+        self.finish()
+        return self.assemble(main.pyname)
+
+    def begin(self, info: FunctionInfo, kind: str, relay_name: str) -> _Fn:
+        self.count += 1
+        safe = "".join(c if c.isalnum() else "_" for c in relay_name)
+        fn = _Fn(info, f"_u{self.unit_id}_{self.count}_{safe}", kind, relay_name=relay_name)
+        self.stack_push(fn)
+        return fn
+
+    def stack_push(self, fn: _Fn) -> None:
+        fn.parent = self.fn
+        self.fn = fn
+
+    def finish(self) -> None:
+        fn = self.fn
+        self.done.append(fn)
+        self.fn = fn.parent  # type: ignore[assignment]
+
+    def assemble(self, main: str) -> Unit:
+        source: list[str] = []
+        positions: list[Pos | None] = [None]  # line numbers start at 1
+        names: dict[str, str] = {}
+        for fn in self.done:
+            params = ", ".join(["_c"] + [self.local_name(d) for d in fn.info.params])
+            header = [f"def {fn.pyname}({params}):"]
+            if fn.assigned_globals:
+                header.append("    global " + ", ".join(f"g_{n}" for n in sorted(fn.assigned_globals)))
+            for line in header:
+                source.append(line)
+                positions.append(fn.info.node.pos)
+            for text, pos in fn.lines:
+                source.append(text)
+                positions.append(pos)
+            source.append("")
+            positions.append(None)
+            names[fn.pyname] = fn.relay_name
+        return Unit(f"<relay {self.file} #{self.unit_id}>", "\n".join(source), positions, names,
+                    self.codes, self.constants, main)
+
+    # ------------------------------------------------------------ functions
+
+    def local_name(self, decl) -> str:
+        return f"l{decl.slot}_{decl.name}"
+
+    def function(self, fn_node: FnLit) -> str:
+        """Generates a Relay function; returns the expression of its FunctionCode."""
+        info = self.res.functions[fn_node]
+        name = fn_node.name or "anonymous"
+        gen = self.begin(info, "fn", name)
+        gen.ret_type = fn_node.ret_type
+        code = FunctionCode(fn_node.name, fn_node, len(fn_node.params),
+                            tuple(p.name for p in fn_node.params),
+                            tuple(p.type for p in fn_node.params), fn_node.ret_type, gen.pyname)
+        self.codes.append(code)
+        self.emit("_D[0] += 1", fn_node.pos)
+        self.emit("if _D[0] > _LIMIT: _too_deep()", fn_node.pos)
+        for i, (p, decl) in enumerate(zip(fn_node.params, info.params)):
+            var = self.local_name(decl)
+            if p.type is not None and p.type.name != "any":
+                test = self.type_test(p.type, var)
+                self.emit(f"if not ({test}): _bad_arg({self.const(code)}, {i}, {var})", p.pos)
+            if decl.captured:
+                self.emit(f"{var} = _Cell({var})")
+        self.body(fn_node.body.stmts)
+        self.finish()
+        return self.const(code)
+
+    def type_test(self, ann: TypeAnn, var: str) -> str:
+        if ann.elem == "number":
+            return f"type({var}) is list and _all_numbers({var})"
+        return TYPE_TESTS[ann.name].format(v=var)
+
+    def emit_return(self, value: str, pos: Pos | None) -> None:
+        fn = self.fn
+        if fn.kind == "fn":
+            if fn.ret_type is not None and fn.ret_type.name != "any":
+                test = self.type_test(fn.ret_type, value)
+                code = self.const(fn.ret_type)
+                self.emit(f"if not ({test}): _bad_return({code}, {value!s}, {fn.relay_name!r})", pos)
+            self.emit("_D[0] -= 1")
+        self.emit(f"return {value}", pos)
+
+    def body(self, stmts: tuple[Stmt, ...], main_program: bool = False) -> None:
+        """A function body: its last statement gives the value (see 'Blocks have values')."""
+        for s in stmts[:-1]:
+            self.stmt(s)
+        if stmts:
+            self.tail(stmts[-1])
+        self.emit_return("None", None)
+
+    def tail(self, s: Stmt) -> None:
+        if isinstance(s, ExprStmt):
+            self.emit_return(self.expr(s.expr), s.pos)
+        elif isinstance(s, If):
+            self.if_stmt(s, tail=True)
+        else:
+            self.stmt(s)
+
+    def block(self, block: Block, tail: bool = False) -> None:
+        self.fn.indent += 1
+        for s in block.stmts[:-1] if tail else block.stmts:
+            self.stmt(s)
+        if tail and block.stmts:
+            self.tail(block.stmts[-1])
+        self.emit("pass")
+        self.fn.indent -= 1
+
+    # ------------------------------------------------------------ statements
+
+    def stmt(self, s: Stmt) -> None:
+        t = type(s)
+        if t is ExprStmt:
+            self.expr(s.expr)  # type: ignore[attr-defined]
+        elif t is Let:
+            self.let(s)  # type: ignore[arg-type]
+        elif t is Assign:
+            self.assign(s)  # type: ignore[arg-type]
+        elif t is If:
+            self.if_stmt(s)  # type: ignore[arg-type]
+        elif t is While:
+            self.while_stmt(s)  # type: ignore[arg-type]
+        elif t is ForRange:
+            self.for_range(s)  # type: ignore[arg-type]
+        elif t is ForEach:
+            self.for_each(s)  # type: ignore[arg-type]
+        elif t is Break:
+            self.emit("break", s.pos)
+        elif t is Continue:
+            self.emit("continue", s.pos)
+        elif t is Return:
+            value = "None" if s.value is None else self.expr(s.value)  # type: ignore[attr-defined]
+            self.emit_return(value, s.pos)
+        elif t is FnDecl:
+            self.bind_new(s, s.fn.name, lambda: self.closure(s.fn), fn_value=True)  # type: ignore[attr-defined]
+        elif t is ServerDecl:
+            self.server(s)  # type: ignore[arg-type]
+        else:  # pragma: no cover
+            raise AssertionError(f"unknown statement {t.__name__}")
+
+    def bind_new(self, node: Node, name: str, value, fn_value: bool = False) -> None:
+        """Declares `name` (bound to node by the resolver) and stores value() in it."""
+        binding = self.res.bindings[node]
+        if isinstance(binding, Global):
+            self.fn.assigned_globals.add(name)
+            v = value()
+            self.emit(f"g_{name} = {v}", node.pos)
+            return
+        var = self.local_name(binding.decl)  # type: ignore[union-attr]
+        if binding.captured:  # type: ignore[union-attr]
+            if fn_value:  # the function may refer to itself: the cell must exist first
+                self.emit(f"{var} = _Cell(None)")
+                self.emit(f"{var}.v = {value()}", node.pos)
+            else:
+                self.emit(f"{var} = _Cell({value()})", node.pos)
+        else:
+            self.emit(f"{var} = {value()}", node.pos)
+
+    def let(self, s: Let) -> None:
+        self.bind_new(s, s.name, lambda: self.expr(s.value), fn_value=isinstance(s.value, FnLit))
+
+    def read_var(self, binding, name: str, pos: Pos) -> str:
+        if isinstance(binding, Local):
+            var = self.local_name(binding.decl)
+            if not binding.captured:
+                return var
+            source = f"{var}.v"
+        elif isinstance(binding, Free):
+            source = f"_c[{binding.index}].v"
+        else:
+            source = f"g_{name}"
+        t = self.temp()
+        self.emit(f"{t} = {source}", pos)
+        return t
+
+    def write_var(self, binding, name: str, value: str, pos: Pos) -> None:
+        if isinstance(binding, Local):
+            var = self.local_name(binding.decl)
+            self.emit(f"{var}.v = {value}" if binding.captured else f"{var} = {value}", pos)
+        elif isinstance(binding, Free):
+            self.emit(f"_c[{binding.index}].v = {value}", pos)
+        elif name in BUILTIN_NAMES:
+            self.emit(f"_fail({f'cannot assign to builtin {name!r}'!r})", pos)
+        else:
+            self.fn.assigned_globals.add(name)
+            self.emit(f"if 'g_{name}' not in _G: _undefined({name!r})", pos)
+            self.emit(f"g_{name} = {value}", pos)
+
+    def assign(self, s: Assign) -> None:
+        target = s.target
+        op = COMPOUND.get(s.op)
+        if isinstance(target, Name):
+            binding = self.res.bindings[target]
+            if op is None:
+                value = self.expr(s.value)
+            else:
+                current = self.read_var(binding, target.name, target.pos)
+                value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
+            self.write_var(binding, target.name, value, target.pos)
+        elif isinstance(target, Index):
+            obj = self.expr(target.obj)
+            key = self.expr(target.index)
+            if op is None:
+                value = self.expr(s.value)
+            else:
+                current = self.index_read(obj, key, target.pos)
+                value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
+            self.emit(f"if type({obj}) is list and type({key}) is float and 0.0 <= {key} < len({obj}) "
+                      f"and {key}.is_integer(): {obj}[int({key})] = {value}", s.pos)
+            self.emit(f"else: _set_index({obj}, {key}, {value})", s.pos)
+        else:
+            assert isinstance(target, Field)
+            obj = self.expr(target.obj)
+            if op is None:
+                value = self.expr(s.value)
+            else:
+                current = self.field_read(obj, target.name, target.pos)
+                value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
+            self.emit(f"if type({obj}) is dict: {obj}[{target.name!r}] = {value}", s.pos)
+            self.emit(f"else: _set_field({obj}, {target.name!r}, {value})", s.pos)
+
+    def truth_test(self, typed: tuple[str, str | None]) -> str:
+        atom, kind = typed
+        if kind == BOOL:
+            return atom
+        return f"{atom} is not False and {atom} is not None"
+
+    def if_stmt(self, s: If, tail: bool = False) -> None:
+        chain: list[tuple[Expr, Block]] = [(s.cond, s.then)]
+        orelse = s.orelse
+        while isinstance(orelse, If):
+            chain.append((orelse.cond, orelse.then))
+            orelse = orelse.orelse
+        if len(chain) == 1:
+            self.emit(f"if {self.truth_test(self.typed(s.cond))}:", s.pos)
+            self.block(s.then, tail)
+            if orelse is not None:
+                self.emit("else:")
+                self.block(orelse, tail)
+            return
+        # An else-if chain stays flat (CPython limits indentation depth):
+        # a flag says whether a branch has been taken yet.
+        flag = self.temp()
+        self.emit(f"{flag} = True")
+        for i, (cond, then) in enumerate(chain):
+            if i:
+                self.emit(f"if {flag}:")
+                self.fn.indent += 1
+            self.emit(f"if {self.truth_test(self.typed(cond))}:", cond.pos)
+            self.fn.indent += 1
+            self.emit(f"{flag} = False")
+            self.fn.indent -= 1
+            self.block(then, tail)
+            if i:
+                self.fn.indent -= 1
+        if orelse is not None:
+            self.emit(f"if {flag}:")
+            self.block(orelse, tail)
+
+    def loop_enter(self, pos: Pos) -> None:
+        self.fn.loops += 1
+        if self.fn.loops > MAX_LOOP_NESTING:
+            raise RelaySyntaxError(f"loops nested too deeply (at most {MAX_LOOP_NESTING} in one function)", pos)
+
+    def loop_body(self, body: Block, pos: Pos, prologue: list[str]) -> None:
+        self.fn.indent += 1
+        self.emit("if _stop: _interrupted()", pos)
+        for line in prologue:
+            self.emit(line, pos)
+        self.fn.indent -= 1
+        self.block(body)
+        self.fn.loops -= 1
+
+    def while_stmt(self, s: While) -> None:
+        self.loop_enter(s.pos)
+        self.emit("while True:", s.pos)
+        self.fn.indent += 1
+        self.emit("if _stop: _interrupted()", s.pos)
+        cond = self.truth_test(self.typed(s.cond))
+        self.emit(f"if not ({cond}): break", s.pos)
+        self.fn.indent -= 1
+        self.block(s.body)
+        self.fn.loops -= 1
+
+    def loop_var(self, node: Node, value: str) -> str:
+        binding = self.res.bindings[node]
+        var = self.local_name(binding.decl)  # type: ignore[union-attr]
+        return f"{var} = _Cell({value})" if binding.captured else f"{var} = {value}"  # type: ignore[union-attr]
+
+    def for_range(self, s: ForRange) -> None:
+        start = self.expr(s.start)
+        fixed = self.temp()
+        self.emit(f"{fixed} = {start}")
+        end = self.expr(s.end)
+        self.loop_enter(s.pos)
+        k = self.temp()
+        self.emit(f"for {k} in _range_iter({fixed}, {end}):", s.pos)
+        self.loop_body(s.body, s.pos, [self.loop_var(s, f"{fixed} + {k}")])
+
+    def for_each(self, s: ForEach) -> None:
+        items = self.expr(s.iterable)
+        self.loop_enter(s.pos)
+        item = self.temp()
+        self.emit(f"for {item} in _iterate({items}):", s.pos)
+        self.loop_body(s.body, s.pos, [self.loop_var(s, item)])
+
+    def server(self, s: ServerDecl) -> None:
+        info = self.res.functions[s]
+        self.begin(info, "server", f"server {s.name}")
+        members = [h.fn for h in s.handlers] + [h.fn for h in s.helpers]
+        for fn in members:  # cells first: members refer to each other
+            binding = self.res.bindings[fn]
+            if binding.captured:  # type: ignore[union-attr]
+                self.emit(f"{self.local_name(binding.decl)} = _Cell(None)")  # type: ignore[union-attr]
+        refs = []
+        for fn in members:
+            binding = self.res.bindings[fn]
+            var = self.local_name(binding.decl)  # type: ignore[union-attr]
+            value = self.closure(fn)
+            self.emit(f"{var}.v = {value}" if binding.captured else f"{var} = {value}", fn.pos)  # type: ignore[union-attr]
+            refs.append(f"{var}.v" if binding.captured else var)  # type: ignore[union-attr]
+        handlers = ", ".join(f"{h.fn.name!r}: {ref}" for h, ref in zip(s.handlers, refs))
+        state = self.expr(s.state) if s.state is not None else "{}"
+        self.emit(f"return {{{handlers}}}, {state}")
+        pyname = self.fn.pyname
+        self.finish()
+        value = self.temp()
+        self.emit(f"{value} = _declare_server({s.name!r}, *{pyname}(()))", s.pos)
+        self.bind_new(s, s.name, lambda: value)
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, e: Expr) -> str:
+        return self.typed(e)[0]
+
+    def typed(self, e: Expr) -> tuple[str, str | None]:
+        """Emits code for e; returns (atom, static type or None)."""
+        t = type(e)
+        if t is Num:
+            return self.literal(e.value), NUM  # type: ignore[attr-defined]
+        if t is Str:
+            return repr(e.value), STR  # type: ignore[attr-defined]
+        if t is Bool:
+            return ("True" if e.value else "False"), BOOL  # type: ignore[attr-defined]
+        if t is Null:
+            return "None", None
+        if t is Name:
+            return self.read_var(self.res.bindings[e], e.name, e.pos), None  # type: ignore[attr-defined]
+        if t is Binary:
+            return self.binary(e)  # type: ignore[arg-type]
+        if t is Logical:
+            return self.logical(e), None  # type: ignore[arg-type]
+        if t is Unary:
+            return self.unary(e)  # type: ignore[arg-type]
+        if t is Call:
+            return self.call(e), None  # type: ignore[arg-type]
+        if t is MethodCall:
+            return self.method_call(e), None  # type: ignore[arg-type]
+        if t is Index:
+            obj = self.expr(e.obj)  # type: ignore[attr-defined]
+            return self.index_read(obj, self.expr(e.index), e.pos), None  # type: ignore[attr-defined]
+        if t is Field:
+            return self.field_read(self.expr(e.obj), e.name, e.pos), None  # type: ignore[attr-defined]
+        if t is ArrayLit:
+            items = [self.expr(i) for i in e.items]  # type: ignore[attr-defined]
+            return self.assign_temp(f"[{', '.join(items)}]", e.pos), None
+        if t is MapLit:
+            values = [self.expr(v) for v in e.values]  # type: ignore[attr-defined]
+            pairs = ", ".join(f"{k!r}: {v}" for k, v in zip(e.keys, values))  # type: ignore[attr-defined]
+            return self.assign_temp(f"{{{pairs}}}", e.pos), None
+        if t is Range:
+            start = self.expr(e.start)  # type: ignore[attr-defined]
+            end = self.expr(e.end)  # type: ignore[attr-defined]
+            return self.assign_temp(f"_range_array({start}, {end})", e.pos), None
+        if t is FnLit:
+            return self.closure(e), None  # type: ignore[arg-type]
+        if t is StateRef:
+            return self.assign_temp("_state()", e.pos), None
+        if t is SelfRef:
+            return self.assign_temp("_self()", e.pos), None
+        raise AssertionError(f"unknown expression {t.__name__}")  # pragma: no cover
+
+    def assign_temp(self, code: str, pos: Pos | None) -> str:
+        t = self.temp()
+        self.emit(f"{t} = {code}", pos)
+        return t
+
+    def closure(self, fn_node: FnLit) -> str:
+        code = self.function(fn_node)
+        info = self.res.functions[fn_node]
+        cells = []
+        for b in info.free:
+            if isinstance(b, Local):
+                cells.append(self.local_name(b.decl))
+            else:
+                cells.append(f"_c[{b.index}]")  # type: ignore[union-attr]
+        cell_tuple = "(" + "".join(c + ", " for c in cells) + ")"
+        return self.assign_temp(f"_Fn({code}, {cell_tuple})", fn_node.pos)
+
+    def binary(self, e: Binary) -> tuple[str, str | None]:
+        left = self.typed(e.left)
+        right = self.typed(e.right)
+        op = e.op
+        if op in ARITH_SLOW:
+            return self.arith(op, left, right, e.pos)
+        a, ta = left
+        b, tb = right
+        t = self.temp()
+        checks = self.float_checks(left, right)
+        if op in COMPARE:
+            if checks:
+                self.emit(f"if {checks}: {t} = {a} {op} {b}", e.pos)
+                self.emit(f"else: {t} = _compare({op!r}, {a}, {b})", e.pos)
+            else:
+                self.emit(f"{t} = {a} {op} {b}", e.pos)
+            return t, BOOL
+        # == and !=
+        negate = "not " if op == "!=" else ""
+        if not checks:
+            self.emit(f"{t} = {a} {op} {b}", e.pos)
+        elif b == "None" or a == "None":
+            other = a if b == "None" else b
+            self.emit(f"{t} = {other} is {'not ' if negate else ''}None", e.pos)
+        else:
+            self.emit(f"if {checks}: {t} = {a} {op} {b}", e.pos)
+            self.emit(f"else: {t} = {negate}_equal({a}, {b})", e.pos)
+        return t, BOOL
+
+    def float_checks(self, *operands: tuple[str, str | None]) -> str:
+        return " and ".join(f"type({a}) is float" for a, kind in operands if kind != NUM)
+
+    def arith(self, op: str, left: tuple[str, str | None], right: tuple[str, str | None],
+              pos: Pos) -> tuple[str, str | None]:
+        a, b = left[0], right[0]
+        t = self.temp()
+        checks = self.float_checks(left, right)
+        slow = f"{ARITH_SLOW[op]}({a}, {b})"
+        if op in ("+", "-", "*"):
+            fast = f"{a} {op} {b}"
+        elif op == "/":
+            fast = f"{a} / {b}"
+            if not (right[1] == NUM and b not in ("0.0", "-0.0") and not b.startswith("_K")):
+                checks = f"{checks} and {b}" if checks else b
+        elif op == "%":
+            fast = f"_fmod({a}, {b})"
+        else:
+            fast = f"_power({a}, {b})"
+        if checks:
+            self.emit(f"if {checks}: {t} = {fast}", pos)
+            self.emit(f"else: {t} = {slow}", pos)
+        else:
+            self.emit(f"{t} = {fast}", pos)
+        kind = NUM if (op != "+" or (left[1] == NUM and right[1] == NUM)) else None
+        return t, kind
+
+    def unary(self, e: Unary) -> tuple[str, str | None]:
+        a, kind = self.typed(e.operand)
+        t = self.temp()
+        if e.op == "!":
+            self.emit(f"{t} = {a} is False or {a} is None", e.pos)
+            return t, BOOL
+        if kind == NUM:
+            self.emit(f"{t} = -{a}", e.pos)
+        else:
+            self.emit(f"if type({a}) is float: {t} = -{a}", e.pos)
+            self.emit(f"else: {t} = _neg({a})", e.pos)
+        return t, NUM
+
+    def logical(self, e: Logical) -> str:
+        t = self.temp()
+        self.emit(f"{t} = {self.expr(e.left)}", e.pos)
+        if e.op == "&&":
+            self.emit(f"if {t} is not False and {t} is not None:", e.pos)
+        elif e.op == "||":
+            self.emit(f"if {t} is False or {t} is None:", e.pos)
+        else:  # ??
+            self.emit(f"if {t} is None:", e.pos)
+        self.fn.indent += 1
+        self.emit(f"{t} = {self.expr(e.right)}", e.pos)
+        self.fn.indent -= 1
+        return t
+
+    def index_read(self, obj: str, key: str, pos: Pos) -> str:
+        t = self.temp()
+        self.emit(f"if type({obj}) is list and type({key}) is float and 0.0 <= {key} < len({obj}) "
+                  f"and {key}.is_integer(): {t} = {obj}[int({key})]", pos)
+        self.emit(f"else: {t} = _index({obj}, {key})", pos)
+        return t
+
+    def field_read(self, obj: str, name: str, pos: Pos) -> str:
+        t = self.temp()
+        self.emit(f"if type({obj}) is dict: {t} = {obj}.get({name!r})", pos)
+        self.emit(f"else: {t} = _field({obj}, {name!r})", pos)
+        return t
+
+    def arguments(self, args: tuple[Expr, ...]) -> list[str]:
+        return [self.expr(a) for a in args]
+
+    def call(self, e: Call) -> str:
+        callee = e.callee
+        if isinstance(callee, Name) and isinstance(self.res.bindings[callee], Global) \
+                and callee.name in BUILTIN_NAMES:
+            return self.builtin_call(callee.name, e)
+        f = self.expr(callee)
+        args = self.arguments(e.args)
+        t = self.temp()
+        joined = ", ".join(args)
+        self.emit(f"if type({f}) is _Fn and {f}.n == {len(args)}: {t} = {f}.py({f}.c{''.join(', ' + a for a in args)})", e.pos)
+        self.emit(f"else: {t} = _call({f}, ({joined}{',' if len(args) == 1 else ''}))", e.pos)
+        return t
+
+    def builtin_call(self, name: str, e: Call) -> str:
+        args = self.arguments(e.args)
+        t = self.temp()
+        joined = ", ".join(args)
+        if name == "len" and len(args) == 1:
+            a = args[0]
+            self.emit(f"if type({a}) is list: {t} = float(len({a}))", e.pos)
+            self.emit(f"else: {t} = _B_len({a})", e.pos)
+        elif name == "push" and len(args) == 2:
+            a, v = args
+            self.emit(f"if type({a}) is list: {a}.append({v}); {t} = float(len({a}))", e.pos)
+            self.emit(f"else: {t} = _B_push({a}, {v})", e.pos)
+        else:
+            self.emit(f"{t} = _call_builtin({name!r}, ({joined}{',' if len(args) == 1 else ''}))"
+                      if not self.arity_ok(name, len(args)) else f"{t} = _B_{name}({joined})", e.pos)
+        return t
+
+    def arity_ok(self, name: str, n: int) -> bool:
+        lo, hi = BUILTIN_ARITY[name]
+        return lo <= n and (hi is None or n <= hi)
+
+    def method_call(self, e: MethodCall) -> str:
+        obj = self.expr(e.obj)
+        args = self.arguments(e.args)
+        t = self.temp()
+        if e.name == "push" and len(args) == 1:
+            self.emit(f"if type({obj}) is list: {obj}.append({args[0]}); {t} = float(len({obj}))", e.pos)
+            self.emit(f"else: {t} = _method({obj}, 'push', ({args[0]},))", e.pos)
+        else:
+            joined = "".join(a + ", " for a in args)
+            self.emit(f"{t} = _method({obj}, {e.name!r}, ({joined}))", e.pos)
+        return t
+
+
+def generate(program: Program, res: Resolution, unit_id: int, file: str) -> Unit:
+    return CodeGen(res, unit_id, file).program(program)

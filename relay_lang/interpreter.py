@@ -1,0 +1,285 @@
+"""The interpreter tier: compiles programs (parse, resolve, generate) and runs them.
+
+An `Interpreter` owns one namespace in which all its generated code runs
+(globals are `g_*` names there), the runtime support that code calls, the
+recursion and time budgets, and the actor runtime that hosts its servers.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from types import TracebackType
+from typing import Any, Callable, TextIO
+
+from . import numeric, ops
+from .actors import LocalRuntime, Runtime, ServerInstance
+from .builtins import ARITY, make_builtins
+from .codegen import FunctionCode, Unit, generate
+from .errors import Pos, RelayError
+from .parser import parse
+from .resolver import resolve
+from .values import Builtin, Cell, Function, ServerRef, show, type_name
+
+DEFAULT_MAX_DEPTH = 10_000
+BIG_STACK = 512 * 1024 * 1024  # bytes of C stack for the thread that runs Relay code
+
+
+class Interpreter:
+    def __init__(self, out: TextIO | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
+                 runtime: Runtime | None = None, repl: bool = False,
+                 err: TextIO | None = None) -> None:
+        self.out = out if out is not None else sys.stdout
+        self.err = err if err is not None else sys.stderr
+        self.max_depth = max_depth
+        self.repl = repl
+        self.units: dict[str, Unit] = {}
+        self.globals_declared: set[str] = set()
+        self.server: ServerInstance | None = None  # the server handling a message now
+        self.stop_error: RelayError | None = None
+        self.runtime: Runtime = runtime if runtime is not None else LocalRuntime(self)
+        self.depth = [0]
+        self.ns: dict[str, Any] = {}
+        self._bind_support()
+
+    # ------------------------------------------------------------ namespace
+
+    def _bind_support(self) -> None:
+        ns = self.ns
+        builtins = make_builtins(self)
+        ns.update({f"g_{name}": b for name, b in builtins.items()})
+        ns.update({f"_B_{name}": b.impl for name, b in builtins.items()})
+        ns.update(
+            _G=ns, _D=self.depth, _LIMIT=self.max_depth, _stop=False,
+            _too_deep=self._too_deep, _interrupted=self._interrupted,
+            _Cell=Cell, _Fn=Function, _FNTYPES=(Function, Builtin), _ServerRef=ServerRef,
+            _all_numbers=lambda a: all(type(x) is float for x in a),
+            _bad_arg=_bad_arg, _bad_return=_bad_return, _fail=_fail, _undefined=_undefined,
+            _add=ops.add, _sub=ops.sub, _mul=ops.mul, _div=ops.div, _mod=ops.mod, _pow=ops.power,
+            _fmod=numeric.fmod, _power=numeric.power, _compare=ops.compare, _equal=ops.eq,
+            _neg=ops.neg, _index=ops.index, _set_index=ops.set_index, _field=ops.field,
+            _set_field=ops.set_field, _range_iter=ops.range_iter, _iterate=ops.iterate,
+            _range_array=lambda a, b: ops.range_array(a, b, limit=50_000_000),
+            _call=self.call, _call_builtin=self._call_builtin, _method=self._method,
+            _state=self._state, _self=self._self, _declare_server=self.runtime.declare,
+        )
+
+    # ------------------------------------------------------------ compiling
+
+    def compile(self, source: str, file: str = "<input>") -> Unit:
+        """Parse, resolve and generate; the unit's main function is ready to run."""
+        program = parse(source, file)
+        declared = set(self.globals_declared)
+        res = resolve(program, declared, allow_redeclare=self.repl)
+        unit = generate(program, res, len(self.units), file)
+        code = compile(unit.source, unit.filename, "exec")
+        self.ns[f"_K{len(self.units)}"] = unit.constants
+        exec(code, self.ns)
+        for fc in unit.codes:
+            fc.py = self.ns[fc.pyname]
+        self.units[unit.filename] = unit
+        self.globals_declared = declared
+        return unit
+
+    # ------------------------------------------------------------ running
+
+    def run(self, source: str, file: str = "<input>") -> object:
+        """Runs a program (or REPL entry) and the messages it sent; returns its value."""
+        unit = self.compile(source, file)
+        value = self.guard(self.ns[unit.main], ((),))
+        self.runtime.run_pending()
+        return value
+
+    def guard(self, fn: Callable, args: tuple) -> object:
+        """Calls generated code; any failure comes out as a positioned RelayError."""
+        saved = self.depth[0]
+        try:
+            return fn(*args) if not isinstance(fn, Function) else fn.py(fn.c, *args)
+        except BaseException as exc:  # noqa: BLE001 - converted or re-raised below
+            self.depth[0] = saved
+            raise self.relay_error(exc) from None
+
+    def invoke(self, fn: Function, args: list) -> object:
+        """Calls a Relay function from the runtime (a server handler, say)."""
+        if fn.n != len(args):
+            raise RelayError(_arity_message(fn.code.name or "function", fn.n, len(args)))
+        return self.guard(fn, tuple(args))
+
+    def relay_error(self, exc: BaseException) -> RelayError:
+        if isinstance(exc, RelayError):
+            err = exc
+        elif isinstance(exc, NameError) and (exc.name or "").startswith("g_"):
+            err = RelayError(f"undefined variable '{exc.name[2:]}'")
+        elif isinstance(exc, RecursionError):
+            err = RelayError(f"recursion too deep: the program nests calls or values past the limit ({self.max_depth})")
+        elif isinstance(exc, MemoryError):
+            err = RelayError("out of memory: the program allocates more than this worker can hold")
+        else:
+            raise exc
+        self.place(err, exc.__traceback__)
+        err.__traceback__ = exc.__traceback__
+        return err
+
+    def place(self, err: RelayError, tb: TracebackType | None) -> None:
+        """Fills in the error's position and Relay stack from the Python traceback."""
+        frames: list[tuple[Unit, str, int]] = []
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            unit = self.units.get(code.co_filename)
+            if unit is not None:
+                frames.append((unit, code.co_name, tb.tb_lineno))
+            tb = tb.tb_next
+        if err.at_call_site and len(frames) > 1:
+            frames.pop()
+        if not frames:
+            return
+        positions = [unit.positions[line] for unit, _, line in frames]
+        if err.pos is None:
+            err.pos = next((p for p in reversed(positions) if p is not None), None)
+        stack: list[tuple[str, Pos]] = []
+        for k in range(len(frames) - 1, 0, -1):
+            unit, pyname, _ = frames[k]
+            name = unit.relay_names.get(pyname, pyname)
+            if positions[k - 1] is not None and not name.startswith("server "):
+                stack.append((name, positions[k - 1]))  # type: ignore[arg-type]
+        err.stack = stack
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+
+    # ------------------------------------------------------------ budgets
+
+    def request_stop(self, error: RelayError) -> None:
+        """Stops the running program at its next loop iteration or call (thread-safe)."""
+        self.stop_error = error
+        self.ns["_stop"] = True
+        self.ns["_LIMIT"] = -1
+
+    def clear_stop(self) -> None:
+        self.stop_error = None
+        self.ns["_stop"] = False
+        self.ns["_LIMIT"] = self.max_depth
+
+    def _interrupted(self) -> None:
+        raise RelayError(self.stop_error.message if self.stop_error else "stopped", kind="limit")
+
+    def _too_deep(self) -> None:
+        if self.stop_error is not None:
+            self._interrupted()
+        err = RelayError(f"recursion too deep: more than {self.max_depth} nested calls", kind="limit")
+        err.at_call_site = True
+        raise err
+
+    # ------------------------------------------------------------ runtime support
+
+    def call(self, f: object, args: tuple) -> object:
+        t = type(f)
+        if t is Function:
+            if f.n != len(args):  # type: ignore[union-attr]
+                raise RelayError(_arity_message(f.code.name or "function", f.n, len(args)))  # type: ignore[union-attr]
+            return f.py(f.c, *args)  # type: ignore[union-attr]
+        if t is Builtin:
+            return self._call_builtin(f.name, args)  # type: ignore[union-attr]
+        raise RelayError(f"cannot call {type_name(f)} {show(f)}" if t in (float, str, bool) else f"cannot call {type_name(f)}")
+
+    def _call_builtin(self, name: str, args: tuple) -> object:
+        lo, hi = ARITY[name]
+        if len(args) < lo or (hi is not None and len(args) > hi):
+            expected = str(lo) if lo == hi else (f"at least {lo}" if hi is None else f"{lo} to {hi}")
+            raise RelayError(f"{name} expects {expected} argument{'s' if expected != '1' else ''}, got {len(args)}")
+        return self.ns[f"_B_{name}"](*args)
+
+    def _method(self, obj: object, name: str, args: tuple) -> object:
+        t = type(obj)
+        if t is list:
+            if name in ("push", "pop"):
+                return self._call_builtin(name, (obj, *args))
+            raise RelayError(f"arrays have no method '{name}' (they have push and pop)")
+        if t is dict:
+            f = obj.get(name)  # type: ignore[attr-defined]
+            if f is None:
+                raise RelayError(f"map has no function field '{name}'")
+            return self.call(f, args)
+        if t is ServerRef:
+            return self.runtime.call(obj, name, list(args))  # type: ignore[arg-type]
+        raise RelayError(f"cannot call method '{name}' on {type_name(obj)}")
+
+    def _state(self) -> dict:
+        if self.server is None:
+            raise RelayError("'state' is only available while a server handles a message")
+        return self.server.state
+
+    def _self(self) -> ServerRef:
+        if self.server is None:
+            raise RelayError("'self' is only available while a server handles a message")
+        return self.server.ref
+
+
+def _arity_message(name: str, expected: int, got: int) -> str:
+    return f"{name} expects {expected} argument{'s' if expected != 1 else ''}, got {got}"
+
+
+def _bad_arg(code: FunctionCode, i: int, value: object) -> None:
+    ann = code.param_types[i]
+    got = type_name(value)
+    if ann is not None and ann.elem and type(value) is list:
+        bad = next(x for x in value if type(x) is not float)
+        got = f"array with a {type_name(bad)} element"
+    err = RelayError(f"{code.name or 'function'}: parameter '{code.params[i]}' expects {ann}, got {got}",
+                     kind="type error")
+    err.at_call_site = True
+    raise err
+
+
+def _bad_return(ann: object, value: object, name: str) -> None:
+    raise RelayError(f"{name}: must return {ann}, returned {type_name(value)}", kind="type error")
+
+
+def _fail(message: str) -> None:
+    raise RelayError(message)
+
+
+def _undefined(name: str) -> None:
+    raise RelayError(f"undefined variable '{name}' (declare it with let)")
+
+
+def run_with_big_stack(fn: Callable[[], Any], max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Runs fn on a thread with a large C stack, so deep Relay recursion cannot crash the process."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            result["error"] = exc
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), max_depth * 6 + 2000))
+    old = threading.stack_size(BIG_STACK)
+    try:
+        thread = threading.Thread(target=target, name="relay", daemon=True)
+        thread.start()
+    finally:
+        threading.stack_size(old)
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def run_program(source: str, file: str = "<input>", *, interp: Interpreter | None = None,
+                time_limit: float | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
+                out: TextIO | None = None, err: TextIO | None = None) -> object:
+    """Runs a whole program within its budgets; returns its value or raises RelayError."""
+    interp = interp if interp is not None else Interpreter(out=out, err=err, max_depth=max_depth)
+    timer = None
+    if time_limit is not None:
+        stop = RelayError(f"time limit of {time_limit:g} s exceeded", kind="limit")
+        timer = threading.Timer(time_limit, interp.request_stop, [stop])
+        timer.daemon = True
+        timer.start()
+    try:
+        return run_with_big_stack(lambda: interp.run(source, file), interp.max_depth)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        interp.clear_stop()

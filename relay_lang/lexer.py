@@ -1,0 +1,214 @@
+"""Scanner: source text to tokens.
+
+Newlines are significant: they end statements. The scanner drops those that
+fall directly inside `( )` or `[ ]` (a `{ }` nested in them makes newlines
+significant again, so a function literal passed as an argument still has
+statements); the parser skips the others where a statement cannot end
+(after a binary operator, `,` or `=`, and inside map literals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import Pos, RelaySyntaxError
+
+KEYWORDS = frozenset(
+    "fn let set if else while for in break continue return true false null nil "
+    "server state receive send self".split()
+)
+
+# Longest first, so that `**=`-like prefixes resolve greedily.
+OPERATORS = sorted(
+    "+ - * / % ** = == != < <= > >= && || ?? ! .. . , ; : ( ) [ ] { } -> += -= *= /= %= @".split(),
+    key=len,
+    reverse=True,
+)
+
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    kind: str  # "num", "str", "ident", "kw", "op", "newline", "eof"
+    text: str  # the operator, keyword or identifier; the raw text of a literal
+    value: object  # float for numbers, str for strings, else None
+    pos: Pos
+
+    def describe(self) -> str:
+        if self.kind == "eof":
+            return "end of file"
+        if self.kind == "newline":
+            return "end of line"
+        if self.kind == "str":
+            return "a string"
+        if self.kind == "num":
+            return f"number {self.text}"
+        return f"'{self.text}'"
+
+
+def _is_ident_start(c: str) -> bool:
+    return c.isascii() and (c.isalpha() or c == "_")
+
+
+def _is_ident_char(c: str) -> bool:
+    return c.isascii() and (c.isalnum() or c == "_")
+
+
+class Lexer:
+    def __init__(self, source: str, file: str) -> None:
+        self.src = source
+        self.file = file
+        self.i = 0
+        self.line = 1
+        self.line_start = 0
+        self.tokens: list[Token] = []
+        # True for "(" and "[" (newlines ignored), False for "{".
+        self.brackets: list[bool] = []
+
+    def pos(self, index: int | None = None) -> Pos:
+        index = self.i if index is None else index
+        return Pos(self.file, self.line, index - self.line_start + 1)
+
+    def error(self, message: str, index: int | None = None) -> RelaySyntaxError:
+        return RelaySyntaxError(message, self.pos(index))
+
+    def add(self, kind: str, text: str, value: object, start: int) -> None:
+        self.tokens.append(Token(kind, text, value, self.pos(start)))
+
+    def tokenize(self) -> list[Token]:
+        src = self.src
+        n = len(src)
+        while self.i < n:
+            c = src[self.i]
+            if c == "\n":
+                if not (self.brackets and self.brackets[-1]):
+                    self.add("newline", "\n", None, self.i)
+                self.i += 1
+                self.line += 1
+                self.line_start = self.i
+            elif c in " \t\r\ufeff":
+                self.i += 1
+            elif src.startswith("//", self.i):
+                end = src.find("\n", self.i)
+                self.i = n if end < 0 else end
+            elif src.startswith("/*", self.i):
+                self.block_comment()
+            elif c.isdigit() or (c == "." and self.i + 1 < n and src[self.i + 1].isdigit()):
+                self.number()
+            elif c == '"':
+                self.string()
+            elif _is_ident_start(c):
+                start = self.i
+                while self.i < n and _is_ident_char(src[self.i]):
+                    self.i += 1
+                word = src[start:self.i]
+                self.add("kw" if word in KEYWORDS else "ident", word, None, start)
+            else:
+                self.operator()
+        self.add("eof", "", None, self.i)
+        return self.tokens
+
+    def block_comment(self) -> None:
+        start = self.i
+        end = self.src.find("*/", self.i + 2)
+        if end < 0:
+            raise self.error("unterminated comment: '/*' without '*/'", start)
+        for k in range(self.i, end):
+            if self.src[k] == "\n":
+                self.line += 1
+                self.line_start = k + 1
+        self.i = end + 2
+
+    def number(self) -> None:
+        src, n, start = self.src, len(self.src), self.i
+        if src.startswith(("0x", "0X"), start):
+            self.i += 2
+            while self.i < n and (src[self.i] in "0123456789abcdefABCDEF_"):
+                self.i += 1
+            digits = src[start + 2:self.i]
+            if not digits.replace("_", "") or digits.startswith("_") or digits.endswith("_") or "__" in digits:
+                raise self.error(f"malformed hex number '{src[start:self.i]}'", start)
+            value = float(int(digits.replace("_", ""), 16))
+        else:
+            self.digits()
+            if self.i + 1 < n and src[self.i] == "." and src[self.i + 1].isdigit():
+                self.i += 1
+                self.digits()
+            if self.i < n and src[self.i] in "eE":
+                j = self.i + 1
+                if j < n and src[j] in "+-":
+                    j += 1
+                if not (j < n and src[j].isdigit()):
+                    raise self.error("malformed number: exponent has no digits", self.i)
+                self.i = j
+                self.digits()
+            text = src[start:self.i]
+            value = float(text.replace("_", ""))
+        if self.i < n and _is_ident_char(src[self.i]):
+            raise self.error(f"malformed number '{src[start:self.i + 1]}'", start)
+        self.add("num", src[start:self.i], value, start)
+
+    def digits(self) -> None:
+        """Digits with single underscores between them."""
+        src, n = self.src, len(self.src)
+        while self.i < n and src[self.i].isdigit():
+            self.i += 1
+            if self.i + 1 < n and src[self.i] == "_" and src[self.i + 1].isdigit():
+                self.i += 1
+
+    def string(self) -> None:
+        src, n, start = self.src, len(self.src), self.i
+        self.i += 1
+        out: list[str] = []
+        while True:
+            if self.i >= n or src[self.i] == "\n":
+                raise self.error("unterminated string", start)
+            c = src[self.i]
+            if c == '"':
+                self.i += 1
+                break
+            if c == "\\":
+                out.append(self.escape())
+            else:
+                out.append(c)
+                self.i += 1
+        self.add("str", src[start:self.i], "".join(out), start)
+
+    def escape(self) -> str:
+        src, n, start = self.src, len(self.src), self.i
+        c = src[self.i + 1] if self.i + 1 < n else ""
+        if c in ESCAPES and c:
+            self.i += 2
+            return ESCAPES[c]
+        if c == "u" and src.startswith("{", self.i + 2):
+            end = src.find("}", self.i + 3)
+            digits = src[self.i + 3:end] if end > 0 else ""
+            if end < 0 or not digits or len(digits) > 6 or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                raise self.error("malformed unicode escape: expected \\u{HEX}", start)
+            code = int(digits, 16)
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                raise self.error(f"\\u{{{digits}}} is not a valid unicode scalar value", start)
+            self.i = end + 1
+            return chr(code)
+        raise self.error(f"unknown escape '\\{c}' in string", start)
+
+    def operator(self) -> None:
+        src, start = self.src, self.i
+        for op in OPERATORS:
+            if src.startswith(op, start):
+                break
+        else:
+            raise self.error(f"unexpected character {src[start]!r}", start)
+        if op in "([":
+            self.brackets.append(True)
+        elif op == "{":
+            self.brackets.append(False)
+        elif op in ")]}" and self.brackets:
+            self.brackets.pop()
+        self.i += len(op)
+        self.add("op", op, None, start)
+
+
+def tokenize(source: str, file: str = "<input>") -> list[Token]:
+    return Lexer(source, file).tokenize()

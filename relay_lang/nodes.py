@@ -1,0 +1,309 @@
+"""The Relay AST: small immutable nodes, each with its source position.
+
+Modelled on Python's `ast`: plain data, no behaviour. Nodes compare by
+identity (so passes can key side tables on them); their content identity is
+`hashing.node_hash`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import Pos
+
+
+def node(cls):
+    return dataclass(frozen=True, slots=True, eq=False)(cls)
+
+
+class Node:
+    __slots__ = ()
+    pos: Pos
+
+
+class Expr(Node):
+    __slots__ = ()
+
+
+class Stmt(Node):
+    __slots__ = ()
+
+
+# ---------------------------------------------------------------- expressions
+
+
+@node
+class Num(Expr):
+    pos: Pos
+    value: float
+
+
+@node
+class Str(Expr):
+    pos: Pos
+    value: str
+
+
+@node
+class Bool(Expr):
+    pos: Pos
+    value: bool
+
+
+@node
+class Null(Expr):
+    pos: Pos
+
+
+@node
+class Name(Expr):
+    pos: Pos
+    name: str
+
+
+@node
+class StateRef(Expr):
+    """`state`: the running server's private map."""
+
+    pos: Pos
+
+
+@node
+class SelfRef(Expr):
+    """`self`: the running server's reference."""
+
+    pos: Pos
+
+
+@node
+class ArrayLit(Expr):
+    pos: Pos
+    items: tuple[Expr, ...]
+
+
+@node
+class MapLit(Expr):
+    pos: Pos
+    keys: tuple[str, ...]
+    values: tuple[Expr, ...]
+
+
+@node
+class Unary(Expr):
+    pos: Pos
+    op: str  # "-" or "!"
+    operand: Expr
+
+
+@node
+class Binary(Expr):
+    """Arithmetic and comparison: + - * / % ** == != < <= > >=."""
+
+    pos: Pos
+    op: str
+    left: Expr
+    right: Expr
+
+
+@node
+class Logical(Expr):
+    """Short-circuit operators: && || ??."""
+
+    pos: Pos
+    op: str
+    left: Expr
+    right: Expr
+
+
+@node
+class Range(Expr):
+    """`start..end`: the numbers start, start+1, ... below end."""
+
+    pos: Pos
+    start: Expr
+    end: Expr
+
+
+@node
+class Call(Expr):
+    pos: Pos
+    callee: Expr
+    args: tuple[Expr, ...]
+
+
+@node
+class Index(Expr):
+    pos: Pos
+    obj: Expr
+    index: Expr
+
+
+@node
+class Field(Expr):
+    pos: Pos
+    obj: Expr
+    name: str
+
+
+@node
+class MethodCall(Expr):
+    """`obj.name(args)`: an array method, a map's function field, or a server call."""
+
+    pos: Pos
+    obj: Expr
+    name: str
+    args: tuple[Expr, ...]
+
+
+@node
+class TypeAnn(Node):
+    """A type annotation: `number`, `array<number>`, ..."""
+
+    pos: Pos
+    name: str
+    elem: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}<{self.elem}>" if self.elem else self.name
+
+
+@node
+class Param(Node):
+    pos: Pos
+    name: str
+    type: TypeAnn | None
+
+
+@node
+class Directive(Node):
+    pos: Pos
+    name: str  # "llvm", "interpret", "optimize", "fastmath"
+    args: tuple[float, ...]
+
+
+@node
+class FnLit(Expr):
+    """A function: a literal `fn(a) { }`, or the body of a declaration."""
+
+    pos: Pos
+    name: str  # "" for anonymous literals
+    params: tuple[Param, ...]
+    ret_type: TypeAnn | None
+    body: Block
+    directives: tuple[Directive, ...]
+
+
+# ----------------------------------------------------------------- statements
+
+
+@node
+class Block(Node):
+    pos: Pos
+    stmts: tuple[Stmt, ...]
+
+
+@node
+class ExprStmt(Stmt):
+    pos: Pos
+    expr: Expr
+
+
+@node
+class Let(Stmt):
+    """`let x = v`, or Relay 0.3's `set x = v` (redeclaration allowed)."""
+
+    pos: Pos
+    name: str
+    value: Expr
+    redeclare: bool
+
+
+@node
+class Assign(Stmt):
+    """`target op value` where op is = += -= *= /= %= and target a Name, Index or Field."""
+
+    pos: Pos
+    target: Expr
+    op: str
+    value: Expr
+
+
+@node
+class If(Stmt):
+    pos: Pos
+    cond: Expr
+    then: Block
+    orelse: Block | If | None
+
+
+@node
+class While(Stmt):
+    pos: Pos
+    cond: Expr
+    body: Block
+
+
+@node
+class ForRange(Stmt):
+    """`for var in start..end { }`: both ends evaluated once."""
+
+    pos: Pos
+    var: str
+    start: Expr
+    end: Expr
+    body: Block
+
+
+@node
+class ForEach(Stmt):
+    """`for var in xs { }` over an array snapshot or a map's keys."""
+
+    pos: Pos
+    var: str
+    iterable: Expr
+    body: Block
+
+
+@node
+class Break(Stmt):
+    pos: Pos
+
+
+@node
+class Continue(Stmt):
+    pos: Pos
+
+
+@node
+class Return(Stmt):
+    pos: Pos
+    value: Expr | None
+
+
+@node
+class FnDecl(Stmt):
+    pos: Pos
+    fn: FnLit
+
+
+@node
+class Receive(Node):
+    """`receive fn name(...) { }` inside a server."""
+
+    pos: Pos
+    fn: FnLit
+
+
+@node
+class ServerDecl(Stmt):
+    pos: Pos
+    name: str
+    state: MapLit | None
+    handlers: tuple[Receive, ...]
+    helpers: tuple[FnDecl, ...]
+
+
+@node
+class Program(Node):
+    pos: Pos
+    stmts: tuple[Stmt, ...]

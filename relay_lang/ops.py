@@ -1,0 +1,181 @@
+"""Operator semantics: the slow paths behind the compiled fast paths.
+
+Generated code handles float-float arithmetic inline; everything else comes
+here, where mixed types become Relay errors and edge cases follow IEEE-754.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+from . import numeric
+from .errors import RelayError
+from .values import equal, format_number, type_name
+
+MAX_STRING = 1 << 28  # characters; a string longer than this is over the memory budget
+
+
+def _operands_error(verb: str, a: object, b: object) -> RelayError:
+    return RelayError(f"cannot {verb} {type_name(a)} and {type_name(b)}")
+
+
+def add(a: object, b: object) -> object:
+    ta, tb = type(a), type(b)
+    if ta is float and tb is float:
+        return a + b  # type: ignore[operator]
+    if ta is str and tb is str:
+        if len(a) + len(b) > MAX_STRING:  # type: ignore[arg-type]
+            raise RelayError(f"string too long: over the memory budget of {MAX_STRING} characters")
+        return a + b  # type: ignore[operator]
+    raise _operands_error("add", a, b)
+
+
+def _numbers(verb: str, a: object, b: object) -> None:
+    if type(a) is not float or type(b) is not float:
+        raise _operands_error(verb, a, b)
+
+
+def sub(a: object, b: object) -> float:
+    _numbers("subtract", a, b)
+    return a - b  # type: ignore[operator]
+
+
+def mul(a: object, b: object) -> float:
+    _numbers("multiply", a, b)
+    return a * b  # type: ignore[operator]
+
+
+def div(a: object, b: object) -> float:
+    _numbers("divide", a, b)
+    return numeric.div(a, b)  # type: ignore[arg-type]
+
+
+def mod(a: object, b: object) -> float:
+    _numbers("take the remainder of", a, b)
+    return numeric.fmod(a, b)  # type: ignore[arg-type]
+
+
+def power(a: object, b: object) -> float:
+    _numbers("raise", a, b)
+    return numeric.power(a, b)  # type: ignore[arg-type]
+
+
+def neg(a: object) -> float:
+    if type(a) is not float:
+        raise RelayError(f"cannot negate {type_name(a)}")
+    return -a  # type: ignore[operator]
+
+
+def compare(op: str, a: object, b: object) -> bool:
+    ta = type(a)
+    if ta is not type(b) or (ta is not float and ta is not str):
+        raise RelayError(f"cannot compare {type_name(a)} {op} {type_name(b)}: '{op}' takes two numbers or two strings")
+    if op == "<":
+        return a < b  # type: ignore[operator]
+    if op == "<=":
+        return a <= b  # type: ignore[operator]
+    if op == ">":
+        return a > b  # type: ignore[operator]
+    return a >= b  # type: ignore[operator]
+
+
+def eq(a: object, b: object) -> bool:
+    return equal(a, b)
+
+
+def ne(a: object, b: object) -> bool:
+    return not equal(a, b)
+
+
+# ------------------------------------------------------------------ indexing
+
+
+def _array_index(a: list, i: object, verb: str) -> int:
+    if type(i) is not float:
+        raise RelayError(f"array index must be a number, got {type_name(i)}")
+    if not (0 <= i < len(a)) or not i.is_integer():  # type: ignore[operator, union-attr]
+        raise RelayError(f"index {format_number(i)} out of range for array of length {len(a)}"  # type: ignore[arg-type]
+                         + ("" if verb == "read" else f" ({verb})"))
+    return int(i)  # type: ignore[call-overload]
+
+
+def index(obj: object, i: object) -> object:
+    t = type(obj)
+    if t is list:
+        return obj[_array_index(obj, i, "read")]  # type: ignore[index]
+    if t is dict:
+        if type(i) is not str:
+            raise RelayError(f"map keys are strings, got {type_name(i)}")
+        return obj.get(i)  # type: ignore[attr-defined]
+    if t is str:
+        if type(i) is not float or not (0 <= i < len(obj)) or not i.is_integer():  # type: ignore[operator, arg-type, union-attr]
+            shown = format_number(i) if type(i) is float else type_name(i)  # type: ignore[arg-type]
+            raise RelayError(f"index {shown} out of range for string of length {len(obj)}")  # type: ignore[arg-type]
+        return obj[int(i)]  # type: ignore[index, call-overload]
+    raise RelayError(f"cannot index {type_name(obj)}")
+
+
+def set_index(obj: object, i: object, v: object) -> None:
+    t = type(obj)
+    if t is list:
+        obj[_array_index(obj, i, "write")] = v  # type: ignore[index]
+    elif t is dict:
+        if type(i) is not str:
+            raise RelayError(f"map keys are strings, got {type_name(i)}")
+        obj[i] = v  # type: ignore[index]
+    elif t is str:
+        raise RelayError("strings are immutable: cannot assign to a character")
+    else:
+        raise RelayError(f"cannot index {type_name(obj)}")
+
+
+def field(obj: object, name: str) -> object:
+    if type(obj) is dict:
+        return obj.get(name)  # type: ignore[attr-defined]
+    raise RelayError(f"cannot read field '{name}' of {type_name(obj)} (fields belong to maps)")
+
+
+def set_field(obj: object, name: str, v: object) -> None:
+    if type(obj) is dict:
+        obj[name] = v  # type: ignore[index]
+        return
+    raise RelayError(f"cannot set field '{name}' of {type_name(obj)} (fields belong to maps)")
+
+
+# ------------------------------------------------------------------ loops
+
+
+def range_iter(start: object, end: object):
+    """Offsets k = 0, 1, ... with start + k < end: `for i in start..end` binds start + k."""
+    if type(start) is not float or type(end) is not float:
+        raise RelayError(f"range bounds must be numbers, got {type_name(start)}..{type_name(end)}")
+    if not start < end:  # type: ignore[operator]
+        return range(0)
+    if end == math.inf or start == -math.inf:
+        return itertools.count()
+    n = max(0, int(math.ceil(end - start)))  # type: ignore[operator]
+    while n > 0 and not start + (n - 1) < end:  # type: ignore[operator]
+        n -= 1
+    while start + n < end:  # type: ignore[operator]
+        n += 1
+    return range(n)
+
+
+def range_array(start: object, end: object, limit: int) -> list[float]:
+    """`a..b` used as a value: the array of the numbers a for-loop would visit."""
+    it = range_iter(start, end)
+    if not isinstance(it, range) or len(it) > limit:
+        raise RelayError(f"range {format_number(start)}..{format_number(end)} is too large to make an array "  # type: ignore[arg-type]
+                         f"(over {limit} elements)")
+    return [start + k for k in it]  # type: ignore[operator]
+
+
+def iterate(obj: object) -> list:
+    """What `for x in obj` visits: an array snapshot, a map's keys, a string's characters."""
+    t = type(obj)
+    if t is list:
+        return obj.copy()  # type: ignore[attr-defined]
+    if t is dict or t is str:
+        return list(obj)  # type: ignore[call-overload]
+    raise RelayError(f"cannot iterate over {type_name(obj)} (for-in takes an array, a map or a string)")

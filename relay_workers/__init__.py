@@ -1,0 +1,1 @@
+"""The Relay worker fleet (Celery and Redis). Arrives with the fleet issue."""
