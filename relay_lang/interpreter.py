@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from . import numeric, ops
 from .actors import LocalRuntime, Runtime, ServerInstance

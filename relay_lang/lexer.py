@@ -47,6 +47,13 @@ class Token:
         return f"'{self.text}'"
 
 
+DIGITS = frozenset("0123456789")
+
+
+def _is_digit(c: str) -> bool:
+    return c in DIGITS  # str.isdigit() also accepts '²' and other non-ASCII digits
+
+
 def _is_ident_start(c: str) -> bool:
     return c.isascii() and (c.isalpha() or c == "_")
 
@@ -94,7 +101,7 @@ class Lexer:
                 self.i = n if end < 0 else end
             elif src.startswith("/*", self.i):
                 self.block_comment()
-            elif c.isdigit() or (c == "." and self.i + 1 < n and src[self.i + 1].isdigit()):
+            elif _is_digit(c) or (c == "." and self.i + 1 < n and _is_digit(src[self.i + 1])):
                 self.number()
             elif c == '"':
                 self.string()
@@ -132,14 +139,14 @@ class Lexer:
             value = float(int(digits.replace("_", ""), 16))
         else:
             self.digits()
-            if self.i + 1 < n and src[self.i] == "." and src[self.i + 1].isdigit():
+            if self.i + 1 < n and src[self.i] == "." and _is_digit(src[self.i + 1]):
                 self.i += 1
                 self.digits()
             if self.i < n and src[self.i] in "eE":
                 j = self.i + 1
                 if j < n and src[j] in "+-":
                     j += 1
-                if not (j < n and src[j].isdigit()):
+                if not (j < n and _is_digit(src[j])):
                     raise self.error("malformed number: exponent has no digits", self.i)
                 self.i = j
                 self.digits()
@@ -152,9 +159,9 @@ class Lexer:
     def digits(self) -> None:
         """Digits with single underscores between them."""
         src, n = self.src, len(self.src)
-        while self.i < n and src[self.i].isdigit():
+        while self.i < n and _is_digit(src[self.i]):
             self.i += 1
-            if self.i + 1 < n and src[self.i] == "_" and src[self.i + 1].isdigit():
+            if self.i + 1 < n and src[self.i] == "_" and _is_digit(src[self.i + 1]):
                 self.i += 1
 
     def string(self) -> None:

@@ -5,28 +5,58 @@ from __future__ import annotations
 from .errors import Pos, RelaySyntaxError
 from .lexer import Token, tokenize
 from .nodes import (
-    ArrayLit, Assign, Binary, Block, Bool, Break, Call, Continue, Directive, Expr, ExprStmt,
-    Field, FnDecl, FnLit, ForEach, ForRange, If, Index, Let, Logical, MapLit, MethodCall, Name,
-    Null, Num, Param, Program, Range, Receive, Return, SelfRef, ServerDecl, StateRef, Stmt, Str,
-    TypeAnn, Unary, While,
+    ArrayLit,
+    Assign,
+    Binary,
+    Block,
+    Bool,
+    Break,
+    Call,
+    Continue,
+    Directive,
+    Expr,
+    ExprStmt,
+    Field,
+    FnDecl,
+    FnLit,
+    ForEach,
+    ForRange,
+    If,
+    Index,
+    Let,
+    Logical,
+    MapLit,
+    MethodCall,
+    Name,
+    Null,
+    Num,
+    Param,
+    Program,
+    Range,
+    Receive,
+    Return,
+    SelfRef,
+    ServerDecl,
+    StateRef,
+    Stmt,
+    Str,
+    TypeAnn,
+    Unary,
+    While,
 )
 
 TYPE_NAMES = ("number", "string", "bool", "null", "array", "map", "fn", "server", "any")
 DIRECTIVES = ("llvm", "interpret", "optimize", "fastmath")
 ASSIGN_OPS = ("=", "+=", "-=", "*=", "/=", "%=")
-MAX_NESTING = 200
+MAX_NESTING = 100  # brackets, blocks and unary operators, all together
+MAX_BLOCK_NESTING = 40  # blocks inside blocks
 
-# Binary levels, lowest precedence first; each entry: (operators, node class).
-LEVELS: tuple[tuple[tuple[str, ...], type], ...] = (
-    (("||",), Logical),
-    (("??",), Logical),
-    (("&&",), Logical),
-    (("==", "!="), Binary),
-    (("<", "<=", ">", ">="), Binary),
-    (("..",), Range),
-    (("+", "-"), Binary),
-    (("*", "/", "%"), Binary),
-)
+# Binary operators by precedence, lowest first; `..` makes Range nodes.
+PRECEDENCE: dict[str, int] = {
+    "||": 1, "??": 2, "&&": 3, "==": 4, "!=": 4, "<": 5, "<=": 5, ">": 5, ">=": 5,
+    "..": 6, "+": 7, "-": 7, "*": 8, "/": 8, "%": 8,
+}
+LOGICAL = ("||", "??", "&&")
 
 
 class Parser:
@@ -35,6 +65,7 @@ class Parser:
         self.file = file
         self.k = 0
         self.depth = 0
+        self.blocks = 0
 
     # ------------------------------------------------------------ token helpers
 
@@ -121,7 +152,11 @@ class Parser:
         self.skip_newlines()
         start = self.expect_op("{", context)
         self.nest()
+        self.blocks += 1
+        if self.blocks > MAX_BLOCK_NESTING:
+            raise self.error(f"blocks nested too deeply (more than {MAX_BLOCK_NESTING} levels)", start)
         stmts = self.statements(until_brace=True)
+        self.blocks -= 1
         self.depth -= 1
         self.expect_op("}", "to close the block")
         return Block(start.pos, tuple(stmts))
@@ -336,23 +371,23 @@ class Parser:
 
     def expression(self) -> Expr:
         self.nest()
-        expr = self.binary(0)
+        expr = self.binary(1)
         self.depth -= 1
         return expr
 
-    def binary(self, level: int) -> Expr:
-        if level == len(LEVELS):
-            return self.unary()
-        ops, cls = LEVELS[level]
-        left = self.binary(level + 1)
-        while self.tok.kind == "op" and self.tok.text in ops:
+    def binary(self, min_prec: int) -> Expr:
+        """Precedence climbing: operators at or above min_prec, left associative."""
+        left = self.unary()
+        while self.tok.kind == "op" and PRECEDENCE.get(self.tok.text, 0) >= min_prec:
             op = self.advance()
             self.skip_newlines()
-            right = self.binary(level + 1)
-            if cls is Range:
+            right = self.binary(PRECEDENCE[op.text] + 1)
+            if op.text == "..":
                 left = Range(op.pos, left, right)
+            elif op.text in LOGICAL:
+                left = Logical(op.pos, op.text, left, right)
             else:
-                left = cls(op.pos, op.text, left, right)
+                left = Binary(op.pos, op.text, left, right)
         return left
 
     def unary(self) -> Expr:

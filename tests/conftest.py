@@ -1,0 +1,43 @@
+"""Shared helpers: run Relay source in-process or through the `relay` command."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relay_lang.interpreter import Interpreter, run_program
+
+ROOT = Path(__file__).resolve().parent.parent
+RELAY = [sys.executable, "-m", "relay_lang"]
+
+
+def run_relay(source: str, **kwargs) -> tuple[str, object]:
+    """Runs source in-process; returns (stdout text, program value)."""
+    out = io.StringIO()
+    err = io.StringIO()
+    interp = Interpreter(out=out, err=err, max_depth=kwargs.pop("max_depth", 10_000))
+    value = run_program(source, "test.relay", interp=interp, **kwargs)
+    return out.getvalue(), value
+
+
+def relay_cli(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([*RELAY, *args], capture_output=True, text=True, input=stdin,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture
+def run():
+    def _run(source: str, **kwargs) -> str:
+        return run_relay(source, **kwargs)[0]
+    return _run
+
+
+# The interpreter raises the recursion limit on first use; do it up front so
+# that hypothesis does not see it change in the middle of a test.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000 * 6 + 2000))

@@ -1,0 +1,60 @@
+"""The `relay` command as users run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import relay_cli
+
+
+def write(tmp_path: Path, text: str, name: str = "prog.relay") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_run_prints_and_exits_zero(tmp_path: Path) -> None:
+    result = relay_cli("run", write(tmp_path, 'print("hi", 1 + 1)'))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "hi 2\n", "")
+
+
+def test_relay_error_is_one_message_with_stack_and_exit_one(tmp_path: Path) -> None:
+    path = write(tmp_path, 'print("partial")\nfn f(x) {\n  x + "s"\n}\nf(1)\n')
+    result = relay_cli("run", path)
+    assert result.returncode == 1
+    assert result.stdout == "partial\n"
+    assert result.stderr.splitlines() == [
+        f"{path}:3:5: error: cannot add number and string",
+        f"  in f, called at {path}:5:1",
+    ]
+
+
+def test_time_limit_stops_an_endless_loop(tmp_path: Path) -> None:
+    result = relay_cli("run", "--time-limit", "0.5", write(tmp_path, "let i = 0\nwhile true { i += 1 }"))
+    assert result.returncode == 1
+    assert "prog.relay:2:1: limit: time limit of 0.5 s exceeded" in result.stderr
+
+
+def test_depth_limit_option(tmp_path: Path) -> None:
+    result = relay_cli("run", "--max-depth", "50", write(tmp_path, "fn f(n) { f(n + 1) }\nf(0)"))
+    assert result.returncode == 1 and "more than 50 nested calls" in result.stderr
+
+
+def test_missing_file_and_bad_flags(tmp_path: Path) -> None:
+    result = relay_cli("run", str(tmp_path / "nope.relay"))
+    assert result.returncode == 2 and "cannot read" in result.stderr and "Traceback" not in result.stderr
+    result = relay_cli("run", "--time-limit", "-1", "x.relay")
+    assert result.returncode == 2 and "positive" in result.stderr
+
+
+def test_llvm_tier_flags_exist_and_say_not_yet(tmp_path: Path) -> None:
+    result = relay_cli("run", "--tier", "llvm", write(tmp_path, "print(1)"))
+    assert result.returncode == 2 and "not available yet" in result.stderr
+
+
+def test_repl_shows_values_keeps_state_and_survives_errors() -> None:
+    entries = "let x = 2\nfn sq(a) {\n  a * a\n}\nsq(x) + 1\nnope\nlet x = 5\nx\n[1, {a: \"s\"}]\n"
+    result = relay_cli("repl", stdin=entries)
+    assert result.returncode == 0
+    assert result.stdout == '5\n5\n[1, {a: "s"}]\n'
+    assert "undefined variable 'nope'" in result.stderr and "Traceback" not in result.stderr
