@@ -7,7 +7,7 @@ import os
 import sys
 
 from .errors import RelayError
-from .interpreter import DEFAULT_MAX_DEPTH, run_program
+from .interpreter import DEFAULT_MAX_DEPTH, Interpreter, run_program
 
 
 def _positive(text: str) -> float:
@@ -35,23 +35,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.tier == "llvm" or args.explain:
-        print("relay: the LLVM tier is not available yet; --tier llvm and --explain arrive with it "
-              "(run with --tier auto or --tier interpret)", file=sys.stderr)
-        return 2
     try:
         with open(args.file, encoding="utf-8") as f:
             source = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         print(f"relay: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
+    interp = Interpreter(max_depth=args.max_depth, tier=args.tier)
+    status = 0
     try:
-        run_program(source, args.file, time_limit=args.time_limit, max_depth=args.max_depth)
+        run_program(source, args.file, interp=interp, time_limit=args.time_limit)
     except RelayError as err:
         sys.stdout.flush()
         print(err, file=sys.stderr)
-        return 1
-    return 0
+        status = 1
+    if args.explain:
+        sys.stdout.flush()
+        for line in interp.router.explain():
+            print(f"explain: {line}", file=sys.stderr)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TextIO
@@ -17,6 +18,8 @@ from . import numeric, ops
 from .actors import LocalRuntime, Runtime, ServerInstance
 from .builtins import ARITY, make_builtins
 from .codegen import FunctionCode, Unit, generate
+from .compiler.cache import ObjectStore
+from .compiler.router import Router
 from .errors import Pos, RelayError
 from .parser import parse
 from .resolver import resolve
@@ -29,7 +32,7 @@ BIG_STACK = 512 * 1024 * 1024  # bytes of C stack for the thread that runs Relay
 class Interpreter:
     def __init__(self, out: TextIO | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
                  runtime: Runtime | None = None, repl: bool = False,
-                 err: TextIO | None = None) -> None:
+                 err: TextIO | None = None, tier: str = "auto", store: ObjectStore | None = None) -> None:
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
         self.max_depth = max_depth
@@ -38,6 +41,9 @@ class Interpreter:
         self.globals_declared: set[str] = set()
         self.server: ServerInstance | None = None  # the server handling a message now
         self.stop_error: RelayError | None = None
+        self.time_limit: float | None = None
+        self.deadline_ns = 0  # time.monotonic_ns() when the time budget runs out; 0: none
+        self.router = Router(self, tier, store)
         self.runtime: Runtime = runtime if runtime is not None else LocalRuntime(self)
         self.depth = [0]
         self.ns: dict[str, Any] = {}
@@ -79,6 +85,7 @@ class Interpreter:
         for fc in unit.codes:
             fc.py = self.ns[fc.pyname]
         self.units[unit.filename] = unit
+        self.router.prepare(unit, program, res)
         self.globals_declared = declared
         return unit
 
@@ -138,6 +145,8 @@ class Interpreter:
         if err.pos is None:
             err.pos = next((p for p in reversed(positions) if p is not None), None)
         stack: list[tuple[str, Pos]] = []
+        for name, pos in getattr(err, "native_stack", ()):  # frames of compiled code, innermost first
+            stack.append((name, pos if pos is not None else positions[-1]))  # type: ignore[arg-type]
         for k in range(len(frames) - 1, 0, -1):
             unit, pyname, _ = frames[k]
             name = unit.relay_names.get(pyname, pyname)
@@ -156,8 +165,17 @@ class Interpreter:
         self.ns["_stop"] = True
         self.ns["_LIMIT"] = -1
 
+    def start_clock(self, seconds: float | None) -> None:
+        """Sets the job's time budget (read by compiled code without the GIL's help)."""
+        self.time_limit = seconds
+        self.deadline_ns = 0 if seconds is None else time.monotonic_ns() + int(seconds * 1e9)
+
+    def time_limit_message(self) -> str:
+        return f"time limit of {self.time_limit:g} s exceeded"
+
     def clear_stop(self) -> None:
         self.stop_error = None
+        self.deadline_ns = 0
         self.ns["_stop"] = False
         self.ns["_LIMIT"] = self.max_depth
 
@@ -269,12 +287,13 @@ def run_with_big_stack(fn: Callable[[], Any], max_depth: int = DEFAULT_MAX_DEPTH
 
 def run_program(source: str, file: str = "<input>", *, interp: Interpreter | None = None,
                 time_limit: float | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
-                out: TextIO | None = None, err: TextIO | None = None) -> object:
+                out: TextIO | None = None, err: TextIO | None = None, tier: str = "auto") -> object:
     """Runs a whole program within its budgets; returns its value or raises RelayError."""
-    interp = interp if interp is not None else Interpreter(out=out, err=err, max_depth=max_depth)
+    interp = interp if interp is not None else Interpreter(out=out, err=err, max_depth=max_depth, tier=tier)
     timer = None
+    interp.start_clock(time_limit)
     if time_limit is not None:
-        stop = RelayError(f"time limit of {time_limit:g} s exceeded", kind="limit")
+        stop = RelayError(interp.time_limit_message(), kind="limit")
         timer = threading.Timer(time_limit, interp.request_stop, [stop])
         timer.daemon = True
         timer.start()

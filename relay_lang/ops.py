@@ -91,19 +91,18 @@ def ne(a: object, b: object) -> bool:
 # ------------------------------------------------------------------ indexing
 
 
-def _array_index(a: list, i: object, verb: str) -> int:
+def _array_index(a: list, i: object) -> int:
     if type(i) is not float:
         raise RelayError(f"array index must be a number, got {type_name(i)}")
     if not (0 <= i < len(a)) or not i.is_integer():  # type: ignore[operator, union-attr]
-        raise RelayError(f"index {format_number(i)} out of range for array of length {len(a)}"  # type: ignore[arg-type]
-                         + ("" if verb == "read" else f" ({verb})"))
+        raise RelayError(f"index {format_number(i)} out of range for array of length {len(a)}")  # type: ignore[arg-type]
     return int(i)  # type: ignore[call-overload]
 
 
 def index(obj: object, i: object) -> object:
     t = type(obj)
     if t is list:
-        return obj[_array_index(obj, i, "read")]  # type: ignore[index]
+        return obj[_array_index(obj, i)]  # type: ignore[index]
     if t is dict:
         if type(i) is not str:
             raise RelayError(f"map keys are strings, got {type_name(i)}")
@@ -119,7 +118,7 @@ def index(obj: object, i: object) -> object:
 def set_index(obj: object, i: object, v: object) -> None:
     t = type(obj)
     if t is list:
-        obj[_array_index(obj, i, "write")] = v  # type: ignore[index]
+        obj[_array_index(obj, i)] = v  # type: ignore[index]
     elif t is dict:
         if type(i) is not str:
             raise RelayError(f"map keys are strings, got {type_name(i)}")

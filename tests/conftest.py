@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ import pytest
 from relay_lang.interpreter import Interpreter, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Tests compile into a store of their own, never the user's ~/.cache/relay.
+os.environ.setdefault("RELAY_CACHE_DIR", tempfile.mkdtemp(prefix="relay-test-cache-"))
 RELAY = [sys.executable, "-m", "relay_lang"]
 
 

@@ -47,9 +47,23 @@ def test_missing_file_and_bad_flags(tmp_path: Path) -> None:
     assert result.returncode == 2 and "positive" in result.stderr
 
 
-def test_llvm_tier_flags_exist_and_say_not_yet(tmp_path: Path) -> None:
-    result = relay_cli("run", "--tier", "llvm", write(tmp_path, "print(1)"))
-    assert result.returncode == 2 and "not available yet" in result.stderr
+def test_explain_prints_each_functions_tier_and_reason(tmp_path: Path) -> None:
+    src = ("@llvm\nfn sq(x) { x * x }\n@interpret\nfn slow(x) { x + 1 }\nfn greet(n) { print(\"hi\", n) }\n"
+           "fn loop(n) { let s = 0\n for i in 0..n { s += i }\n s }\nprint(sq(3), slow(1), loop(4))\n")
+    result = relay_cli("run", "--explain", write(tmp_path, src))
+    assert result.returncode == 0 and result.stdout == "9 2 6\n"
+    assert result.stderr.splitlines() == [
+        "explain: sq: llvm (@llvm, (number) at O2)",
+        "explain: slow: interpreter (@interpret)",
+        "explain: greet: interpreter (no loops or numeric work)",
+        "explain: loop: llvm (hot after 1 call, (number) at O2)",
+    ]
+
+
+def test_tier_llvm_refuses_what_cannot_compile(tmp_path: Path) -> None:
+    result = relay_cli("run", "--tier", "llvm", write(tmp_path, 'fn f(s) {\n  return s + "!"\n}\nprint(f("a"))'))
+    assert result.returncode == 1
+    assert "prog.relay:2:14: compile error: --tier llvm f: strings are not supported by @llvm" in result.stderr
 
 
 def test_repl_shows_values_keeps_state_and_survives_errors() -> None:

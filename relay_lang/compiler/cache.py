@@ -1,0 +1,103 @@
+"""The compilation cache: in-process engines over a persistent store of object code.
+
+Key = sha256 over the group's canonical AST hashes with their argument types
+and fastmath flags, plus `engine.environment_key` (compiler, llvmlite and
+LLVM versions, Python ABI, target triple, CPU name and features, opt level,
+every pipeline setting, reloc/code model). Positions are not in it: object
+code names nodes by ordinal, so a reformatted source hits the same entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+
+class ObjectStore(Protocol):
+    """Persistent object code by key: a local directory here; the fleet adds Redis."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("RELAY_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "relay" / "objects"
+
+
+class DirectoryStore:
+    """One file per key; written to a temporary name and renamed, so readers never see half."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_dir()
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return (self.path / f"{key}.o").read_bytes()
+        except OSError:
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path / f"{key}.o")
+        except OSError:
+            pass  # a read-only or full disk costs a recompilation next time, nothing more
+
+
+@dataclass
+class CacheStats:
+    compiled: int = 0  # modules built by LLVM in this process
+    store_loads: int = 0  # modules loaded from the persistent store instead
+    memory_hits: int = 0  # modules already loaded in this process
+    compile_seconds: list[float] = field(default_factory=list)
+    load_seconds: list[float] = field(default_factory=list)
+
+
+def cache_key(environment: str, parts: list[str]) -> str:
+    h = hashlib.sha256(environment.encode())
+    for part in parts:
+        h.update(b"\0" + part.encode())
+    return h.hexdigest()
+
+
+class CompileCache:
+    """Two tiers behind one call: `get_or_build(key, build, load)`."""
+
+    def __init__(self, store: ObjectStore | None) -> None:
+        self.store = store
+        self.loaded: dict[str, object] = {}
+        self.stats = CacheStats()
+
+    def get_or_build(self, key: str, build: Callable[[], bytes], load: Callable[[bytes], object]) -> object:
+        module = self.loaded.get(key)
+        if module is not None:
+            self.stats.memory_hits += 1
+            return module
+        start = time.perf_counter()
+        obj = self.store.get(key) if self.store is not None else None
+        if obj is not None:
+            module = load(obj)
+            self.stats.store_loads += 1
+            self.stats.load_seconds.append(time.perf_counter() - start)
+        else:
+            obj = build()
+            module = load(obj)
+            self.stats.compiled += 1
+            self.stats.compile_seconds.append(time.perf_counter() - start)
+            if self.store is not None:
+                self.store.put(key, obj)
+        self.loaded[key] = module
+        return module

@@ -1,0 +1,144 @@
+"""Codegen and execution: LLVM pipelines, object code, MCJIT engines.
+
+Object code is the unit of everything: a module is optimised and emitted as
+an object file once; that object is what the persistent store keeps, and
+what an engine loads, whether it was compiled a moment ago or in another
+process. The object refers to the runtime state (`relay_rt`) and to CPython
+and libm by symbol only; each process binds `relay_rt` to its own state.
+
+Traps handled here (llvmlite 0.50 / LLVM 22): `llvm.initialize()` is gone
+(only the native target and asm printer are initialised); a ModulePassManager
+is used once; a TargetMachine is never shared (one for the pass builder and
+object emission, a fresh one owned by each engine); symbols are looked up
+only by the names this module defined.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import sys
+from dataclasses import dataclass
+
+import llvmlite
+import llvmlite.binding as llvm
+
+from .lower import MAX_FRAMES
+
+COMPILER_VERSION = "relay-llvm-1"
+_initialised = False
+
+
+class RuntimeState(ctypes.Structure):
+    """The C side of `lower.RT_TYPE`: budgets in, errors out."""
+
+    _fields_ = [
+        ("stop", ctypes.c_int64), ("depth", ctypes.c_int64), ("max_depth", ctypes.c_int64),
+        ("err_code", ctypes.c_int64), ("err_fn", ctypes.c_int64), ("err_node", ctypes.c_int64),
+        ("err_x", ctypes.c_double), ("err_y", ctypes.c_int64), ("ticks", ctypes.c_int64),
+        ("deadline_ns", ctypes.c_int64), ("nframes", ctypes.c_int64),
+        ("frames", ctypes.c_int64 * (2 * MAX_FRAMES)),
+    ]
+
+
+RT = RuntimeState()
+
+
+def initialise() -> None:
+    """Native target, asm printer and the process's runtime symbol; once per process."""
+    global _initialised
+    if _initialised:
+        return
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    llvm.add_symbol("relay_rt", ctypes.addressof(RT))
+    _check_cpython_layout()
+    _initialised = True
+
+
+def _check_cpython_layout() -> None:
+    """Compiled code reads lists and floats at fixed offsets: make sure they hold here."""
+    x = 1.25
+    lst = [x, x]
+    if ctypes.c_double.from_address(id(x) + 16).value != 1.25 or \
+            ctypes.c_ssize_t.from_address(id(lst) + 16).value != 2:
+        raise RuntimeError("this Python's object layout is not the one the LLVM tier was built for")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything about the machine code's target; part of every cache key."""
+
+    triple: str
+    cpu: str
+    features: str
+    opt: int
+    reloc: str = "default"
+    codemodel: str = "jitdefault"
+
+    @classmethod
+    def host(cls, opt: int) -> Target:
+        initialise()
+        return cls(llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                   llvm.get_host_cpu_features().flatten(), opt)
+
+    def machine(self) -> llvm.TargetMachine:
+        return llvm.Target.from_triple(self.triple).create_target_machine(
+            cpu=self.cpu, features=self.features, opt=self.opt, reloc=self.reloc,
+            codemodel=self.codemodel, jit=True)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The optimisation settings; part of every cache key."""
+
+    opt: int
+    loop_vectorization: bool
+    slp_vectorization: bool
+    loop_unrolling: bool
+    inlining_threshold: int  # llvmlite truncates values above 255
+
+    @classmethod
+    def for_level(cls, opt: int) -> Pipeline:
+        # SLP vectorisation only at O3: Numba turned it off by default after
+        # miscompilations (numba #8705, #8681).
+        return cls(opt, loop_vectorization=opt >= 2, slp_vectorization=opt >= 3,
+                   loop_unrolling=opt >= 2, inlining_threshold=[0, 75, 225, 250][opt])
+
+
+def environment_key(target: Target, pipeline: Pipeline) -> str:
+    """What besides the source changes the machine code: versions, target, pipeline, ABI."""
+    parts = [COMPILER_VERSION, llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)),
+             sys.implementation.cache_tag, repr(target), repr(pipeline)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def compile_object(ir_text: str, target: Target, pipeline: Pipeline) -> bytes:
+    """Parses, verifies, optimises and emits object code for one module."""
+    initialise()
+    module = llvm.parse_assembly(ir_text)
+    module.verify()
+    tm = target.machine()
+    if pipeline.opt > 0:
+        pto = llvm.create_pipeline_tuning_options(speed_level=pipeline.opt)
+        pto.loop_vectorization = pipeline.loop_vectorization
+        pto.slp_vectorization = pipeline.slp_vectorization
+        pto.loop_unrolling = pipeline.loop_unrolling
+        pto.inlining_threshold = pipeline.inlining_threshold
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(module, pb)  # a fresh manager per module: reuse aborts
+    return tm.emit_object(module)
+
+
+class LoadedModule:
+    """An engine holding one object file, and the entry points it defines."""
+
+    def __init__(self, obj: bytes, target: Target, entries: list[str]) -> None:
+        initialise()
+        empty = llvm.parse_assembly("")
+        empty.triple = target.triple
+        self.engine = llvm.create_mcjit_compiler(empty, target.machine())
+        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        self.engine.finalize_object()
+        # Only names this module defines are looked up: a missing symbol would kill the process.
+        self.addresses = {name: self.engine.get_function_address(name) for name in entries}

@@ -1,0 +1,406 @@
+"""Typing: the first stage of the compiled tier.
+
+Infers a type for every local and expression of a function specialised on
+its argument types, or says precisely why the function is outside the
+compilable subset (`Unsupported`, with the position of the first offending
+node). The subset: numbers (double), bools (i1), arrays of numbers (real
+Relay arrays, shared with the interpreter), calls to top-level functions
+(recursion included) and the math builtins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import Pos
+from ..nodes import (
+    ArrayLit, Assign, Binary, Block, Bool, Break, Call, Continue, Expr, ExprStmt, Field, FnDecl,
+    FnLit, ForEach, ForRange, If, Index, Let, Logical, MapLit, MethodCall, Name, Node, Null, Num,
+    Range, Return, SelfRef, ServerDecl, StateRef, Stmt, Str, TypeAnn, Unary, While,
+)
+from ..resolver import Decl, Free, Global, Local, Resolution
+
+NUM, BOOL, ARR, NULL = "number", "bool", "array<number>", "null"
+MATH1 = ("abs", "sqrt", "sin", "cos", "tan", "atan", "exp", "log", "floor", "ceil", "round")
+MATH2 = ("atan2", "pow")
+WHAT = {
+    Str: "strings", MapLit: "maps", Field: "map fields", FnLit: "function literals (closures)",
+    StateRef: "server state", SelfRef: "server references", Null: "null values", Range: "ranges as values",
+    FnDecl: "nested function declarations", ServerDecl: "servers",
+}
+
+
+class Unsupported(Exception):
+    """Why a function cannot be compiled, and where."""
+
+    def __init__(self, reason: str, pos: Pos) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.pos = pos
+
+    def describe(self) -> str:
+        return f"line {self.pos.line}: {self.reason}"
+
+
+def param_type(ann: TypeAnn | None) -> str | None:
+    """The compiled type an annotation asks for; None when the annotation cannot compile."""
+    if ann is None or ann.name == "number":
+        return NUM
+    if ann.name == "bool":
+        return BOOL
+    if ann.name == "array":
+        return ARR
+    return None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A function specialised on argument types."""
+
+    fn: FnLit
+    params: tuple[str, ...]
+
+    @property
+    def symbol(self) -> str:
+        types = "_".join({NUM: "d", BOOL: "b", ARR: "a"}[t] for t in self.params)
+        return f"relay_{self.fn.name}_{types}"
+
+
+@dataclass(eq=False)
+class Typed:
+    """What lowering needs about one specialised function."""
+
+    sig: Signature
+    ret: str = ""
+    locals: dict[Decl, str] = field(default_factory=dict)
+    exprs: dict[Node, str] = field(default_factory=dict)
+    calls: dict[Node, Signature] = field(default_factory=dict)  # Call node -> callee
+    builtins: dict[Node, str] = field(default_factory=dict)  # Call/MethodCall node -> builtin name
+    writes_arrays: dict[Node, bool] = field(default_factory=dict)  # ForEach -> body may change arrays
+
+
+class _Retry(Exception):
+    """A recursive call needed the return type before any return was seen."""
+
+
+class Typer:
+    """Types a group of functions: a root and every function it calls."""
+
+    def __init__(self, res: Resolution, top_level: dict[str, FnLit]) -> None:
+        self.res = res
+        self.top_level = top_level  # statically bound global names
+        self.done: dict[Signature, Typed] = {}
+        self.in_progress: dict[Signature, Typed] = {}
+        self.assumed: dict[Signature, str] = {}
+
+    def function(self, sig: Signature) -> Typed:
+        if sig in self.done:
+            return self.done[sig]
+        if sig in self.in_progress:
+            typed = self.in_progress[sig]
+            if typed.ret:
+                return typed
+            if sig in self.assumed:
+                typed.ret = self.assumed[sig]
+                return typed
+            raise _Retry
+        for assumption in (None, NUM, BOOL, ARR, NULL):
+            if assumption is not None:
+                self.assumed[sig] = assumption
+            before = set(self.done)
+            try:
+                typed = self._infer(sig)
+            except _Retry:
+                if assumption is not None:
+                    raise
+                continue
+            finally:
+                self.assumed.pop(sig, None)
+            if assumption is None or typed.ret == assumption:
+                self.done[sig] = typed
+                return typed
+            for s in set(self.done) - before:  # typed under a wrong assumption
+                del self.done[s]
+        raise Unsupported(f"cannot infer the return type of recursive function {sig.fn.name}", sig.fn.pos)
+
+    def _infer(self, sig: Signature) -> Typed:
+        fn = sig.fn
+        typed = Typed(sig)
+        self.in_progress[sig] = typed
+        try:
+            info = self.res.functions[fn]
+            if info.free:
+                raise Unsupported(f"{fn.name} captures variables of an enclosing function", fn.pos)
+            for p, decl, t in zip(fn.params, info.params, sig.params):
+                typed.locals[decl] = t
+            _FunctionTyper(self, typed).body(fn.body.stmts)
+            if not typed.ret:
+                typed.ret = NULL
+        finally:
+            del self.in_progress[sig]
+        return typed
+
+
+class _FunctionTyper:
+    def __init__(self, typer: Typer, typed: Typed) -> None:
+        self.typer = typer
+        self.typed = typed
+        self.res = typer.res
+
+    # ---------------------------------------------------------------- helpers
+
+    def unsupported(self, node: Node, what: str | None = None) -> Unsupported:
+        what = what or WHAT.get(type(node), type(node).__name__)
+        return Unsupported(f"{what} are not supported by @llvm", node.pos)
+
+    def returns(self, t: str, node: Node) -> None:
+        ret = self.typed.ret
+        if ret and ret != t:
+            raise Unsupported(f"{self.typed.sig.fn.name} returns {ret} on one path and {t} on another", node.pos)
+        self.typed.ret = t
+
+    def expect(self, e: Expr, want: str, context: str) -> str:
+        t = self.expr(e)
+        if t != want:
+            raise Unsupported(f"{context} must be a {want} in compiled code, got {t}", e.pos)
+        return t
+
+    # ---------------------------------------------------------------- statements
+
+    def body(self, stmts: tuple[Stmt, ...]) -> None:
+        """A function body: the last statement may give the value (block values)."""
+        for s in stmts[:-1]:
+            self.stmt(s)
+        ends = bool(stmts) and self.tail(stmts[-1])
+        if not ends:
+            self.returns(NULL, stmts[-1] if stmts else self.typed.sig.fn)
+
+    def tail(self, s: Stmt) -> bool:
+        """Types a statement in tail position; True when every path through it returns."""
+        if isinstance(s, ExprStmt):
+            self.returns(self.expr(s.expr), s)
+            return True
+        if isinstance(s, If) and s.orelse is not None:
+            self.expect(s.cond, BOOL, "an if condition")
+            then = self.block_tail(s.then)
+            orelse = self.block_tail(s.orelse) if isinstance(s.orelse, Block) else self.tail(s.orelse)
+            return then and orelse
+        if isinstance(s, If):
+            self.expect(s.cond, BOOL, "an if condition")
+            self.block_tail(s.then)
+            return False
+        self.stmt(s)
+        return isinstance(s, Return)
+
+    def block_tail(self, block: Block) -> bool:
+        for s in block.stmts[:-1]:
+            self.stmt(s)
+        return bool(block.stmts) and self.tail(block.stmts[-1])
+
+    def block(self, block: Block) -> None:
+        for s in block.stmts:
+            self.stmt(s)
+
+    def declare(self, node: Node, t: str) -> None:
+        binding = self.res.bindings[node]
+        if not isinstance(binding, Local):
+            raise Unsupported("global variables are not supported by @llvm", node.pos)
+        if binding.captured:
+            raise Unsupported("variables captured by closures are not supported by @llvm", node.pos)
+        old = self.typed.locals.get(binding.decl)
+        if old is not None and old != t:
+            raise Unsupported(f"'{binding.decl.name}' holds a {old} and a {t}", node.pos)
+        self.typed.locals[binding.decl] = t
+
+    def stmt(self, s: Stmt) -> None:
+        t = type(s)
+        if t is ExprStmt:
+            self.expr(s.expr)  # type: ignore[attr-defined]
+        elif t is Let:
+            self.declare(s, self.expr(s.value))  # type: ignore[attr-defined]
+        elif t is Assign:
+            self.assign(s)  # type: ignore[arg-type]
+        elif t is If:
+            self.expect(s.cond, BOOL, "an if condition")  # type: ignore[attr-defined]
+            self.block(s.then)  # type: ignore[attr-defined]
+            orelse = s.orelse  # type: ignore[attr-defined]
+            if isinstance(orelse, Block):
+                self.block(orelse)
+            elif orelse is not None:
+                self.stmt(orelse)
+        elif t is While:
+            self.expect(s.cond, BOOL, "a while condition")  # type: ignore[attr-defined]
+            self.block(s.body)  # type: ignore[attr-defined]
+        elif t is ForRange:
+            self.expect(s.start, NUM, "a range start")  # type: ignore[attr-defined]
+            self.expect(s.end, NUM, "a range end")  # type: ignore[attr-defined]
+            self.declare(s, NUM)
+            self.block(s.body)  # type: ignore[attr-defined]
+        elif t is ForEach:
+            self.expect(s.iterable, ARR, "a for-in collection")  # type: ignore[attr-defined]
+            self.declare(s, NUM)
+            self.block(s.body)  # type: ignore[attr-defined]
+            self.typed.writes_arrays[s] = _may_write_arrays(s.body)  # type: ignore[attr-defined]
+        elif t is Break or t is Continue:
+            pass
+        elif t is Return:
+            value = s.value  # type: ignore[attr-defined]
+            self.returns(NULL if value is None else self.expr(value), s)
+        else:
+            raise self.unsupported(s)
+
+    def assign(self, s: Assign) -> None:
+        value = self.expr(s.value)
+        target = s.target
+        if s.op != "=" and value != NUM:
+            raise Unsupported(f"'{s.op}' needs a number, got {value}", s.value.pos)
+        if isinstance(target, Name):
+            binding = self.res.bindings[target]
+            if isinstance(binding, Global):
+                raise Unsupported("global variables are not supported by @llvm", target.pos)
+            if isinstance(binding, Free) or binding.captured:
+                raise Unsupported("variables captured by closures are not supported by @llvm", target.pos)
+            old = self.typed.locals[binding.decl]
+            if old != value or (s.op != "=" and old != NUM):
+                raise Unsupported(f"'{target.name}' holds a {old}, assigned a {value}", s.pos)
+            self.typed.exprs[target] = old
+        elif isinstance(target, Index):
+            self.expect(target.obj, ARR, "an indexed value")
+            self.expect(target.index, NUM, "an index")
+            if value != NUM:
+                raise Unsupported(f"arrays in compiled code hold numbers, assigned a {value}", s.value.pos)
+        else:
+            raise self.unsupported(target)
+
+    # ---------------------------------------------------------------- expressions
+
+    def expr(self, e: Expr) -> str:
+        t = self._expr(e)
+        self.typed.exprs[e] = t
+        return t
+
+    def _expr(self, e: Expr) -> str:
+        t = type(e)
+        if t is Num:
+            return NUM
+        if t is Bool:
+            return BOOL
+        if t is Name:
+            binding = self.res.bindings[e]
+            if isinstance(binding, Local) and not binding.captured:
+                return self.typed.locals[binding.decl]
+            if isinstance(binding, Global):
+                raise Unsupported(f"global variable '{e.name}' is not supported by @llvm (only calls to "  # type: ignore[attr-defined]
+                                  "top-level functions)", e.pos)
+            raise Unsupported("variables captured by closures are not supported by @llvm", e.pos)
+        if t is Binary:
+            return self.binary(e)  # type: ignore[arg-type]
+        if t is Logical:
+            if e.op == "??":  # type: ignore[attr-defined]
+                raise Unsupported("'??' is not supported by @llvm (there is no null in compiled code)", e.pos)
+            self.expect(e.left, BOOL, f"an operand of '{e.op}'")  # type: ignore[attr-defined]
+            self.expect(e.right, BOOL, f"an operand of '{e.op}'")  # type: ignore[attr-defined]
+            return BOOL
+        if t is Unary:
+            if e.op == "-":  # type: ignore[attr-defined]
+                self.expect(e.operand, NUM, "the operand of '-'")  # type: ignore[attr-defined]
+                return NUM
+            self.expect(e.operand, BOOL, "the operand of '!'")  # type: ignore[attr-defined]
+            return BOOL
+        if t is Call:
+            return self.call(e)  # type: ignore[arg-type]
+        if t is MethodCall:
+            if e.name != "push" or len(e.args) != 1:  # type: ignore[attr-defined]
+                raise Unsupported(f"method '{e.name}' is not supported by @llvm (only a.push(x))", e.pos)  # type: ignore[attr-defined]
+            self.expect(e.obj, ARR, "the receiver of push")  # type: ignore[attr-defined]
+            self.expect(e.args[0], NUM, "a pushed value")  # type: ignore[attr-defined]
+            self.typed.builtins[e] = "push"
+            return NUM
+        if t is Index:
+            self.expect(e.obj, ARR, "an indexed value")  # type: ignore[attr-defined]
+            self.expect(e.index, NUM, "an index")  # type: ignore[attr-defined]
+            return NUM
+        if t is ArrayLit:
+            for item in e.items:  # type: ignore[attr-defined]
+                self.expect(item, NUM, "an array element")
+            return ARR
+        raise self.unsupported(e)
+
+    def binary(self, e: Binary) -> str:
+        left = self.expr(e.left)
+        right = self.expr(e.right)
+        if e.op in ("==", "!="):
+            if left != right or left == ARR:
+                raise Unsupported(f"'{e.op}' between {left} and {right} is not supported by @llvm", e.pos)
+            return BOOL
+        if left != NUM or right != NUM:
+            what = "strings" if e.op == "+" else f"'{e.op}' on {left} and {right}"
+            raise Unsupported(f"{what} are not supported by @llvm" if e.op == "+" else f"{what} is not supported by @llvm",
+                              e.pos)
+        return BOOL if e.op in ("<", "<=", ">", ">=") else NUM
+
+    def call(self, e: Call) -> str:
+        callee = e.callee
+        if not isinstance(callee, Name):
+            raise Unsupported("calls of computed functions are not supported by @llvm", e.pos)
+        binding = self.res.bindings[callee]
+        args = [self.expr(a) for a in e.args]
+        if isinstance(binding, Global):
+            name = callee.name
+            if name in self.typer.top_level:
+                fn = self.typer.top_level[name]
+                if len(args) != len(fn.params):
+                    raise Unsupported(f"{name} expects {len(fn.params)} arguments, got {len(args)}", e.pos)
+                for a, p in zip(args, fn.params):
+                    if p.type is not None and p.type.name != "any" and param_type(p.type) != a:
+                        raise Unsupported(f"{name}: parameter '{p.name}' expects {p.type}, got {a}", e.pos)
+                sig = Signature(fn, tuple(args))
+                self.typed.calls[e] = sig
+                return self.typer.function(sig).ret
+            return self.builtin(name, args, e)
+        raise Unsupported("calls of local function values are not supported by @llvm", e.pos)
+
+    def builtin(self, name: str, args: list[str], e: Call) -> str:
+        self.typed.builtins[e] = name
+        if name in MATH1 or name in MATH2 or name in ("min", "max"):
+            arity = 1 if name in MATH1 else 2 if name in MATH2 else None
+            if (arity is not None and len(args) != arity) or not args or any(a != NUM for a in args):
+                raise Unsupported(f"{name} takes {arity or 'some'} number(s) in compiled code", e.pos)
+            return NUM
+        if name == "len" and args == [ARR]:
+            return NUM
+        if name == "push" and args == [ARR, NUM]:
+            return NUM
+        if name == "array" and args == [NUM, NUM]:
+            return ARR
+        if name in ("print", "str", "join", "split", "num"):
+            raise Unsupported(f"{name} is not supported by @llvm (it works on strings)", e.pos)
+        raise Unsupported(f"builtin {name}({', '.join(args)}) is not supported by @llvm", e.pos)
+
+
+def _may_write_arrays(body: Block) -> bool:
+    """Whether a loop body might change an array (element writes, push, calls)."""
+    stack: list[object] = [body]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, (Call, MethodCall)) or (isinstance(n, Assign) and isinstance(n.target, Index)):
+            return True
+        if isinstance(n, Node):
+            stack.extend(getattr(n, f) for f in n.__dataclass_fields__)  # type: ignore[attr-defined]
+        elif isinstance(n, tuple):
+            stack.extend(n)
+    return False
+
+
+def enumerate_nodes(fn: FnLit) -> dict[int, Node]:
+    """Node ordinals in canonical order: positions in object code refer to these."""
+    table: dict[int, Node] = {}
+    stack: list[object] = [fn]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Node):
+            table[len(table)] = n
+            stack.extend(reversed([getattr(n, f) for f in n.__dataclass_fields__ if f != "pos"]))  # type: ignore[attr-defined]
+        elif isinstance(n, tuple):
+            stack.extend(reversed(n))
+    return table

@@ -1,0 +1,141 @@
+"""Compiles a function group (typing, lowering, codegen through the cache) and calls it."""
+
+from __future__ import annotations
+
+import ctypes
+
+from ..errors import Pos, RelayError
+from ..hashing import node_hash
+from ..nodes import Call, FnLit, Name
+from ..resolver import Resolution
+from ..values import format_number, to_str
+from . import engine
+from .cache import CompileCache, DirectoryStore, ObjectStore, cache_key
+from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, Typer, enumerate_nodes
+from .lower import (
+    ERR_ARRAY_BUDGET, ERR_ARRAY_SIZE, ERR_DEPTH, ERR_INDEX, ERR_MEMORY, ERR_TIME, MAX_ARRAY, ModuleBuilder,
+)
+
+CTYPES = {NUM: ctypes.c_double, BOOL: ctypes.c_int8, ARR: ctypes.py_object, NULL: ctypes.c_int8}
+
+
+def directive_level(fn: FnLit) -> int:
+    for d in fn.directives:
+        if d.name == "optimize":
+            return int(d.args[0])
+    return 2
+
+
+def has_directive(fn: FnLit, name: str) -> bool:
+    return any(d.name == name for d in fn.directives)
+
+
+class Compiled:
+    """A compiled specialisation, callable from the interpreter."""
+
+    def __init__(self, group: list[Typed], module: engine.LoadedModule) -> None:
+        root = group[0]
+        self.group = group
+        self.sig = root.sig
+        self.ret = root.ret
+        self.module = module  # keeps the engine alive
+        proto = ctypes.PYFUNCTYPE(CTYPES[root.ret], *[CTYPES[p] for p in root.sig.params])
+        self.cfunc = proto(module.addresses["entry_" + root.sig.symbol])
+        self.ordinals = [enumerate_nodes(t.sig.fn) for t in group]
+
+    def error(self, interp) -> RelayError:
+        """The Relay error the compiled code recorded in the runtime state."""
+        rt = engine.RT
+        code = rt.err_code
+        if code == ERR_INDEX:
+            err = RelayError(f"index {format_number(rt.err_x)} out of range for array of length {rt.err_y}")
+        elif code == ERR_DEPTH:
+            err = RelayError(f"recursion too deep: more than {interp.max_depth} nested calls", kind="limit")
+        elif code == ERR_TIME:
+            err = RelayError(interp.time_limit_message(), kind="limit")
+        elif code == ERR_ARRAY_SIZE:
+            err = RelayError(f"array: size must be a whole number >= 0, got {to_str(rt.err_x)}")
+        elif code == ERR_ARRAY_BUDGET:
+            err = RelayError(f"array: size {int(rt.err_x)} is over the memory budget of {MAX_ARRAY} elements")
+        else:
+            assert code == ERR_MEMORY
+            err = RelayError("out of memory: the program allocates more than this worker can hold")
+        err.pos = self.position(rt.err_fn, rt.err_node)
+        frames: list[tuple[str, Pos | None]] = []
+        for k in range(min(rt.nframes, len(rt.frames) // 2)):
+            fn_index, node = rt.frames[2 * k], rt.frames[2 * k + 1]
+            call = self.ordinals[fn_index][node]
+            callee = call.callee.name if isinstance(call, Call) and isinstance(call.callee, Name) else "?"
+            frames.append((callee, self.position(fn_index, node)))
+        frames.append((self.sig.fn.name, None))  # the call from interpreted code: placed later
+        err.native_stack = frames
+        return err
+
+    def position(self, fn_index: int, node: int) -> Pos | None:
+        if node < 0:
+            return None  # failed on entry: the error belongs to the interpreted call site
+        return self.ordinals[fn_index][node].pos
+
+
+class Compiler:
+    """Typing, lowering and codegen for a program's functions, through the cache."""
+
+    def __init__(self, res: Resolution, top_level: dict[str, FnLit], store: ObjectStore | None = None,
+                 cache: CompileCache | None = None) -> None:
+        self.res = res
+        self.top_level = top_level
+        self.cache = cache if cache is not None else CompileCache(store if store is not None else DirectoryStore())
+        self.typer = Typer(res, top_level)
+
+    def compile(self, sig: Signature) -> Compiled:
+        """Raises infer.Unsupported when the function is outside the compiled subset."""
+        root = self.typer.function(sig)
+        group = self._group(root)
+        level = directive_level(sig.fn)
+        target = engine.Target.host(level)
+        pipeline = engine.Pipeline.for_level(level)
+        fastmath = {t.sig for t in group if has_directive(t.sig.fn, "fastmath")}
+        parts = [f"{node_hash(t.sig.fn)}:{','.join(t.sig.params)}:{t.sig in fastmath}" for t in group]
+        key = cache_key(engine.environment_key(target, pipeline), parts)
+        entries = ["entry_" + t.sig.symbol for t in group]
+
+        def build() -> bytes:
+            module = ModuleBuilder(f"relay_{sig.fn.name}", group, self.res, target.triple, fastmath).build()
+            return engine.compile_object(str(module), target, pipeline)
+
+        module = self.cache.get_or_build(key, build, lambda obj: engine.LoadedModule(obj, target, entries))
+        return Compiled(group, module)  # type: ignore[arg-type]
+
+    def _group(self, root: Typed) -> list[Typed]:
+        """The root and every specialisation it calls, in a deterministic (discovery) order."""
+        order: list[Typed] = []
+        seen: set[Signature] = set()
+        todo = [root.sig]
+        while todo:
+            s = todo.pop(0)
+            if s in seen:
+                continue
+            seen.add(s)
+            typed = self.typer.done[s]
+            order.append(typed)
+            todo.extend(typed.calls.values())
+        return order
+
+
+def call_compiled(compiled: Compiled, interp, args: tuple) -> object:
+    """Runs compiled code from the interpreter with its budgets; errors become Relay errors."""
+    rt = engine.RT
+    rt.err_code = 0
+    rt.nframes = 0
+    rt.depth = interp.depth[0]
+    rt.max_depth = interp.max_depth
+    rt.stop = 1 if interp.stop_error is not None else 0
+    rt.deadline_ns = interp.deadline_ns
+    result = compiled.cfunc(*args)
+    if rt.err_code:
+        raise compiled.error(interp)
+    if compiled.ret == BOOL:
+        return bool(result)
+    if compiled.ret == NULL:
+        return None
+    return result

@@ -1,0 +1,715 @@
+"""Lowering: typed Relay functions to LLVM IR, with llvmlite.ir.
+
+One module holds a group of specialised functions (a root and its callees).
+Conventions of the generated code:
+
+- numbers are `double`, bools `i1`, arrays `i8*` pointing at the very Python
+  list the interpreter uses (CPython layout: `ob_size` at byte 16, `ob_item`
+  at 24; a float's value at 16), so arrays are shared by reference with no
+  copying. Array variables own a reference; every exit releases them.
+- errors never unwind: a failing function writes the error into the runtime
+  state `relay_rt` (code, function index, node ordinal, payload), jumps to
+  its exit block, and each caller records its call site in the state's frame
+  list and exits too. Node ordinals (see `infer.enumerate_nodes`) keep object
+  code free of source positions, so cached code serves reformatted sources.
+- budgets: entry increments the depth and a tick counter in `relay_rt`; loops
+  count iterations in a register; every 65,536 ticks the clock is compared
+  with the job's deadline (`clock_gettime`, no Python, no GIL needed).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from ..nodes import (
+    ArrayLit, Assign, Binary, Block, Bool, Break, Call, Continue, Expr, ExprStmt, FnLit, ForEach,
+    ForRange, If, Index, Let, Logical, MethodCall, Name, Node, Num, Return, Stmt, Unary, While,
+)
+from ..resolver import Resolution
+from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, enumerate_nodes
+
+DOUBLE = ir.DoubleType()
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = I8.as_pointer()
+MAX_FRAMES = 64
+# Runtime state shared with runtime.RuntimeState (ctypes); keep the two in step.
+RT_FIELDS = ("stop", "depth", "max_depth", "err_code", "err_fn", "err_node", "err_x", "err_y",
+             "ticks", "deadline_ns", "nframes", "frames")
+RT_TYPE = ir.LiteralStructType([I64, I64, I64, I64, I64, I64, DOUBLE, I64, I64, I64, I64,
+                                ir.ArrayType(I64, 2 * MAX_FRAMES)])
+ERR_INDEX, ERR_DEPTH, ERR_TIME, ERR_ARRAY_SIZE, ERR_ARRAY_BUDGET, ERR_MEMORY = 1, 2, 3, 4, 5, 6
+TICK_MASK = 0xFFFF
+MAX_ARRAY = 50_000_000
+LLVM_TYPES = {NUM: DOUBLE, BOOL: I1, ARR: PTR, NULL: I8}
+ZERO = {NUM: ir.Constant(DOUBLE, 0.0), BOOL: ir.Constant(I1, 0), ARR: ir.Constant(PTR, None),
+        NULL: ir.Constant(I8, 0)}
+LIBM = {"tan": "tan", "atan": "atan", "exp": "exp", "log": "log", "atan2": "atan2"}
+INTRINSIC = {"sqrt": "llvm.sqrt", "sin": "llvm.sin", "cos": "llvm.cos", "floor": "llvm.floor",
+             "ceil": "llvm.ceil", "round": "llvm.round", "abs": "llvm.fabs"}
+FCMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
+
+
+class ModuleBuilder:
+    """Builds one LLVM module for a group of typed functions."""
+
+    def __init__(self, name: str, group: list[Typed], res: Resolution, triple: str, fastmath: set[Signature]) -> None:
+        self.res = res
+        self.typed = {t.sig: t for t in group}
+        self.module = ir.Module(name)
+        self.module.triple = triple
+        self.group = group
+        self.index = {t.sig: i for i, t in enumerate(group)}
+        self.fastmath = fastmath
+        self.rt = ir.GlobalVariable(self.module, RT_TYPE, "relay_rt")
+        self.rt.linkage = "external"
+        self.functions: dict[Signature, ir.Function] = {}
+        for t in group:
+            fnty = ir.FunctionType(LLVM_TYPES[t.ret], [LLVM_TYPES[p] for p in t.sig.params])
+            self.functions[t.sig] = ir.Function(self.module, fnty, t.sig.symbol)
+        self.externals: dict[str, ir.Function] = {}
+
+    def external(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+        fn = self.externals.get(name)
+        if fn is None:
+            fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(ret, args), name)
+            self.externals[name] = fn
+        return fn
+
+    def intrinsic(self, name: str, arity: int = 1) -> ir.Function:
+        return self.external(f"{name}.f64", DOUBLE, [DOUBLE] * arity)
+
+    def build(self) -> ir.Module:
+        self.clock = self._clock_check()
+        for t in self.group:
+            FunctionLowerer(self, t).lower()
+            self._entry_wrapper(t)
+        return self.module
+
+    def rt_field(self, b: ir.IRBuilder, name: str) -> ir.Value:
+        return b.gep(self.rt, [I32(0), I32(RT_FIELDS.index(name))], inbounds=True)
+
+    def _clock_check(self) -> ir.Function:
+        """`i1 relay_time_up()`: has the deadline passed (or a stop been requested)?"""
+        fn = ir.Function(self.module, ir.FunctionType(I1, []), "relay_time_up")
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        fn.attributes.add("cold")
+        b = ir.IRBuilder(fn.append_basic_block())
+        stop = b.load(self.rt_field(b, "stop"))
+        deadline = b.load(self.rt_field(b, "deadline_ns"))
+        check = fn.append_basic_block("check")
+        done = fn.append_basic_block("done")
+        stopped = b.icmp_unsigned("!=", stop, I64(0))
+        no_deadline = b.icmp_unsigned("==", deadline, I64(0))
+        b.cbranch(b.or_(stopped, no_deadline), done, check)
+        b.position_at_end(check)
+        ts = b.alloca(ir.ArrayType(I64, 2))
+        clock = self.external("clock_gettime", I32, [I32, ts.type])
+        b.call(clock, [I32(1), ts])  # CLOCK_MONOTONIC, as Python's time.monotonic_ns
+        sec = b.load(b.gep(ts, [I32(0), I32(0)]))
+        nsec = b.load(b.gep(ts, [I32(0), I32(1)]))
+        now = b.add(b.mul(sec, I64(1_000_000_000)), nsec)
+        late = b.icmp_signed(">=", now, deadline)
+        b.branch(done)
+        b.position_at_end(done)
+        result = b.phi(I1)
+        result.add_incoming(stopped, b.function.blocks[0])
+        result.add_incoming(late, check)
+        b.ret(result)
+        return fn
+
+    def _entry_wrapper(self, t: Typed) -> None:
+        """A C-friendly entry point (bools as i8) for the ctypes trampoline."""
+        inner = self.functions[t.sig]
+        ret = I8 if t.ret in (BOOL, NULL) else LLVM_TYPES[t.ret]
+        args = [I8 if p == BOOL else LLVM_TYPES[p] for p in t.sig.params]
+        fn = ir.Function(self.module, ir.FunctionType(ret, args), "entry_" + t.sig.symbol)
+        b = ir.IRBuilder(fn.append_basic_block())
+        passed = [b.trunc(a, I1) if p == BOOL else a for a, p in zip(fn.args, t.sig.params)]
+        value = b.call(inner, passed)
+        b.ret(b.zext(value, I8) if t.ret == BOOL else value)
+
+
+class FunctionLowerer:
+    def __init__(self, mb: ModuleBuilder, typed: Typed) -> None:
+        self.mb = mb
+        self.t = typed
+        self.fn = mb.functions[typed.sig]
+        self.fn_index = mb.index[typed.sig]
+        self.ordinals = {id(n): k for k, n in enumerate_nodes(typed.sig.fn).items()}
+        self.flags = ("fast",) if typed.sig in mb.fastmath else ()
+        self.vars: dict[object, ir.AllocaInstr] = {}
+        self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue target, break target)
+        self.owned_arrays: list[ir.AllocaInstr] = []
+        self.res = mb.res
+
+    # ------------------------------------------------------------ structure
+
+    def lower(self) -> None:
+        fn = self.fn
+        entry = fn.append_basic_block("entry")
+        self.b = b = ir.IRBuilder(entry)
+        self.exit = fn.append_basic_block("exit")
+        self.retval = b.alloca(LLVM_TYPES[self.t.ret], name="retval")
+        b.store(ZERO[self.t.ret], self.retval)
+        for decl, typ in self.t.locals.items():
+            slot = b.alloca(LLVM_TYPES[typ], name=decl.name)
+            b.store(ZERO[typ], slot)
+            self.vars[decl] = slot
+            if typ == ARR:
+                self.owned_arrays.append(slot)
+        params = [self.res.bindings[p].decl for p in self.t.sig.fn.params]  # type: ignore[union-attr]
+        for arg, decl, typ in zip(fn.args, params, self.t.sig.params):
+            if typ == ARR:
+                self.incref(arg)
+            b.store(arg, self.vars[decl])
+        self.prologue()
+        self.body(self.t.sig.fn.body.stmts)
+        if not b.block.is_terminated:
+            b.branch(self.exit)
+        b.position_at_end(self.exit)
+        for slot in self.owned_arrays:
+            self.decref(b.load(slot))
+        depth = self.mb.rt_field(b, "depth")
+        b.store(b.sub(b.load(depth), I64(1)), depth)
+        b.ret(b.load(self.retval))
+        for block in fn.blocks:  # blocks left behind after a jump (break, return, error) are dead
+            if not block.is_terminated:
+                b.position_at_end(block)
+                b.unreachable()
+
+    def prologue(self) -> None:
+        b = self.b
+        depth = self.mb.rt_field(b, "depth")
+        d = b.add(b.load(depth), I64(1))
+        b.store(d, depth)
+        too_deep = b.icmp_signed(">", d, b.load(self.mb.rt_field(b, "max_depth")))
+        with b.if_then(too_deep, likely=False):
+            self.fail(ERR_DEPTH, None)
+        ticks = self.mb.rt_field(b, "ticks")
+        n = b.add(b.load(ticks), I64(1))
+        b.store(n, ticks)
+        self.tick_check(n, self.t.sig.fn)
+
+    def tick_check(self, counter: ir.Value, node: Node) -> None:
+        b = self.b
+        due = b.icmp_unsigned("==", b.and_(counter, I64(TICK_MASK)), I64(0))
+        with b.if_then(due, likely=False):
+            up = b.call(self.mb.clock, [])
+            with b.if_then(up, likely=False):
+                self.fail(ERR_TIME, node)
+
+    def fail(self, code: int, node: Node | None, x: ir.Value | None = None, y: ir.Value | None = None) -> None:
+        """Records an error (node None: at the call site) and leaves the function."""
+        b = self.b
+        b.store(I64(code), self.mb.rt_field(b, "err_code"))
+        b.store(I64(self.fn_index), self.mb.rt_field(b, "err_fn"))
+        b.store(I64(-1 if node is None else self.ordinals[id(node)]), self.mb.rt_field(b, "err_node"))
+        if x is not None:
+            b.store(x, self.mb.rt_field(b, "err_x"))
+        if y is not None:
+            b.store(y, self.mb.rt_field(b, "err_y"))
+        b.branch(self.exit)
+        b.position_at_end(self.fn.append_basic_block("dead"))
+
+    def after_call(self, call: Node) -> None:
+        """Propagates an error raised by a callee, recording this call site."""
+        b = self.b
+        code = b.load(self.mb.rt_field(b, "err_code"))
+        with b.if_then(b.icmp_unsigned("!=", code, I64(0)), likely=False):
+            node_slot = self.mb.rt_field(b, "err_node")
+            at_site = b.icmp_signed("==", b.load(node_slot), I64(-1))
+            with b.if_else(at_site) as (then, otherwise):
+                with then:  # the callee failed on entry: the error belongs to this call
+                    b.store(I64(self.fn_index), self.mb.rt_field(b, "err_fn"))
+                    b.store(I64(self.ordinals[id(call)]), node_slot)
+                with otherwise:
+                    self.push_frame(call)
+            b.branch(self.exit)
+            b.position_at_end(self.fn.append_basic_block("dead"))
+
+    def push_frame(self, call: Node) -> None:
+        b = self.b
+        count_slot = self.mb.rt_field(b, "nframes")
+        count = b.load(count_slot)
+        with b.if_then(b.icmp_signed("<", count, I64(MAX_FRAMES))):
+            frames = self.mb.rt_field(b, "frames")
+            at = b.mul(count, I64(2))
+            b.store(I64(self.fn_index), b.gep(frames, [I32(0), at]))
+            b.store(I64(self.ordinals[id(call)]), b.gep(frames, [I32(0), b.add(at, I64(1))]))
+        b.store(b.add(count, I64(1)), count_slot)
+
+    # ------------------------------------------------------------ refcounts
+
+    def incref(self, obj: ir.Value) -> None:
+        self.b.call(self.mb.external("Py_IncRef", ir.VoidType(), [PTR]), [obj])
+
+    def decref(self, obj: ir.Value) -> None:
+        self.b.call(self.mb.external("Py_DecRef", ir.VoidType(), [PTR]), [obj])
+
+    def release(self, value: ir.Value, owned: bool) -> None:
+        if owned:
+            self.decref(value)
+
+    # ------------------------------------------------------------ statements
+
+    def body(self, stmts: tuple[Stmt, ...]) -> None:
+        for s in stmts[:-1]:
+            self.stmt(s)
+        if stmts:
+            self.tail(stmts[-1])
+
+    def tail(self, s: Stmt) -> None:
+        if isinstance(s, ExprStmt):
+            self.emit_return(s.expr)
+        elif isinstance(s, If):
+            self.if_stmt(s, tail=True)
+        else:
+            self.stmt(s)
+
+    def block(self, block: Block, tail: bool = False) -> None:
+        stmts = block.stmts
+        for s in stmts[:-1] if tail else stmts:
+            if self.b.block.is_terminated:
+                return
+            self.stmt(s)
+        if tail and stmts and not self.b.block.is_terminated:
+            self.tail(stmts[-1])
+
+    def emit_return(self, value: Expr | None) -> None:
+        b = self.b
+        if value is not None and self.t.ret != NULL:
+            v, owned = self.expr(value)
+            if self.t.ret == ARR and not owned:
+                self.incref(v)
+            b.store(v, self.retval)
+        elif value is not None:
+            v, owned = self.expr(value)
+            self.release(v, owned)
+        b.branch(self.exit)
+        b.position_at_end(self.fn.append_basic_block("after_return"))
+
+    def stmt(self, s: Stmt) -> None:
+        if self.b.block.is_terminated:
+            return
+        t = type(s)
+        if t is ExprStmt:
+            v, owned = self.expr(s.expr)  # type: ignore[attr-defined]
+            self.release(v, owned)
+        elif t is Let:
+            self.store_var(self.res.bindings[s].decl, s.value)  # type: ignore[attr-defined, union-attr]
+        elif t is Assign:
+            self.assign(s)  # type: ignore[arg-type]
+        elif t is If:
+            self.if_stmt(s)  # type: ignore[arg-type]
+        elif t is While:
+            self.while_stmt(s)  # type: ignore[arg-type]
+        elif t is ForRange:
+            self.for_range(s)  # type: ignore[arg-type]
+        elif t is ForEach:
+            self.for_each(s)  # type: ignore[arg-type]
+        elif t is Break:
+            self.b.branch(self.loops[-1][1])
+            self.b.position_at_end(self.fn.append_basic_block("after_break"))
+        elif t is Continue:
+            self.b.branch(self.loops[-1][0])
+            self.b.position_at_end(self.fn.append_basic_block("after_continue"))
+        elif t is Return:
+            self.emit_return(s.value)  # type: ignore[attr-defined]
+        else:  # pragma: no cover - the typer lets nothing else through
+            raise AssertionError(f"cannot lower {t.__name__}")
+
+    def store_var(self, decl, value: Expr) -> None:
+        v, owned = self.expr(value)
+        self.store_value(decl, v, owned)
+
+    def store_value(self, decl, v: ir.Value, owned: bool) -> None:
+        slot = self.vars[decl]
+        if self.t.locals[decl] == ARR:
+            if not owned:
+                self.incref(v)
+            old = self.b.load(slot)
+            self.b.store(v, slot)
+            self.decref(old)
+        else:
+            self.b.store(v, slot)
+
+    def assign(self, s: Assign) -> None:
+        target = s.target
+        op = s.op[0] if s.op != "=" else None
+        if isinstance(target, Name):
+            decl = self.res.bindings[target].decl  # type: ignore[union-attr]
+            if op is None:
+                self.store_var(decl, s.value)
+            else:
+                current = self.b.load(self.vars[decl])
+                rhs, _ = self.expr(s.value)
+                self.b.store(self.arith(op, current, rhs), self.vars[decl])
+            return
+        assert isinstance(target, Index)
+        arr, arr_owned = self.expr(target.obj)
+        idx, _ = self.expr(target.index)
+        k = self.checked_index(arr, idx, target)
+        if op is None:
+            value, _ = self.expr(s.value)
+        else:
+            current = self.load_item(arr, k)
+            rhs, _ = self.expr(s.value)
+            value = self.arith(op, current, rhs)
+        self.store_item(arr, k, value)
+        self.release(arr, arr_owned)
+
+    def truth(self, e: Expr) -> ir.Value:
+        v, _ = self.expr(e)
+        return v
+
+    def if_stmt(self, s: If, tail: bool = False) -> None:
+        b = self.b
+        cond = self.truth(s.cond)
+        then_bb = self.fn.append_basic_block("then")
+        else_bb = self.fn.append_basic_block("else")
+        end_bb = self.fn.append_basic_block("endif")
+        b.cbranch(cond, then_bb, else_bb)
+        b.position_at_end(then_bb)
+        self.block(s.then, tail)
+        if not b.block.is_terminated:
+            b.branch(end_bb)
+        b.position_at_end(else_bb)
+        if isinstance(s.orelse, Block):
+            self.block(s.orelse, tail)
+        elif s.orelse is not None:
+            if tail:
+                self.tail(s.orelse)
+            else:
+                self.stmt(s.orelse)
+        if not b.block.is_terminated:
+            b.branch(end_bb)
+        b.position_at_end(end_bb)
+
+    def loop(self, name: str, node: Node, head, body_fn, step_fn=None) -> None:
+        """A loop with a tick counter: head() returns the continue-condition."""
+        b = self.b
+        counter = self.entry_alloca(I64, "ticks")
+        b.store(I64(0), counter)
+        head_bb = self.fn.append_basic_block(f"{name}.head")
+        body_bb = self.fn.append_basic_block(f"{name}.body")
+        step_bb = self.fn.append_basic_block(f"{name}.step")
+        end_bb = self.fn.append_basic_block(f"{name}.end")
+        b.branch(head_bb)
+        b.position_at_end(head_bb)
+        b.cbranch(head(), body_bb, end_bb)
+        b.position_at_end(body_bb)
+        self.loops.append((step_bb, end_bb))
+        body_fn()
+        self.loops.pop()
+        if not b.block.is_terminated:
+            b.branch(step_bb)
+        b.position_at_end(step_bb)
+        if step_fn is not None:
+            step_fn()
+        n = b.add(b.load(counter), I64(1))
+        b.store(n, counter)
+        self.tick_check(n, node)
+        b.branch(head_bb)
+        b.position_at_end(end_bb)
+
+    def entry_alloca(self, typ: ir.Type, name: str) -> ir.AllocaInstr:
+        """An alloca in the entry block, where mem2reg can promote it."""
+        b = self.b
+        here = b.block
+        entry = self.fn.blocks[0]
+        b.position_at_start(entry)
+        slot = b.alloca(typ, name=name)
+        b.position_at_end(here)
+        return slot
+
+    def while_stmt(self, s: While) -> None:
+        self.loop("while", s, lambda: self.truth(s.cond), lambda: self.block(s.body))
+
+    def for_range(self, s: ForRange) -> None:
+        b = self.b
+        start, _ = self.expr(s.start)
+        end, _ = self.expr(s.end)
+        k = self.entry_alloca(DOUBLE, "k")
+        b.store(ir.Constant(DOUBLE, 0.0), k)
+        var = self.vars[self.res.bindings[s].decl]  # type: ignore[union-attr]
+
+        def head() -> ir.Value:
+            value = b.fadd(start, b.load(k))  # i = start + k while start + k < end
+            b.store(value, var)
+            return b.fcmp_ordered("<", value, end)
+
+        def step() -> None:
+            b.store(b.fadd(b.load(k), ir.Constant(DOUBLE, 1.0)), k)
+
+        self.loop("for", s, head, lambda: self.block(s.body), step)
+
+    def for_each(self, s: ForEach) -> None:
+        b = self.b
+        arr, owned = self.expr(s.iterable)
+        if self.t.writes_arrays.get(s, True):  # iterate a snapshot, as the interpreter does
+            snapshot = b.call(self.mb.external("PyList_GetSlice", PTR, [PTR, I64, I64]),
+                              [arr, I64(0), self.length(arr)])
+            self.check_alloc(snapshot, s)
+            self.release(arr, owned)
+            arr, owned = snapshot, True
+        n = self.length(arr)
+        i = self.entry_alloca(I64, "i")
+        b.store(I64(0), i)
+        var = self.vars[self.res.bindings[s].decl]  # type: ignore[union-attr]
+
+        def head() -> ir.Value:
+            return b.icmp_signed("<", b.load(i), n)
+
+        def body() -> None:
+            b.store(self.load_item(arr, b.load(i)), var)
+            self.block(s.body)
+
+        def step() -> None:
+            b.store(b.add(b.load(i), I64(1)), i)
+
+        self.loop("each", s, head, body, step)
+        self.release(arr, owned)
+
+    # ------------------------------------------------------------ arrays
+
+    def field_ptr(self, obj: ir.Value, offset: int, typ: ir.Type) -> ir.Value:
+        b = self.b
+        return b.bitcast(b.gep(obj, [I64(offset)], inbounds=True), typ.as_pointer())
+
+    def length(self, arr: ir.Value) -> ir.Value:
+        return self.b.load(self.field_ptr(arr, 16, I64))
+
+    def items(self, arr: ir.Value) -> ir.Value:
+        return self.b.load(self.field_ptr(arr, 24, PTR.as_pointer()))
+
+    def load_item(self, arr: ir.Value, k: ir.Value) -> ir.Value:
+        b = self.b
+        obj = b.load(b.gep(self.items(arr), [k], inbounds=True))
+        return b.load(self.field_ptr(obj, 16, DOUBLE))
+
+    def store_item(self, arr: ir.Value, k: ir.Value, value: ir.Value) -> None:
+        """a[k] = value: overwrite the float in place when only this list holds it."""
+        b = self.b
+        slot = b.gep(self.items(arr), [k], inbounds=True)
+        old = b.load(slot)
+        unique = b.icmp_signed("==", b.load(self.field_ptr(old, 0, I64)), I64(1))
+        with b.if_else(unique, likely=True) as (then, otherwise):
+            with then:
+                b.store(value, self.field_ptr(old, 16, DOUBLE))
+            with otherwise:
+                new = self.new_float(value)
+                b.store(new, slot)
+                self.decref(old)
+
+    def new_float(self, value: ir.Value) -> ir.Value:
+        return self.b.call(self.mb.external("PyFloat_FromDouble", PTR, [DOUBLE]), [value])
+
+    def check_alloc(self, obj: ir.Value, node: Node) -> None:
+        with self.b.if_then(self.b.icmp_unsigned("==", obj, ir.Constant(PTR, None)), likely=False):
+            self.fail(ERR_MEMORY, node)
+
+    def checked_index(self, arr: ir.Value, idx: ir.Value, node: Node) -> ir.Value:
+        """The i64 index, after the interpreter's checks: integral and 0 <= i < len."""
+        b = self.b
+        n = self.length(arr)
+        in_range = b.and_(b.fcmp_ordered(">=", idx, ir.Constant(DOUBLE, 0.0)),
+                          b.fcmp_ordered("<", idx, b.sitofp(n, DOUBLE)))
+        ok_bb = self.fn.append_basic_block("index.ok")
+        bad_bb = self.fn.append_basic_block("index.bad")
+        check_bb = self.fn.append_basic_block("index.integral")
+        b.cbranch(in_range, check_bb, bad_bb)
+        b.position_at_end(check_bb)
+        k = b.fptosi(idx, I64)
+        b.cbranch(b.fcmp_ordered("==", b.sitofp(k, DOUBLE), idx), ok_bb, bad_bb)
+        b.position_at_end(bad_bb)
+        self.fail(ERR_INDEX, node, idx, n)
+        b.position_at_end(ok_bb)
+        return k
+
+    def new_array(self, values: list[ir.Value], node: Node) -> ir.Value:
+        b = self.b
+        lst = b.call(self.mb.external("PyList_New", PTR, [I64]), [I64(len(values))])
+        self.check_alloc(lst, node)
+        if values:
+            items = self.items(lst)
+            for k, v in enumerate(values):
+                obj = self.new_float(v)
+                self.check_alloc(obj, node)
+                b.store(obj, b.gep(items, [I64(k)], inbounds=True))
+        return lst
+
+    def filled_array(self, count: ir.Value, fill: ir.Value, node: Node) -> ir.Value:
+        """array(n, v): one float object shared by every slot, as Python does with [v] * n."""
+        b = self.b
+        ok = b.and_(b.fcmp_ordered(">=", count, ir.Constant(DOUBLE, 0.0)),
+                    b.fcmp_ordered("==", b.call(self.mb.intrinsic("llvm.floor"), [count]), count))
+        with b.if_then(b.not_(ok), likely=False):
+            self.fail(ERR_ARRAY_SIZE, node, count)
+        with b.if_then(b.fcmp_ordered(">", count, ir.Constant(DOUBLE, MAX_ARRAY)), likely=False):
+            self.fail(ERR_ARRAY_BUDGET, node, count)
+        n = b.fptosi(count, I64)
+        lst = b.call(self.mb.external("PyList_New", PTR, [I64]), [n])
+        self.check_alloc(lst, node)
+        obj = self.new_float(fill)
+        self.check_alloc(obj, node)
+        items = self.items(lst)
+        i = self.entry_alloca(I64, "fill")
+        b.store(I64(0), i)
+        head = self.fn.append_basic_block("fill.head")
+        body = self.fn.append_basic_block("fill.body")
+        end = self.fn.append_basic_block("fill.end")
+        b.branch(head)
+        b.position_at_end(head)
+        b.cbranch(b.icmp_signed("<", b.load(i), n), body, end)
+        b.position_at_end(body)
+        b.store(obj, b.gep(items, [b.load(i)], inbounds=True))
+        b.store(b.add(b.load(i), I64(1)), i)
+        b.branch(head)
+        b.position_at_end(end)
+        refcnt = self.field_ptr(obj, 0, I64)
+        b.store(b.add(b.load(refcnt), b.sub(n, I64(1))), refcnt)  # n references, one was there
+        with b.if_then(b.icmp_signed("==", n, I64(0))):
+            self.decref(obj)
+        return lst
+
+    def push(self, arr: ir.Value, value: ir.Value, node: Node) -> ir.Value:
+        b = self.b
+        obj = self.new_float(value)
+        self.check_alloc(obj, node)
+        status = b.call(self.mb.external("PyList_Append", I32, [PTR, PTR]), [arr, obj])
+        self.decref(obj)
+        with b.if_then(b.icmp_signed("!=", status, I32(0)), likely=False):
+            self.fail(ERR_MEMORY, node)
+        return b.sitofp(self.length(arr), DOUBLE)
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, e: Expr) -> tuple[ir.Value, bool]:
+        """The value of e, and whether it is an array reference this code owns."""
+        b = self.b
+        t = type(e)
+        if t is Num:
+            return ir.Constant(DOUBLE, e.value), False  # type: ignore[attr-defined]
+        if t is Bool:
+            return ir.Constant(I1, int(e.value)), False  # type: ignore[attr-defined]
+        if t is Name:
+            return b.load(self.vars[self.res.bindings[e].decl]), False  # type: ignore[union-attr]
+        if t is Binary:
+            return self.binary(e), False  # type: ignore[arg-type]
+        if t is Logical:
+            return self.logical(e), False  # type: ignore[arg-type]
+        if t is Unary:
+            v, _ = self.expr(e.operand)  # type: ignore[attr-defined]
+            return (b.fneg(v) if e.op == "-" else b.not_(v)), False  # type: ignore[attr-defined]
+        if t is Index:
+            arr, owned = self.expr(e.obj)  # type: ignore[attr-defined]
+            idx, _ = self.expr(e.index)  # type: ignore[attr-defined]
+            value = self.load_item(arr, self.checked_index(arr, idx, e))
+            self.release(arr, owned)
+            return value, False
+        if t is ArrayLit:
+            values = [self.expr(item)[0] for item in e.items]  # type: ignore[attr-defined]
+            return self.new_array(values, e), True
+        if t is Call:
+            return self.call(e)  # type: ignore[arg-type]
+        if t is MethodCall:
+            arr, owned = self.expr(e.obj)  # type: ignore[attr-defined]
+            value, _ = self.expr(e.args[0])  # type: ignore[attr-defined]
+            n = self.push(arr, value, e)
+            self.release(arr, owned)
+            return n, False
+        raise AssertionError(f"cannot lower {t.__name__}")  # pragma: no cover
+
+    def arith(self, op: str, a: ir.Value, c: ir.Value) -> ir.Value:
+        b = self.b
+        if op == "+":
+            return b.fadd(a, c, flags=self.flags)
+        if op == "-":
+            return b.fsub(a, c, flags=self.flags)
+        if op == "*":
+            return b.fmul(a, c, flags=self.flags)
+        if op == "/":
+            return b.fdiv(a, c, flags=self.flags)
+        if op == "%":
+            return b.frem(a, c, flags=self.flags)
+        return b.call(self.mb.intrinsic("llvm.pow", 2), [a, c])
+
+    def binary(self, e: Binary) -> ir.Value:
+        b = self.b
+        left, _ = self.expr(e.left)
+        right, _ = self.expr(e.right)
+        if e.op in FCMP:
+            if self.t.exprs[e.left] == BOOL:
+                return b.icmp_unsigned(e.op, left, right)
+            if e.op == "!=":
+                return b.fcmp_unordered("!=", left, right)
+            return b.fcmp_ordered(FCMP[e.op], left, right)
+        return self.arith(e.op, left, right)
+
+    def logical(self, e: Logical) -> ir.Value:
+        b = self.b
+        left, _ = self.expr(e.left)
+        start = b.block
+        rhs_bb = self.fn.append_basic_block("logic.rhs")
+        end_bb = self.fn.append_basic_block("logic.end")
+        if e.op == "&&":
+            b.cbranch(left, rhs_bb, end_bb)
+        else:
+            b.cbranch(left, end_bb, rhs_bb)
+        b.position_at_end(rhs_bb)
+        right, _ = self.expr(e.right)
+        rhs_end = b.block
+        b.branch(end_bb)
+        b.position_at_end(end_bb)
+        phi = b.phi(I1)
+        phi.add_incoming(left, start)
+        phi.add_incoming(right, rhs_end)
+        return phi
+
+    def call(self, e: Call) -> tuple[ir.Value, bool]:
+        b = self.b
+        sig = self.t.calls.get(e)
+        if sig is not None:
+            args = [self.expr(a) for a in e.args]
+            callee = self.mb.functions[sig]
+            result = b.call(callee, [v for v, _ in args])
+            for v, owned in args:
+                self.release(v, owned)
+            self.after_call(e)
+            return result, self.mb.typed[sig].ret == ARR
+        name = self.t.builtins[e]
+        args = [self.expr(a) for a in e.args]
+        values = [v for v, _ in args]
+        if name in INTRINSIC:
+            return b.call(self.mb.intrinsic(INTRINSIC[name]), values), False
+        if name in LIBM:
+            return b.call(self.mb.external(LIBM[name], DOUBLE, [DOUBLE] * len(values)), values), False
+        if name == "pow":
+            return self.arith("**", values[0], values[1]), False
+        if name in ("min", "max"):
+            return self.min_max(name, values), False
+        if name == "len":
+            n = b.sitofp(self.length(values[0]), DOUBLE)
+            self.release(*args[0])
+            return n, False
+        if name == "push":
+            n = self.push(values[0], values[1], e)
+            self.release(*args[0])
+            return n, False
+        assert name == "array"
+        return self.filled_array(values[0], values[1], e), True
+
+    def min_max(self, name: str, values: list[ir.Value]) -> ir.Value:
+        """The interpreter's rule: first best by < (or >), nan if any value is nan."""
+        b = self.b
+        best = values[0]
+        any_nan = b.fcmp_unordered("uno", best, best)
+        better = "<" if name == "min" else ">"
+        for v in values[1:]:
+            any_nan = b.or_(any_nan, b.fcmp_unordered("uno", v, v))
+            best = b.select(b.fcmp_ordered(better, v, best), v, best)
+        return b.select(any_nan, ir.Constant(DOUBLE, float("nan")), best)

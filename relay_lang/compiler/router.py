@@ -1,0 +1,185 @@
+"""The execution router: which tier runs each function, and why.
+
+- `@llvm` (or `--tier llvm`): compiled strictly when the program is loaded,
+  before it runs; anything unsupported is a compile error with its position.
+- `@interpret` (or `--tier interpret`): the interpreter, always.
+- Otherwise (auto): top-level functions with loops or arithmetic are compiled
+  once hot, specialised on the argument types of the call that made them hot
+  (functions with loops at their first call, others after 20 calls). When
+  they cannot compile they stay interpreted, silently; `--explain` says why.
+
+A compiled function replaces its `FunctionCode.py` by an entry that checks
+the argument types and otherwise falls back to the interpreter, so calls
+with other types keep the interpreter's exact behaviour and errors.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import RelayError
+from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Name, Node, Program, While
+from ..resolver import Global, Resolution
+from .cache import CompileCache, DirectoryStore, ObjectStore
+from .infer import ARR, BOOL, NUM, Signature, Unsupported, param_type
+from .jit import Compiled, Compiler, call_compiled, directive_level, has_directive
+
+if TYPE_CHECKING:
+    from ..codegen import FunctionCode, Unit
+    from ..interpreter import Interpreter
+
+HOT_CALLS_WITH_LOOPS = 1
+HOT_CALLS = 20
+
+
+def static_functions(program: Program, res: Resolution) -> dict[str, FnLit]:
+    """Top-level functions whose global name is never assigned: calls to them bind statically."""
+    assigned = {n.target.name for n in _walk(program) if isinstance(n, Assign) and isinstance(n.target, Name)
+                and isinstance(res.bindings.get(n.target), Global)}
+    return {s.fn.name: s.fn for s in program.stmts
+            if isinstance(s, FnDecl) and isinstance(res.bindings.get(s), Global) and s.fn.name not in assigned}
+
+
+def _walk(node: object):
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Node):
+            yield n
+            stack.extend(getattr(n, f) for f in n.__dataclass_fields__)  # type: ignore[attr-defined]
+        elif isinstance(n, tuple):
+            stack.extend(n)
+
+
+def _has_loops(fn: FnLit) -> bool:
+    return any(isinstance(n, (While, ForRange, ForEach)) for n in _walk(fn.body))
+
+
+def _numeric_work(fn: FnLit) -> bool:
+    return any(isinstance(n, Binary) for n in _walk(fn.body))
+
+
+def value_type(v: object) -> str | None:
+    t = type(v)
+    if t is float:
+        return NUM
+    if t is bool:
+        return BOOL
+    if t is list and all(type(x) is float for x in v):  # type: ignore[attr-defined]
+        return ARR
+    return None
+
+
+class Router:
+    def __init__(self, interp: Interpreter, tier: str = "auto", store: ObjectStore | None = None) -> None:
+        if tier not in ("auto", "interpret", "llvm"):
+            raise ValueError(f"unknown tier {tier!r}")
+        self.interp = interp
+        self.tier = tier
+        self.cache = CompileCache(store if store is not None else DirectoryStore())
+        self.decisions: dict[int, tuple[str, str, str]] = {}  # id(FnLit) -> (name, tier, reason)
+
+    # ------------------------------------------------------------ decisions
+
+    def note(self, fn: FnLit | None, name: str, tier: str, reason: str) -> None:
+        self.decisions[id(fn)] = (name, tier, reason)
+
+    def explain(self) -> list[str]:
+        return [f"{name}: {tier} ({reason})" for name, tier, reason in self.decisions.values()]
+
+    def prepare(self, unit: Unit, program: Program, res: Resolution) -> None:
+        """Decides the tier of every function of a freshly compiled unit."""
+        top_level = static_functions(program, res)
+        compiler = Compiler(res, top_level, cache=self.cache)
+        statics = {id(fn) for fn in top_level.values()}
+        for code in unit.codes:
+            fn: FnLit = code.node  # type: ignore[assignment]
+            name = fn.name or f"anonymous fn at line {fn.pos.line}"
+            strict = self.tier == "llvm" or has_directive(fn, "llvm")
+            if has_directive(fn, "interpret") or (self.tier == "interpret" and not strict):
+                self.note(fn, name, "interpreter", "@interpret" if has_directive(fn, "interpret") else "--tier interpret")
+            elif self.tier == "interpret":  # @llvm code must still be compilable: check it, run it interpreted
+                self.check(lambda: compiler.typer.function(Signature(fn, self.parameter_types(fn, name, "@llvm"))),
+                           name, "@llvm")
+                self.note(fn, name, "interpreter", "--tier interpret; @llvm checked")
+            elif strict:
+                self.compile_strict(code, fn, name, compiler)
+            elif id(fn) not in statics:
+                self.note(fn, name, "interpreter", "closures, nested functions and handlers compile only with @llvm")
+            elif not (_has_loops(fn) or _numeric_work(fn)):
+                self.note(fn, name, "interpreter", "no loops or numeric work")
+            else:
+                self.install_hot_counter(code, fn, name, compiler)
+
+    def parameter_types(self, fn: FnLit, name: str, why: str) -> tuple[str, ...]:
+        """Compiled parameter types from the annotations (unannotated: number)."""
+        params = []
+        for p in fn.params:
+            t = param_type(p.type)
+            if t is None:
+                raise RelayError(f"{why} {name}: parameter '{p.name}' of type {p.type} cannot be compiled "
+                                 "(compiled code takes numbers, bools and array<number>)", p.pos, kind="compile error")
+            params.append(t)
+        return tuple(params)
+
+    def check(self, attempt: Callable[[], object], name: str, why: str) -> object:
+        try:
+            return attempt()
+        except Unsupported as u:
+            raise RelayError(f"{why} {name}: {u.reason}", u.pos, kind="compile error") from None
+
+    def compile_strict(self, code: FunctionCode, fn: FnLit, name: str, compiler: Compiler) -> None:
+        why = "@llvm" if has_directive(fn, "llvm") else "--tier llvm"
+        params = self.parameter_types(fn, name, why)
+        compiled: Compiled = self.check(lambda: compiler.compile(Signature(fn, params)), name, why)  # type: ignore[assignment]
+        code.py = self.entry(code.py, compiled)  # type: ignore[arg-type]
+        self.note(fn, name, "llvm", f"{why}, ({', '.join(params)}) at O{directive_level(fn)}")
+
+    def install_hot_counter(self, code: FunctionCode, fn: FnLit, name: str, compiler: Compiler) -> None:
+        original: Callable = code.py  # type: ignore[assignment]
+        threshold = HOT_CALLS_WITH_LOOPS if _has_loops(fn) else HOT_CALLS
+        calls = 0
+        self.note(fn, name, "interpreter", f"not hot yet (compiles after {threshold} call{'s' if threshold > 1 else ''})")
+
+        def settle(py: Callable) -> None:
+            code.py = py
+            instance = self.interp.ns.get(f"g_{fn.name}")
+            if getattr(instance, "code", None) is code:
+                instance.py = py  # type: ignore[union-attr]
+
+        def counting(c: tuple, *args: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls < threshold:
+                return original(c, *args)
+            types = [value_type(a) for a in args]
+            if len(args) != len(fn.params) or None in types:
+                settle(original)
+                self.note(fn, name, "interpreter", "hot, but called with arguments compiled code does not take")
+                return original(c, *args)
+            try:
+                compiled = compiler.compile(Signature(fn, tuple(types)))  # type: ignore[arg-type]
+            except Unsupported as u:
+                settle(original)
+                self.note(fn, name, "interpreter", u.describe())
+                return original(c, *args)
+            entry = self.entry(original, compiled)
+            settle(entry)
+            self.note(fn, name, "llvm", f"hot after {calls} call{'s' if calls > 1 else ''}, "
+                                        f"({', '.join(types)}) at O{directive_level(fn)}")  # type: ignore[arg-type]
+            return entry(c, *args)
+
+        code.py = counting
+
+    def entry(self, original: Callable, compiled: Compiled) -> Callable:
+        """The compiled function behind an argument-type check; other calls go to the interpreter."""
+        interp = self.interp
+        params = compiled.sig.params
+        n = len(params)
+
+        def compiled_entry(c: tuple, *args: object) -> object:
+            if len(args) == n and all(value_type(a) == p for a, p in zip(args, params)):
+                return call_compiled(compiled, interp, args)
+            return original(c, *args)
+
+        return compiled_entry
