@@ -14,9 +14,41 @@ from dataclasses import dataclass, field
 
 from ..errors import Pos
 from ..nodes import (
-    ArrayLit, Assign, Binary, Block, Bool, Break, Call, Continue, Expr, ExprStmt, Field, FnDecl,
-    FnLit, ForEach, ForRange, If, Index, Let, Logical, MapLit, MethodCall, Name, Node, Null, Num,
-    Range, Return, SelfRef, ServerDecl, StateRef, Stmt, Str, TypeAnn, Unary, While,
+    ArrayLit,
+    Assign,
+    Binary,
+    Block,
+    Bool,
+    Break,
+    Call,
+    Continue,
+    Expr,
+    ExprStmt,
+    Field,
+    FnDecl,
+    FnLit,
+    ForEach,
+    ForRange,
+    If,
+    Index,
+    Let,
+    Logical,
+    MapLit,
+    MethodCall,
+    Name,
+    Node,
+    Null,
+    Num,
+    Range,
+    Return,
+    SelfRef,
+    ServerDecl,
+    StateRef,
+    Stmt,
+    Str,
+    TypeAnn,
+    Unary,
+    While,
 )
 from ..resolver import Decl, Free, Global, Local, Resolution
 
@@ -131,7 +163,7 @@ class Typer:
             info = self.res.functions[fn]
             if info.free:
                 raise Unsupported(f"{fn.name} captures variables of an enclosing function", fn.pos)
-            for p, decl, t in zip(fn.params, info.params, sig.params):
+            for decl, t in zip(info.params, sig.params):
                 typed.locals[decl] = t
             _FunctionTyper(self, typed).body(fn.body.stmts)
             if not typed.ret:

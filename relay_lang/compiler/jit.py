@@ -13,7 +13,14 @@ from . import engine
 from .cache import CompileCache, DirectoryStore, ObjectStore, cache_key
 from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, Typer, enumerate_nodes
 from .lower import (
-    ERR_ARRAY_BUDGET, ERR_ARRAY_SIZE, ERR_DEPTH, ERR_INDEX, ERR_MEMORY, ERR_TIME, MAX_ARRAY, ModuleBuilder,
+    ERR_ARRAY_BUDGET,
+    ERR_ARRAY_SIZE,
+    ERR_DEPTH,
+    ERR_INDEX,
+    ERR_MEMORY,
+    ERR_TIME,
+    MAX_ARRAY,
+    ModuleBuilder,
 )
 
 CTYPES = {NUM: ctypes.c_double, BOOL: ctypes.c_int8, ARR: ctypes.py_object, NULL: ctypes.c_int8}

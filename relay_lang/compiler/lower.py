@@ -22,8 +22,30 @@ from __future__ import annotations
 from llvmlite import ir
 
 from ..nodes import (
-    ArrayLit, Assign, Binary, Block, Bool, Break, Call, Continue, Expr, ExprStmt, FnLit, ForEach,
-    ForRange, If, Index, Let, Logical, MethodCall, Name, Node, Num, Return, Stmt, Unary, While,
+    ArrayLit,
+    Assign,
+    Binary,
+    Block,
+    Bool,
+    Break,
+    Call,
+    Continue,
+    Expr,
+    ExprStmt,
+    ForEach,
+    ForRange,
+    If,
+    Index,
+    Let,
+    Logical,
+    MethodCall,
+    Name,
+    Node,
+    Num,
+    Return,
+    Stmt,
+    Unary,
+    While,
 )
 from ..resolver import Resolution
 from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, enumerate_nodes

@@ -15,7 +15,8 @@ with other types keep the interpreter's exact behaviour and errors.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import RelayError
 from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Name, Node, Program, While
@@ -93,23 +94,26 @@ class Router:
         compiler = Compiler(res, top_level, cache=self.cache)
         statics = {id(fn) for fn in top_level.values()}
         for code in unit.codes:
-            fn: FnLit = code.node  # type: ignore[assignment]
-            name = fn.name or f"anonymous fn at line {fn.pos.line}"
-            strict = self.tier == "llvm" or has_directive(fn, "llvm")
-            if has_directive(fn, "interpret") or (self.tier == "interpret" and not strict):
-                self.note(fn, name, "interpreter", "@interpret" if has_directive(fn, "interpret") else "--tier interpret")
-            elif self.tier == "interpret":  # @llvm code must still be compilable: check it, run it interpreted
-                self.check(lambda: compiler.typer.function(Signature(fn, self.parameter_types(fn, name, "@llvm"))),
-                           name, "@llvm")
-                self.note(fn, name, "interpreter", "--tier interpret; @llvm checked")
-            elif strict:
-                self.compile_strict(code, fn, name, compiler)
-            elif id(fn) not in statics:
-                self.note(fn, name, "interpreter", "closures, nested functions and handlers compile only with @llvm")
-            elif not (_has_loops(fn) or _numeric_work(fn)):
-                self.note(fn, name, "interpreter", "no loops or numeric work")
-            else:
-                self.install_hot_counter(code, fn, name, compiler)
+            self.decide(code, compiler, statics)
+
+    def decide(self, code: FunctionCode, compiler: Compiler, statics: set[int]) -> None:
+        fn: FnLit = code.node  # type: ignore[assignment]
+        name = fn.name or f"anonymous fn at line {fn.pos.line}"
+        strict = self.tier == "llvm" or has_directive(fn, "llvm")
+        if has_directive(fn, "interpret") or (self.tier == "interpret" and not strict):
+            self.note(fn, name, "interpreter", "@interpret" if has_directive(fn, "interpret") else "--tier interpret")
+        elif self.tier == "interpret":  # @llvm code must still be compilable: check it, run it interpreted
+            params = self.parameter_types(fn, name, "@llvm")
+            self.check(lambda: compiler.typer.function(Signature(fn, params)), name, "@llvm")
+            self.note(fn, name, "interpreter", "--tier interpret; @llvm checked")
+        elif strict:
+            self.compile_strict(code, fn, name, compiler)
+        elif id(fn) not in statics:
+            self.note(fn, name, "interpreter", "closures, nested functions and handlers compile only with @llvm")
+        elif not (_has_loops(fn) or _numeric_work(fn)):
+            self.note(fn, name, "interpreter", "no loops or numeric work")
+        else:
+            self.install_hot_counter(code, fn, name, compiler)
 
     def parameter_types(self, fn: FnLit, name: str, why: str) -> tuple[str, ...]:
         """Compiled parameter types from the annotations (unannotated: number)."""
