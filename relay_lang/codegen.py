@@ -362,8 +362,8 @@ class CodeGen:
                 current = self.index_read(obj, key, target.pos)
                 value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
             self.emit(f"if type({obj}) is list and type({key}) is float and 0.0 <= {key} < len({obj}) "
-                      f"and {key}.is_integer(): {obj}[int({key})] = {value}", s.pos)
-            self.emit(f"else: _set_index({obj}, {key}, {value})", s.pos)
+                      f"and {key}.is_integer(): {obj}[int({key})] = {value}", target.pos)
+            self.emit(f"else: _set_index({obj}, {key}, {value})", target.pos)
         else:
             assert isinstance(target, Field)
             obj = self.expr(target.obj)
@@ -372,8 +372,8 @@ class CodeGen:
             else:
                 current = self.field_read(obj, target.name, target.pos)
                 value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
-            self.emit(f"if type({obj}) is dict: {obj}[{target.name!r}] = {value}", s.pos)
-            self.emit(f"else: _set_field({obj}, {target.name!r}, {value})", s.pos)
+            self.emit(f"if type({obj}) is dict: {obj}[{target.name!r}] = {value}", target.pos)
+            self.emit(f"else: _set_field({obj}, {target.name!r}, {value})", target.pos)
 
     def truth_test(self, typed: tuple[str, str | None]) -> str:
         atom, kind = typed

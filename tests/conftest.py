@@ -24,7 +24,7 @@ def run_relay(source: str, **kwargs) -> tuple[str, object]:
     """Runs source in-process; returns (stdout text, program value)."""
     out = io.StringIO()
     err = io.StringIO()
-    interp = Interpreter(out=out, err=err, max_depth=kwargs.pop("max_depth", 10_000))
+    interp = Interpreter(out=out, err=err, max_depth=kwargs.pop("max_depth", 10_000), tier=kwargs.pop("tier", "auto"))
     value = run_program(source, "test.relay", interp=interp, **kwargs)
     return out.getvalue(), value
 

@@ -19,13 +19,24 @@ import ctypes
 import hashlib
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import llvmlite
 import llvmlite.binding as llvm
 
 from .lower import MAX_FRAMES
 
-COMPILER_VERSION = "relay-llvm-1"
+
+def _compiler_version() -> str:
+    """A digest of the compiler's own source: any change to how code is generated changes every key."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for name in ("infer.py", "lower.py", "engine.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+COMPILER_VERSION = _compiler_version()
 _initialised = False
 
 
@@ -37,7 +48,7 @@ class RuntimeState(ctypes.Structure):
         ("err_code", ctypes.c_int64), ("err_fn", ctypes.c_int64), ("err_node", ctypes.c_int64),
         ("err_x", ctypes.c_double), ("err_y", ctypes.c_int64), ("ticks", ctypes.c_int64),
         ("deadline_ns", ctypes.c_int64), ("nframes", ctypes.c_int64),
-        ("frames", ctypes.c_int64 * (2 * MAX_FRAMES)),
+        ("frames", ctypes.c_int64 * (3 * MAX_FRAMES)),
     ]
 
 

@@ -69,11 +69,11 @@ class Compiled:
             err = RelayError("out of memory: the program allocates more than this worker can hold")
         err.pos = self.position(rt.err_fn, rt.err_node)
         frames: list[tuple[str, Pos | None]] = []
-        for k in range(min(rt.nframes, len(rt.frames) // 2)):
-            fn_index, node = rt.frames[2 * k], rt.frames[2 * k + 1]
+        for k in range(min(rt.nframes, len(rt.frames) // 3)):
+            fn_index, node, repeats = rt.frames[3 * k], rt.frames[3 * k + 1], rt.frames[3 * k + 2]
             call = self.ordinals[fn_index][node]
             callee = call.callee.name if isinstance(call, Call) and isinstance(call.callee, Name) else "?"
-            frames.append((callee, self.position(fn_index, node)))
+            frames.extend([(callee, self.position(fn_index, node))] * repeats)
         frames.append((self.sig.fn.name, None))  # the call from interpreted code: placed later
         err.native_stack = frames
         return err

@@ -61,7 +61,7 @@ MAX_FRAMES = 64
 RT_FIELDS = ("stop", "depth", "max_depth", "err_code", "err_fn", "err_node", "err_x", "err_y",
              "ticks", "deadline_ns", "nframes", "frames")
 RT_TYPE = ir.LiteralStructType([I64, I64, I64, I64, I64, I64, DOUBLE, I64, I64, I64, I64,
-                                ir.ArrayType(I64, 2 * MAX_FRAMES)])
+                                ir.ArrayType(I64, 3 * MAX_FRAMES)])  # frames: (function, call node, repeats)
 ERR_INDEX, ERR_DEPTH, ERR_TIME, ERR_ARRAY_SIZE, ERR_ARRAY_BUDGET, ERR_MEMORY = 1, 2, 3, 4, 5, 6
 TICK_MASK = 0xFFFF
 MAX_ARRAY = 50_000_000
@@ -152,6 +152,11 @@ class ModuleBuilder:
         b = ir.IRBuilder(fn.append_basic_block())
         passed = [b.trunc(a, I1) if p == BOOL else a for a, p in zip(fn.args, t.sig.params)]
         value = b.call(inner, passed)
+        if t.ret == ARR:  # after an error the array is NULL, which ctypes must never see: give it None
+            with b.if_then(b.icmp_unsigned("==", value, ir.Constant(PTR, None)), likely=False):
+                none = self.module.globals.get("_Py_NoneStruct") or ir.GlobalVariable(self.module, I8, "_Py_NoneStruct")
+                b.call(self.external("Py_IncRef", ir.VoidType(), [PTR]), [none])
+                b.ret(none)
         b.ret(b.zext(value, I8) if t.ret == BOOL else value)
 
 
@@ -254,15 +259,38 @@ class FunctionLowerer:
             b.position_at_end(self.fn.append_basic_block("dead"))
 
     def push_frame(self, call: Node) -> None:
+        """Appends (function, call node, 1) to the frame list, or counts a repeat of the last frame."""
         b = self.b
         count_slot = self.mb.rt_field(b, "nframes")
         count = b.load(count_slot)
+        frames = self.mb.rt_field(b, "frames")
+        fn_index, node = I64(self.fn_index), I64(self.ordinals[id(call)])
+
+        def slot(k: ir.Value, field: int) -> ir.Value:
+            return b.gep(frames, [I32(0), b.add(b.mul(k, I64(3)), I64(field))])
+
+        last = b.sub(count, I64(1))
+        has_last = b.icmp_signed(">", count, I64(0))
+        repeat_bb = self.fn.append_basic_block("frame.repeat")
+        new_bb = self.fn.append_basic_block("frame.new")
+        done_bb = self.fn.append_basic_block("frame.done")
+        compare_bb = self.fn.append_basic_block("frame.compare")
+        b.cbranch(b.and_(has_last, b.icmp_signed("<=", count, I64(MAX_FRAMES))), compare_bb, new_bb)
+        b.position_at_end(compare_bb)
+        same = b.and_(b.icmp_signed("==", b.load(slot(last, 0)), fn_index), b.icmp_signed("==", b.load(slot(last, 1)), node))
+        b.cbranch(same, repeat_bb, new_bb)
+        b.position_at_end(repeat_bb)
+        repeats = slot(last, 2)
+        b.store(b.add(b.load(repeats), I64(1)), repeats)
+        b.branch(done_bb)
+        b.position_at_end(new_bb)
         with b.if_then(b.icmp_signed("<", count, I64(MAX_FRAMES))):
-            frames = self.mb.rt_field(b, "frames")
-            at = b.mul(count, I64(2))
-            b.store(I64(self.fn_index), b.gep(frames, [I32(0), at]))
-            b.store(I64(self.ordinals[id(call)]), b.gep(frames, [I32(0), b.add(at, I64(1))]))
-        b.store(b.add(count, I64(1)), count_slot)
+            b.store(fn_index, slot(count, 0))
+            b.store(node, slot(count, 1))
+            b.store(I64(1), slot(count, 2))
+        b.store(b.add(count, I64(1)), count_slot)  # past MAX_FRAMES: counted, not kept
+        b.branch(done_bb)
+        b.position_at_end(done_bb)
 
     # ------------------------------------------------------------ refcounts
 

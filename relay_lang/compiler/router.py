@@ -86,7 +86,12 @@ class Router:
         self.decisions[id(fn)] = (name, tier, reason)
 
     def explain(self) -> list[str]:
-        return [f"{name}: {tier} ({reason})" for name, tier, reason in self.decisions.values()]
+        lines = [f"{name}: {tier} ({reason})" for name, tier, reason in self.decisions.values()]
+        stats = self.cache.stats
+        if stats.compiled or stats.store_loads or stats.memory_hits:
+            lines.append(f"cache: {stats.compiled} compiled, {stats.store_loads} loaded from the object store, "
+                         f"{stats.memory_hits} already loaded")
+        return lines
 
     def prepare(self, unit: Unit, program: Program, res: Resolution) -> None:
         """Decides the tier of every function of a freshly compiled unit."""
