@@ -595,7 +595,7 @@ class CodeGen:
             fast = f"{a} {op} {b}"
         elif op == "/":
             fast = f"{a} / {b}"
-            if not (right[1] == NUM and b not in ("0.0", "-0.0") and not b.startswith("_K")):
+            if not _nonzero_literal(b):  # Python raises on x / 0.0 where IEEE gives inf or nan
                 checks = f"{checks} and {b}" if checks else b
         elif op == "%":
             fast = f"_fmod({a}, {b})"
@@ -697,6 +697,13 @@ class CodeGen:
             joined = "".join(a + ", " for a in args)
             self.emit(f"{t} = _method({obj}, {e.name!r}, ({joined}))", e.pos)
         return t
+
+
+def _nonzero_literal(atom: str) -> bool:
+    try:
+        return float(atom) != 0.0
+    except ValueError:
+        return False  # a temporary, a local or a constant-table entry
 
 
 def generate(program: Program, res: Resolution, unit_id: int, file: str) -> Unit:

@@ -75,7 +75,7 @@ def programs(draw: st.DrawFn) -> str:
     body = [f"    {s}" for s in draw(BODIES)]
     result = draw(RESULTS)
     values = draw(st.lists(st.sampled_from(NUMBERS), min_size=3, max_size=5))
-    return ("fn f(a, b, arr: array<number>) {\n" + "\n".join(lets + body) + f"\n    return {result}\n}}\n"
+    return ("fn f(a, b, arr: array<number>) {\n" + "\n".join(lets + body) + f"\n    return [x0, x1, x2, {result}]\n}}\n"
             f"let arr = [{', '.join(values)}]\nprint(f({draw(st.sampled_from(NUMBERS))}, {draw(st.sampled_from(NUMBERS))}, arr))\n"
             "print(arr)\n")
 
@@ -87,7 +87,7 @@ def outcome(source: str, tier: str) -> str:
         return f"ERROR {err}"
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_both_tiers_agree(source: str) -> None:
     interpreted = outcome(source, "interpret")

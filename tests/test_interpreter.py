@@ -35,6 +35,10 @@ def test_ieee_edge_cases_never_raise() -> None:
     assert out(src) == "inf nan inf -inf nan -inf nan inf nan nan -1 1 nan nan -0 -0\n"
 
 
+def test_division_by_computed_zero_is_ieee() -> None:
+    assert out("let x = 5\nx /= (0 / 1)\nprint(x, 1 / (2 - 2), -1 / (2 - 2), 0 / (1 - 1), 7 % (1 - 1))") == "inf inf -inf nan nan\n"
+
+
 def test_round_halves_away_from_zero() -> None:
     assert out("print(round(2.5), round(-2.5), round(0.49999999999999994), round(1.5), round(-0.5))") == \
         "3 -3 0 2 -1\n"

@@ -402,10 +402,11 @@ class FunctionLowerer:
         assert isinstance(target, Index)
         arr, arr_owned = self.expr(target.obj)
         idx, _ = self.expr(target.index)
-        k = self.checked_index(arr, idx, target)
-        if op is None:
+        if op is None:  # as in the interpreter: the value is computed before the index is checked
             value, _ = self.expr(s.value)
+            k = self.checked_index(arr, idx, target)
         else:
+            k = self.checked_index(arr, idx, target)
             current = self.load_item(arr, k)
             rhs, _ = self.expr(s.value)
             value = self.arith(op, current, rhs)
