@@ -10,8 +10,9 @@ it is reported in its own column), and both results must agree.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
+
+from bench_machine import describe
 
 from relay_lang.interpreter import Interpreter, run_program
 
@@ -123,23 +124,11 @@ def time_python(fn, repeat: int) -> tuple[float, object]:
     return best, result
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    print(f"# interpreter vs CPython {platform.python_version()} on {platform.machine()}, "
-          f"{cpu_name()}, best of {args.repeat}")
+    print(f"# interpreter vs CPython on {describe()}, best of {args.repeat}")
     print(f"{'workload':<24} {'relay ms':>10} {'compile ms':>11} {'cpython ms':>11} {'ratio':>7}")
     for name, source, py in WORKLOADS:
         relay_s, compile_s, relay_result = time_relay(source, args.repeat)

@@ -24,7 +24,7 @@ from pathlib import Path
 import llvmlite
 import llvmlite.binding as llvm
 
-from .lower import MAX_FRAMES
+from .lower import MAX_FRAMES, SMALL_FLOATS
 
 
 def _compiler_version() -> str:
@@ -53,6 +53,9 @@ class RuntimeState(ctypes.Structure):
 
 
 RT = RuntimeState()
+# Float objects for the integral values 0..SMALL_FLOATS-1, shared by compiled code (floats are immutable).
+_SMALL = [float(i) for i in range(SMALL_FLOATS)]
+SMALL_TABLE = (ctypes.c_void_p * SMALL_FLOATS)(*[id(x) for x in _SMALL])
 
 
 def initialise() -> None:
@@ -63,6 +66,7 @@ def initialise() -> None:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     llvm.add_symbol("relay_rt", ctypes.addressof(RT))
+    llvm.add_symbol("relay_small_floats", ctypes.addressof(SMALL_TABLE))
     _check_cpython_layout()
     _initialised = True
 

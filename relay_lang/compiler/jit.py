@@ -13,6 +13,7 @@ from . import engine
 from .cache import CompileCache, DirectoryStore, ObjectStore, cache_key
 from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, Typer, enumerate_nodes
 from .lower import (
+    ERR_ARGUMENT_TYPE,
     ERR_ARRAY_BUDGET,
     ERR_ARRAY_SIZE,
     ERR_DEPTH,
@@ -129,8 +130,14 @@ class Compiler:
         return order
 
 
+NOT_TAKEN = object()  # compiled code declined the call (an array argument holds a non-number)
+
+
 def call_compiled(compiled: Compiled, interp, args: tuple) -> object:
-    """Runs compiled code from the interpreter with its budgets; errors become Relay errors."""
+    """Runs compiled code from the interpreter with its budgets; errors become Relay errors.
+
+    Returns NOT_TAKEN, having run nothing, when an array argument holds something other than numbers.
+    """
     rt = engine.RT
     rt.err_code = 0
     rt.nframes = 0
@@ -140,6 +147,8 @@ def call_compiled(compiled: Compiled, interp, args: tuple) -> object:
     rt.deadline_ns = interp.deadline_ns
     result = compiled.cfunc(*args)
     if rt.err_code:
+        if rt.err_code == ERR_ARGUMENT_TYPE:
+            return NOT_TAKEN
         raise compiled.error(interp)
     if compiled.ret == BOOL:
         return bool(result)

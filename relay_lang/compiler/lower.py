@@ -12,7 +12,8 @@ Conventions of the generated code:
   its exit block, and each caller records its call site in the state's frame
   list and exits too. Node ordinals (see `infer.enumerate_nodes`) keep object
   code free of source positions, so cached code serves reformatted sources.
-- budgets: entry increments the depth and a tick counter in `relay_rt`; loops
+- budgets: each function takes its call depth as a hidden first argument and
+  checks it against `relay_rt.max_depth`; entry increments a tick counter; loops
   count iterations in a register; every 65,536 ticks the clock is compared
   with the job's deadline (`clock_gettime`, no Python, no GIL needed).
 """
@@ -63,6 +64,8 @@ RT_FIELDS = ("stop", "depth", "max_depth", "err_code", "err_fn", "err_node", "er
 RT_TYPE = ir.LiteralStructType([I64, I64, I64, I64, I64, I64, DOUBLE, I64, I64, I64, I64,
                                 ir.ArrayType(I64, 3 * MAX_FRAMES)])  # frames: (function, call node, repeats)
 ERR_INDEX, ERR_DEPTH, ERR_TIME, ERR_ARRAY_SIZE, ERR_ARRAY_BUDGET, ERR_MEMORY = 1, 2, 3, 4, 5, 6
+ERR_ARGUMENT_TYPE = 7  # not a Relay error: an array argument holds a non-number; the interpreter takes the call
+SMALL_FLOATS = 256  # integral values 0..255 come from a table of shared float objects
 TICK_MASK = 0xFFFF
 MAX_ARRAY = 50_000_000
 LLVM_TYPES = {NUM: DOUBLE, BOOL: I1, ARR: PTR, NULL: I8}
@@ -72,6 +75,18 @@ LIBM = {"tan": "tan", "atan": "atan", "exp": "exp", "log": "log", "atan2": "atan
 INTRINSIC = {"sqrt": "llvm.sqrt", "sin": "llvm.sin", "cos": "llvm.cos", "floor": "llvm.floor",
              "ceil": "llvm.ceil", "round": "llvm.round", "abs": "llvm.fabs"}
 FCMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
+
+
+class LazyHelpers(dict):
+    """Helper functions, each built into the module the first time code calls it."""
+
+    def __init__(self, builders: dict) -> None:
+        super().__init__()
+        self.builders = builders
+
+    def __missing__(self, name: str) -> ir.Function:
+        self[name] = fn = self.builders[name]()
+        return fn
 
 
 class ModuleBuilder:
@@ -87,10 +102,15 @@ class ModuleBuilder:
         self.fastmath = fastmath
         self.rt = ir.GlobalVariable(self.module, RT_TYPE, "relay_rt")
         self.rt.linkage = "external"
+        self.small_floats = ir.GlobalVariable(self.module, ir.ArrayType(PTR, SMALL_FLOATS), "relay_small_floats")
+        self.small_floats.linkage = "external"
         self.functions: dict[Signature, ir.Function] = {}
         for t in group:
-            fnty = ir.FunctionType(LLVM_TYPES[t.ret], [LLVM_TYPES[p] for p in t.sig.params])
-            self.functions[t.sig] = ir.Function(self.module, fnty, t.sig.symbol)
+            # The first argument is the call depth: a register, not a global to update on every call.
+            fnty = ir.FunctionType(LLVM_TYPES[t.ret], [I64] + [LLVM_TYPES[p] for p in t.sig.params])
+            fn = ir.Function(self.module, fnty, t.sig.symbol)
+            fn.linkage = "internal"  # only the entry wrappers are called from outside
+            self.functions[t.sig] = fn
         self.externals: dict[str, ir.Function] = {}
 
     def external(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
@@ -105,10 +125,106 @@ class ModuleBuilder:
 
     def build(self) -> ir.Module:
         self.clock = self._clock_check()
+        self.helpers = LazyHelpers({"relay_fail": self._fail_helper, "relay_unwind": self._unwind_helper,
+                                    "relay_float": self._float_helper})
         for t in self.group:
             FunctionLowerer(self, t).lower()
             self._entry_wrapper(t)
         return self.module
+
+    def _helper(self, name: str, ret: ir.Type, args: list[ir.Type], cold: bool = True) -> tuple[ir.Function, ir.IRBuilder]:
+        """A module-internal function shared by all call sites, keeping the IR (and compile time) small."""
+        fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        if cold:
+            fn.attributes.add("cold")
+        return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+
+    def _fail_helper(self) -> ir.Function:
+        """`relay_fail(code, fn, node, x, y)`: record an error in the runtime state."""
+        fn, b = self._helper("relay_fail", ir.VoidType(), [I64, I64, I64, DOUBLE, I64])
+        for field, arg in zip(("err_code", "err_fn", "err_node", "err_x", "err_y"), fn.args):
+            b.store(arg, self.rt_field(b, field))
+        b.ret_void()
+        return fn
+
+    def _unwind_helper(self) -> ir.Function:
+        """`relay_unwind(fn, node)`: a callee failed; place an on-entry error here, else add a frame.
+
+        Frames are (function, call node, repeats): a repeat of the last frame (recursion) only
+        counts, so a deep recursion keeps its whole stack in a few entries.
+        """
+        fn, b = self._helper("relay_unwind", ir.VoidType(), [I64, I64])
+        fn_index, node = fn.args
+        node_slot = self.rt_field(b, "err_node")
+        at_site = b.icmp_signed("==", b.load(node_slot), I64(-1))
+        with b.if_then(at_site):  # the callee failed on entry: the error belongs to this call
+            b.store(fn_index, self.rt_field(b, "err_fn"))
+            b.store(node, node_slot)
+            b.ret_void()
+        count_slot = self.rt_field(b, "nframes")
+        count = b.load(count_slot)
+        frames = self.rt_field(b, "frames")
+
+        def slot(k: ir.Value, field: int) -> ir.Value:
+            return b.gep(frames, [I32(0), b.add(b.mul(k, I64(3)), I64(field))])
+
+        last = b.sub(count, I64(1))
+        with b.if_then(b.and_(b.icmp_signed(">", count, I64(0)), b.icmp_signed("<=", count, I64(MAX_FRAMES)))):
+            same = b.and_(b.icmp_signed("==", b.load(slot(last, 0)), fn_index),
+                          b.icmp_signed("==", b.load(slot(last, 1)), node))
+            with b.if_then(same):
+                repeats = slot(last, 2)
+                b.store(b.add(b.load(repeats), I64(1)), repeats)
+                b.ret_void()
+        with b.if_then(b.icmp_signed("<", count, I64(MAX_FRAMES))):
+            b.store(fn_index, slot(count, 0))
+            b.store(node, slot(count, 1))
+            b.store(I64(1), slot(count, 2))
+        b.store(b.add(count, I64(1)), count_slot)  # past MAX_FRAMES: counted, not kept
+        b.ret_void()
+        return fn
+
+    def _float_helper(self) -> ir.Function:
+        """`relay_float(v)`: a new reference to a float object; a shared one for 0..255 (not -0.0)."""
+        fn, b = self._helper("relay_float", PTR, [DOUBLE], cold=False)
+        value = fn.args[0]
+        in_range = b.and_(b.fcmp_ordered(">=", value, ir.Constant(DOUBLE, 0.0)),
+                          b.fcmp_ordered("<", value, ir.Constant(DOUBLE, SMALL_FLOATS)))
+        k = b.fptosi(b.select(in_range, value, ir.Constant(DOUBLE, 0.0)), I64)  # never converts out of range
+        small = b.and_(b.and_(in_range, b.fcmp_ordered("==", b.sitofp(k, DOUBLE), value)),
+                       b.icmp_signed(">=", b.bitcast(value, I64), I64(0)))  # integral, and not -0.0
+        with b.if_then(small, likely=True):
+            obj = b.load(b.gep(self.small_floats, [I32(0), k]))
+            b.call(self.external("Py_IncRef", ir.VoidType(), [PTR]), [obj])
+            b.ret(obj)
+        b.ret(b.call(self.external("PyFloat_FromDouble", PTR, [DOUBLE]), [value]))
+        return fn
+
+    def _check_floats(self, b: ir.IRBuilder, fn: ir.Function, lst: ir.Value, float_type: ir.Value,
+                      failed: ir.Constant) -> None:
+        n = b.load(b.bitcast(b.gep(lst, [I64(16)]), I64.as_pointer()))
+        items = b.load(b.bitcast(b.gep(lst, [I64(24)]), PTR.as_pointer().as_pointer()))
+        start = b.block
+        head = fn.append_basic_block("check.head")
+        body = fn.append_basic_block("check.body")
+        bad = fn.append_basic_block("check.bad")
+        done = fn.append_basic_block("check.done")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(I64)
+        i.add_incoming(I64(0), start)
+        b.cbranch(b.icmp_signed("<", i, n), body, done)
+        b.position_at_end(body)
+        obj = b.load(b.gep(items, [i]))
+        typ = b.load(b.bitcast(b.gep(obj, [I64(8)]), PTR.as_pointer()))
+        i.add_incoming(b.add(i, I64(1)), body)
+        b.cbranch(b.icmp_unsigned("==", typ, float_type), head, bad)
+        b.position_at_end(bad)
+        b.store(I64(ERR_ARGUMENT_TYPE), self.rt_field(b, "err_code"))
+        b.ret(failed)
+        b.position_at_end(done)
 
     def rt_field(self, b: ir.IRBuilder, name: str) -> ir.Value:
         return b.gep(self.rt, [I32(0), I32(RT_FIELDS.index(name))], inbounds=True)
@@ -144,14 +260,25 @@ class ModuleBuilder:
         return fn
 
     def _entry_wrapper(self, t: Typed) -> None:
-        """A C-friendly entry point (bools as i8) for the ctypes trampoline."""
+        """A C-friendly entry point (bools as i8) for the ctypes trampoline.
+
+        It first checks that every array argument holds only floats (a tight
+        loop here costs far less than the same check in Python); if one does
+        not, it reports ERR_ARGUMENT_TYPE and runs nothing, so the caller can
+        hand the call to the interpreter.
+        """
         inner = self.functions[t.sig]
         ret = I8 if t.ret in (BOOL, NULL) else LLVM_TYPES[t.ret]
         args = [I8 if p == BOOL else LLVM_TYPES[p] for p in t.sig.params]
         fn = ir.Function(self.module, ir.FunctionType(ret, args), "entry_" + t.sig.symbol)
         b = ir.IRBuilder(fn.append_basic_block())
+        float_type = self.module.globals.get("PyFloat_Type") or ir.GlobalVariable(self.module, I8, "PyFloat_Type")
+        for arg, p in zip(fn.args, t.sig.params):
+            if p == ARR:
+                self._check_floats(b, fn, arg, float_type, ZERO[t.ret] if t.ret != BOOL else ir.Constant(I8, 0))
         passed = [b.trunc(a, I1) if p == BOOL else a for a, p in zip(fn.args, t.sig.params)]
-        value = b.call(inner, passed)
+        depth = b.add(b.load(self.rt_field(b, "depth")), I64(1))
+        value = b.call(inner, [depth, *passed])
         if t.ret == ARR:  # after an error the array is NULL, which ctypes must never see: give it None
             with b.if_then(b.icmp_unsigned("==", value, ir.Constant(PTR, None)), likely=False):
                 none = self.module.globals.get("_Py_NoneStruct") or ir.GlobalVariable(self.module, I8, "_Py_NoneStruct")
@@ -189,7 +316,8 @@ class FunctionLowerer:
             if typ == ARR:
                 self.owned_arrays.append(slot)
         params = [self.res.bindings[p].decl for p in self.t.sig.fn.params]  # type: ignore[union-attr]
-        for arg, decl, typ in zip(fn.args, params, self.t.sig.params):
+        self.depth = fn.args[0]
+        for arg, decl, typ in zip(fn.args[1:], params, self.t.sig.params):
             if typ == ARR:
                 self.incref(arg)
             b.store(arg, self.vars[decl])
@@ -200,8 +328,6 @@ class FunctionLowerer:
         b.position_at_end(self.exit)
         for slot in self.owned_arrays:
             self.decref(b.load(slot))
-        depth = self.mb.rt_field(b, "depth")
-        b.store(b.sub(b.load(depth), I64(1)), depth)
         b.ret(b.load(self.retval))
         for block in fn.blocks:  # blocks left behind after a jump (break, return, error) are dead
             if not block.is_terminated:
@@ -210,10 +336,7 @@ class FunctionLowerer:
 
     def prologue(self) -> None:
         b = self.b
-        depth = self.mb.rt_field(b, "depth")
-        d = b.add(b.load(depth), I64(1))
-        b.store(d, depth)
-        too_deep = b.icmp_signed(">", d, b.load(self.mb.rt_field(b, "max_depth")))
+        too_deep = b.icmp_signed(">", self.depth, b.load(self.mb.rt_field(b, "max_depth")))
         with b.if_then(too_deep, likely=False):
             self.fail(ERR_DEPTH, None)
         ticks = self.mb.rt_field(b, "ticks")
@@ -232,13 +355,10 @@ class FunctionLowerer:
     def fail(self, code: int, node: Node | None, x: ir.Value | None = None, y: ir.Value | None = None) -> None:
         """Records an error (node None: at the call site) and leaves the function."""
         b = self.b
-        b.store(I64(code), self.mb.rt_field(b, "err_code"))
-        b.store(I64(self.fn_index), self.mb.rt_field(b, "err_fn"))
-        b.store(I64(-1 if node is None else self.ordinals[id(node)]), self.mb.rt_field(b, "err_node"))
-        if x is not None:
-            b.store(x, self.mb.rt_field(b, "err_x"))
-        if y is not None:
-            b.store(y, self.mb.rt_field(b, "err_y"))
+        node_id = I64(-1 if node is None else self.ordinals[id(node)])
+        b.call(self.mb.helpers["relay_fail"], [I64(code), I64(self.fn_index), node_id,
+                                              x if x is not None else ir.Constant(DOUBLE, 0.0),
+                                              y if y is not None else I64(0)])
         b.branch(self.exit)
         b.position_at_end(self.fn.append_basic_block("dead"))
 
@@ -247,50 +367,9 @@ class FunctionLowerer:
         b = self.b
         code = b.load(self.mb.rt_field(b, "err_code"))
         with b.if_then(b.icmp_unsigned("!=", code, I64(0)), likely=False):
-            node_slot = self.mb.rt_field(b, "err_node")
-            at_site = b.icmp_signed("==", b.load(node_slot), I64(-1))
-            with b.if_else(at_site) as (then, otherwise):
-                with then:  # the callee failed on entry: the error belongs to this call
-                    b.store(I64(self.fn_index), self.mb.rt_field(b, "err_fn"))
-                    b.store(I64(self.ordinals[id(call)]), node_slot)
-                with otherwise:
-                    self.push_frame(call)
+            b.call(self.mb.helpers["relay_unwind"], [I64(self.fn_index), I64(self.ordinals[id(call)])])
             b.branch(self.exit)
             b.position_at_end(self.fn.append_basic_block("dead"))
-
-    def push_frame(self, call: Node) -> None:
-        """Appends (function, call node, 1) to the frame list, or counts a repeat of the last frame."""
-        b = self.b
-        count_slot = self.mb.rt_field(b, "nframes")
-        count = b.load(count_slot)
-        frames = self.mb.rt_field(b, "frames")
-        fn_index, node = I64(self.fn_index), I64(self.ordinals[id(call)])
-
-        def slot(k: ir.Value, field: int) -> ir.Value:
-            return b.gep(frames, [I32(0), b.add(b.mul(k, I64(3)), I64(field))])
-
-        last = b.sub(count, I64(1))
-        has_last = b.icmp_signed(">", count, I64(0))
-        repeat_bb = self.fn.append_basic_block("frame.repeat")
-        new_bb = self.fn.append_basic_block("frame.new")
-        done_bb = self.fn.append_basic_block("frame.done")
-        compare_bb = self.fn.append_basic_block("frame.compare")
-        b.cbranch(b.and_(has_last, b.icmp_signed("<=", count, I64(MAX_FRAMES))), compare_bb, new_bb)
-        b.position_at_end(compare_bb)
-        same = b.and_(b.icmp_signed("==", b.load(slot(last, 0)), fn_index), b.icmp_signed("==", b.load(slot(last, 1)), node))
-        b.cbranch(same, repeat_bb, new_bb)
-        b.position_at_end(repeat_bb)
-        repeats = slot(last, 2)
-        b.store(b.add(b.load(repeats), I64(1)), repeats)
-        b.branch(done_bb)
-        b.position_at_end(new_bb)
-        with b.if_then(b.icmp_signed("<", count, I64(MAX_FRAMES))):
-            b.store(fn_index, slot(count, 0))
-            b.store(node, slot(count, 1))
-            b.store(I64(1), slot(count, 2))
-        b.store(b.add(count, I64(1)), count_slot)  # past MAX_FRAMES: counted, not kept
-        b.branch(done_bb)
-        b.position_at_end(done_bb)
 
     # ------------------------------------------------------------ refcounts
 
@@ -557,7 +636,7 @@ class FunctionLowerer:
                 self.decref(old)
 
     def new_float(self, value: ir.Value) -> ir.Value:
-        return self.b.call(self.mb.external("PyFloat_FromDouble", PTR, [DOUBLE]), [value])
+        return self.b.call(self.mb.helpers["relay_float"], [value])
 
     def check_alloc(self, obj: ir.Value, node: Node) -> None:
         with self.b.if_then(self.b.icmp_unsigned("==", obj, ir.Constant(PTR, None)), likely=False):
@@ -727,7 +806,7 @@ class FunctionLowerer:
         if sig is not None:
             args = [self.expr(a) for a in e.args]
             callee = self.mb.functions[sig]
-            result = b.call(callee, [v for v, _ in args])
+            result = b.call(callee, [b.add(self.depth, I64(1))] + [v for v, _ in args])
             for v, owned in args:
                 self.release(v, owned)
             self.after_call(e)

@@ -23,7 +23,7 @@ from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Name, Node
 from ..resolver import Global, Resolution
 from .cache import CompileCache, DirectoryStore, ObjectStore
 from .infer import ARR, BOOL, NUM, Signature, Unsupported, param_type
-from .jit import Compiled, Compiler, call_compiled, directive_level, has_directive
+from .jit import NOT_TAKEN, Compiled, Compiler, call_compiled, directive_level, has_directive
 
 if TYPE_CHECKING:
     from ..codegen import FunctionCode, Unit
@@ -69,6 +69,9 @@ def value_type(v: object) -> str | None:
     if t is list and all(type(x) is float for x in v):  # type: ignore[attr-defined]
         return ARR
     return None
+
+
+SHALLOW = {NUM: lambda v: type(v) is float, BOOL: lambda v: type(v) is bool, ARR: lambda v: type(v) is list}
 
 
 class Router:
@@ -187,8 +190,11 @@ class Router:
         n = len(params)
 
         def compiled_entry(c: tuple, *args: object) -> object:
-            if len(args) == n and all(value_type(a) == p for a, p in zip(args, params)):
-                return call_compiled(compiled, interp, args)
+            # Arrays are checked element by element in compiled code, which declines mixed arrays.
+            if len(args) == n and all(SHALLOW[p](a) for a, p in zip(args, params)):
+                result = call_compiled(compiled, interp, args)
+                if result is not NOT_TAKEN:
+                    return result
             return original(c, *args)
 
         return compiled_entry
