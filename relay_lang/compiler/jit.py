@@ -41,9 +41,8 @@ def has_directive(fn: FnLit, name: str) -> bool:
 class Compiled:
     """A compiled specialisation, callable from the interpreter."""
 
-    def __init__(self, group: list[Typed], module: engine.LoadedModule) -> None:
-        root = group[0]
-        self.group = group
+    def __init__(self, group: list[Typed], module: engine.LoadedModule, root: Typed) -> None:
+        self.group = group  # every function of the module: error records index into it
         self.sig = root.sig
         self.ret = root.ret
         self.module = module  # keeps the engine alive
@@ -97,9 +96,18 @@ class Compiler:
 
     def compile(self, sig: Signature) -> Compiled:
         """Raises infer.Unsupported when the function is outside the compiled subset."""
-        root = self.typer.function(sig)
-        group = self._group(root)
-        level = directive_level(sig.fn)
+        return self.compile_many([sig])[0]
+
+    def compile_many(self, sigs: list[Signature]) -> list[Compiled]:
+        """Compiles functions (and all they call) into one module: one optimisation and codegen run.
+
+        The optimisation level is the first function's; the router batches functions by level.
+        """
+        roots = [self.typer.function(sig) for sig in sigs]
+        group: list[Typed] = []
+        for root in roots:
+            group.extend(t for t in self._group(root) if t not in group)
+        level = directive_level(sigs[0].fn)
         target = engine.Target.host(level)
         pipeline = engine.Pipeline.for_level(level)
         fastmath = {t.sig for t in group if has_directive(t.sig.fn, "fastmath")}
@@ -108,11 +116,11 @@ class Compiler:
         entries = ["entry_" + t.sig.symbol for t in group]
 
         def build() -> bytes:
-            module = ModuleBuilder(f"relay_{sig.fn.name}", group, self.res, target.triple, fastmath).build()
+            module = ModuleBuilder(f"relay_{sigs[0].fn.name}", group, self.res, target.triple, fastmath).build()
             return engine.compile_object(str(module), target, pipeline)
 
         module = self.cache.get_or_build(key, build, lambda obj: engine.LoadedModule(obj, target, entries))
-        return Compiled(group, module)  # type: ignore[arg-type]
+        return [Compiled(group, module, root) for root in roots]  # type: ignore[arg-type]
 
     def _group(self, root: Typed) -> list[Typed]:
         """The root and every specialisation it calls, in a deterministic (discovery) order."""

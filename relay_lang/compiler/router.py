@@ -101,10 +101,14 @@ class Router:
         top_level = static_functions(program, res)
         compiler = Compiler(res, top_level, cache=self.cache)
         statics = {id(fn) for fn in top_level.values()}
+        strict: list[tuple[FunctionCode, str, Signature]] = []
         for code in unit.codes:
-            self.decide(code, compiler, statics)
+            self.decide(code, compiler, statics, strict)
+        self.compile_strict(strict, compiler)
 
-    def decide(self, code: FunctionCode, compiler: Compiler, statics: set[int]) -> None:
+    def decide(self, code: FunctionCode, compiler: Compiler, statics: set[int],
+               strict_batch: list[tuple[FunctionCode, str, Signature]]) -> None:
+        """Notes the tier of one function; strict (@llvm) ones join the batch compiled together."""
         fn: FnLit = code.node  # type: ignore[assignment]
         name = fn.name or f"anonymous fn at line {fn.pos.line}"
         strict = self.tier == "llvm" or has_directive(fn, "llvm")
@@ -115,7 +119,11 @@ class Router:
             self.check(lambda: compiler.typer.function(Signature(fn, params)), name, "@llvm")
             self.note(fn, name, "interpreter", "--tier interpret; @llvm checked")
         elif strict:
-            self.compile_strict(code, fn, name, compiler)
+            why = "@llvm" if has_directive(fn, "llvm") else "--tier llvm"
+            sig = Signature(fn, self.parameter_types(fn, name, why))
+            self.check(lambda: compiler.typer.function(sig), name, why)  # errors in source order
+            strict_batch.append((code, name, sig))
+            self.note(fn, name, "llvm", f"{why}, compiling")  # keeps its place in the explanation
         elif id(fn) not in statics:
             self.note(fn, name, "interpreter", "closures, nested functions and handlers compile only with @llvm")
         elif not (_has_loops(fn) or _numeric_work(fn)):
@@ -140,12 +148,16 @@ class Router:
         except Unsupported as u:
             raise RelayError(f"{why} {name}: {u.reason}", u.pos, kind="compile error") from None
 
-    def compile_strict(self, code: FunctionCode, fn: FnLit, name: str, compiler: Compiler) -> None:
-        why = "@llvm" if has_directive(fn, "llvm") else "--tier llvm"
-        params = self.parameter_types(fn, name, why)
-        compiled: Compiled = self.check(lambda: compiler.compile(Signature(fn, params)), name, why)  # type: ignore[assignment]
-        code.py = self.entry(code.py, compiled)  # type: ignore[arg-type]
-        self.note(fn, name, "llvm", f"{why}, ({', '.join(params)}) at O{directive_level(fn)}")
+    def compile_strict(self, batch: list[tuple[FunctionCode, str, Signature]], compiler: Compiler) -> None:
+        """Compiles the @llvm functions of a unit, one module per optimisation level."""
+        levels = sorted({directive_level(sig.fn) for _, _, sig in batch})
+        for level in levels:
+            part = [(code, name, sig) for code, name, sig in batch if directive_level(sig.fn) == level]
+            compiled = compiler.compile_many([sig for _, _, sig in part])
+            for (code, name, sig), c in zip(part, compiled):
+                code.py = self.entry(code.py, c)  # type: ignore[arg-type]
+                why = "@llvm" if has_directive(sig.fn, "llvm") else "--tier llvm"
+                self.note(sig.fn, name, "llvm", f"{why}, ({', '.join(sig.params)}) at O{level}")
 
     def install_hot_counter(self, code: FunctionCode, fn: FnLit, name: str, compiler: Compiler) -> None:
         original: Callable = code.py  # type: ignore[assignment]
