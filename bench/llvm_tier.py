@@ -364,28 +364,39 @@ def run(args, work: Path) -> None:
     print(f"{'kernel':<24} {'interp ms':>10} {'llvm ms':>9} {'llvm+compile':>13} {'cpython ms':>11} {'gcc -O2 ms':>11} "
           f"{'numba ms':>9} {'llvm/gcc':>9} {'interp/llvm':>12}")
     table, steps = kernels(args.quick)
-    for label, name, call_args, py, defines, result_of in table:
-        source = RELAY[name]
-        fresh = work / f"store-{name}"
-        compiled, compile_s = relay_function(source, name, "auto", fresh)
-        setup = (lambda: tuple([steps, *nbody_state()])) if call_args is None else (lambda a=call_args: a)
-        first_start = time.perf_counter()
-        first = compiled(*setup())
-        first_s = time.perf_counter() - first_start + compile_s
-        value, llvm_s = best(lambda: compiled(*setup()), repeat)
-        interpreted, _ = relay_function(source, name, "interpret", fresh)
-        ivalue, interp_s = best(lambda: interpreted(*setup()), 1 if args.quick else 2)
-        pvalue, py_s = best(py, 1 if args.quick else 2)
-        c = c_time(name, repeat, work, defines)
-        nb = numba_time(name, setup, repeat)
-        checks = [result_of(first), result_of(value), result_of(ivalue), result_of(pvalue)] + ([c[0]] if c else [])
-        checks += [float(result_of(list(nb[0]) if hasattr(nb[0], "__len__") else nb[0]))] if nb else []
-        agree = all(abs(v - checks[0]) <= 1e-9 * max(1.0, abs(checks[0])) for v in checks)
-        c_ms = f"{c[1] * 1e3:.1f}" if c else "n/a"
-        ratio = f"{llvm_s / c[1]:.2f}x" if c else "n/a"
-        print(f"{label:<24} {interp_s * 1e3:>10.1f} {llvm_s * 1e3:>9.1f} {first_s * 1e3:>13.1f} {py_s * 1e3:>11.1f} "
-              f"{c_ms:>11} {f'{nb[1] * 1e3:.1f}' if nb else 'n/a':>9} {ratio:>9} {interp_s / llvm_s:>11.0f}x" + ("" if agree else "  RESULTS DIFFER"))
+    for kernel in table:
+        print(measure(kernel, steps, args, work))
     compile_latency(work)
+
+
+def measure(kernel: tuple, steps: float, args, work: Path) -> str:
+    """One row of the table: the kernel in every column, results cross-checked."""
+    label, name, call_args, py, defines, result_of = kernel
+    repeat = args.repeat
+    source = RELAY[name]
+    fresh = work / f"store-{name}"
+    compiled, compile_s = relay_function(source, name, "auto", fresh)
+
+    def setup() -> tuple:
+        return (steps, *nbody_state()) if call_args is None else call_args
+
+    first_start = time.perf_counter()
+    first = compiled(*setup())
+    first_s = time.perf_counter() - first_start + compile_s
+    value, llvm_s = best(lambda: compiled(*setup()), repeat)
+    interpreted, _ = relay_function(source, name, "interpret", fresh)
+    ivalue, interp_s = best(lambda: interpreted(*setup()), 1 if args.quick else 2)
+    pvalue, py_s = best(py, 1 if args.quick else 2)
+    c = c_time(name, repeat, work, defines)
+    nb = numba_time(name, setup, repeat)
+    checks = [result_of(first), result_of(value), result_of(ivalue), result_of(pvalue)] + ([c[0]] if c else [])
+    checks += [float(result_of(list(nb[0]) if hasattr(nb[0], "__len__") else nb[0]))] if nb else []
+    agree = all(abs(v - checks[0]) <= 1e-9 * max(1.0, abs(checks[0])) for v in checks)
+    c_ms = f"{c[1] * 1e3:.1f}" if c else "n/a"
+    nb_ms = f"{nb[1] * 1e3:.1f}" if nb else "n/a"
+    ratio = f"{llvm_s / c[1]:.2f}x" if c else "n/a"
+    return (f"{label:<24} {interp_s * 1e3:>10.1f} {llvm_s * 1e3:>9.1f} {first_s * 1e3:>13.1f} {py_s * 1e3:>11.1f} "
+            f"{c_ms:>11} {nb_ms:>9} {ratio:>9} {interp_s / llvm_s:>11.0f}x" + ("" if agree else "  RESULTS DIFFER"))
 
 
 def compile_latency(work: Path) -> None:
