@@ -307,3 +307,15 @@ class ServerDecl(Stmt):
 class Program(Node):
     pos: Pos
     stmts: tuple[Stmt, ...]
+
+
+def walk(root: object):
+    """Every node under root (root included), in pre-order with children in field order."""
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, Node):
+            yield n
+            stack.extend(reversed([getattr(n, f) for f in n.__dataclass_fields__ if f != "pos"]))  # type: ignore[attr-defined]
+        elif isinstance(n, tuple):
+            stack.extend(reversed(n))

@@ -412,27 +412,10 @@ class _FunctionTyper:
 
 def _may_write_arrays(body: Block) -> bool:
     """Whether a loop body might change an array (element writes, push, calls)."""
-    stack: list[object] = [body]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, (Call, MethodCall)) or (isinstance(n, Assign) and isinstance(n.target, Index)):
-            return True
-        if isinstance(n, Node):
-            stack.extend(getattr(n, f) for f in n.__dataclass_fields__)  # type: ignore[attr-defined]
-        elif isinstance(n, tuple):
-            stack.extend(n)
-    return False
+    return any(isinstance(n, (Call, MethodCall)) or (isinstance(n, Assign) and isinstance(n.target, Index))
+               for n in walk(body))
 
 
 def enumerate_nodes(fn: FnLit) -> dict[int, Node]:
     """Node ordinals in canonical order: positions in object code refer to these."""
-    table: dict[int, Node] = {}
-    stack: list[object] = [fn]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Node):
-            table[len(table)] = n
-            stack.extend(reversed([getattr(n, f) for f in n.__dataclass_fields__ if f != "pos"]))  # type: ignore[attr-defined]
-        elif isinstance(n, tuple):
-            stack.extend(reversed(n))
-    return table
+    return dict(enumerate(walk(fn)))

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import RelayError
-from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Name, Node, Program, While
+from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Name, Program, While, walk
 from ..resolver import Global, Resolution
 from .cache import CompileCache, DirectoryStore, ObjectStore
 from .infer import ARR, BOOL, NUM, Signature, Unsupported, param_type
@@ -35,29 +35,18 @@ HOT_CALLS = 20
 
 def static_functions(program: Program, res: Resolution) -> dict[str, FnLit]:
     """Top-level functions whose global name is never assigned: calls to them bind statically."""
-    assigned = {n.target.name for n in _walk(program) if isinstance(n, Assign) and isinstance(n.target, Name)
+    assigned = {n.target.name for n in walk(program) if isinstance(n, Assign) and isinstance(n.target, Name)
                 and isinstance(res.bindings.get(n.target), Global)}
     return {s.fn.name: s.fn for s in program.stmts
             if isinstance(s, FnDecl) and isinstance(res.bindings.get(s), Global) and s.fn.name not in assigned}
 
 
-def _walk(node: object):
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, Node):
-            yield n
-            stack.extend(getattr(n, f) for f in n.__dataclass_fields__)  # type: ignore[attr-defined]
-        elif isinstance(n, tuple):
-            stack.extend(n)
-
-
 def _has_loops(fn: FnLit) -> bool:
-    return any(isinstance(n, (While, ForRange, ForEach)) for n in _walk(fn.body))
+    return any(isinstance(n, (While, ForRange, ForEach)) for n in walk(fn.body))
 
 
 def _numeric_work(fn: FnLit) -> bool:
-    return any(isinstance(n, Binary) for n in _walk(fn.body))
+    return any(isinstance(n, Binary) for n in walk(fn.body))
 
 
 def value_type(v: object) -> str | None:
