@@ -49,6 +49,7 @@ from ..nodes import (
     TypeAnn,
     Unary,
     While,
+    walk,
 )
 from ..resolver import Decl, Free, Global, Local, Resolution
 
