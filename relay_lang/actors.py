@@ -20,6 +20,12 @@ if TYPE_CHECKING:
     from .interpreter import Interpreter
 
 
+def cycle_error(waiting: list[str], name: str) -> RelayError:
+    """A call to `name` from a chain of servers already waiting, `name` among them."""
+    cycle = " -> ".join(waiting[waiting.index(name):] + [name])
+    return RelayError(f"call cycle: {cycle} (a server cannot wait on itself; use send)")
+
+
 class ServerInstance:
     """One running server: handlers, private state, and the last good copy of that state."""
 
@@ -110,8 +116,7 @@ class LocalRuntime:
         instance = self._server(server)
         self.deliver(server.name)
         if server.name in self.busy:
-            cycle = " -> ".join(self.busy[self.busy.index(server.name):] + [server.name])
-            raise RelayError(f"call cycle: {cycle} (a server cannot wait on itself; use send)")
+            raise cycle_error(self.busy, server.name)
         self.busy.append(server.name)
         try:
             return instance.handle(self.interp, handler, args)

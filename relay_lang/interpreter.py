@@ -295,6 +295,11 @@ def run_program(source: str, file: str = "<input>", *, interp: Interpreter | Non
     if interp is not None and tier != "auto":
         raise ValueError("give the tier to the Interpreter you pass, not to run_program")
     interp = interp if interp is not None else Interpreter(out=out, err=err, max_depth=max_depth, tier=tier)
+    return run_budgeted(interp, lambda: interp.run(source, file), time_limit)
+
+
+def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float | None) -> Any:
+    """Runs job (Relay work on interp) on a big stack, stopped with a Relay error after time_limit seconds."""
     timer = None
     interp.start_clock(time_limit)
     if time_limit is not None:
@@ -303,7 +308,7 @@ def run_program(source: str, file: str = "<input>", *, interp: Interpreter | Non
         timer.daemon = True
         timer.start()
     try:
-        return run_with_big_stack(lambda: interp.run(source, file), interp.max_depth)
+        return run_with_big_stack(job, interp.max_depth)
     finally:
         if timer is not None:
             timer.cancel()

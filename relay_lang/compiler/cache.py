@@ -20,7 +20,11 @@ from typing import Protocol
 
 
 class ObjectStore(Protocol):
-    """Persistent object code by key: a local directory here; the fleet adds Redis."""
+    """Persistent object code by key: a local directory here; the fleet adds Redis.
+
+    A store shared between processes may also offer `building(key)`, a context
+    manager held while compiling, so that others wait instead of compiling twice.
+    """
 
     def get(self, key: str) -> bytes | None: ...
 
@@ -89,16 +93,30 @@ class CompileCache:
             return module
         start = time.perf_counter()
         obj = self.store.get(key) if self.store is not None else None
+        if obj is None and hasattr(self.store, "building"):
+            # A shared store: wait for a process already compiling this key, then look again.
+            with self.store.building(key):  # type: ignore[union-attr]
+                obj = self.store.get(key)  # type: ignore[union-attr]
+                if obj is None:
+                    obj = self._build(key, build, start)
+                    return self._remember(key, load(obj))
         if obj is not None:
             module = load(obj)
             self.stats.store_loads += 1
             self.stats.load_seconds.append(time.perf_counter() - start)
         else:
-            obj = build()
+            obj = self._build(key, build, start)
             module = load(obj)
-            self.stats.compiled += 1
-            self.stats.compile_seconds.append(time.perf_counter() - start)
-            if self.store is not None:
-                self.store.put(key, obj)
+        return self._remember(key, module)
+
+    def _build(self, key: str, build: Callable[[], bytes], start: float) -> bytes:
+        obj = build()
+        self.stats.compiled += 1
+        self.stats.compile_seconds.append(time.perf_counter() - start)
+        if self.store is not None:
+            self.store.put(key, obj)
+        return obj
+
+    def _remember(self, key: str, module: object) -> object:
         self.loaded[key] = module
         return module

@@ -1,0 +1,1 @@
+"""Settings of the Relay fleet (Celery and Redis), with environment overrides."""

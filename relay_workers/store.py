@@ -1,0 +1,189 @@
+"""The fleet's shared state in Redis: registry, leases, checkpoints, compile cache.
+
+Keys (all under the prefix `relay:`):
+  hosts                 hash  worker node name -> last heartbeat (unix seconds)
+  server:NAME           hash  source, version, owner, status, restarts, pinned
+  lease:NAME            str   "NODE TOKEN", with a TTL; TOKEN from fence:NAME (INCR)
+  ckpt:NAME             str   JSON of the server's state
+  applied:NAME          hash  message id -> JSON reply (messages already applied)
+  obj:KEY               bytes compiled object code (TTL OBJECT_TTL)
+  objlock:KEY           str   a worker compiling KEY (TTL LOCK_TTL)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+import redis
+
+PREFIX = "relay:"
+LEASE_TTL_MS = 10_000
+HOST_TTL = 15  # seconds without a heartbeat before a host counts as gone
+OBJECT_TTL = 7 * 24 * 3600  # compiled objects live a week after their last write
+MAX_OBJECT = 16 * 1024 * 1024
+LOCK_TTL = 30
+APPLIED_KEPT = 10_000  # message ids remembered per server (redeliveries come long before this)
+
+# Write a checkpoint only while holding the lease with this fencing token: a
+# worker that lost its lease (paused, partitioned) can no longer write state.
+CHECKPOINT = """
+local lease = redis.call('GET', KEYS[1])
+if lease == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[6]))  -- lapsed during a long message, nobody took it
+elseif lease ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+if redis.call('HLEN', KEYS[3]) > tonumber(ARGV[5]) then
+  local old = redis.call('HKEYS', KEYS[3])
+  redis.call('HDEL', KEYS[3], old[1])
+end
+return 1
+"""
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+
+
+def key(*parts: str) -> str:
+    return PREFIX + ":".join(parts)
+
+
+class Registry:
+    """Servers, hosts and leases."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+        self._checkpoint = r.register_script(CHECKPOINT)
+
+    # ------------------------------------------------------------ hosts
+
+    def heartbeat(self, node: str) -> None:
+        self.r.hset(key("hosts"), node, str(time.time()))
+
+    def live_hosts(self) -> list[str]:
+        now = time.time()
+        return sorted(h.decode() for h, t in self.r.hgetall(key("hosts")).items() if now - float(t) < HOST_TTL)
+
+    def remove_host(self, node: str) -> None:
+        self.r.hdel(key("hosts"), node)
+
+    # ------------------------------------------------------------ servers
+
+    def server(self, name: str) -> dict[str, str] | None:
+        data = self.r.hgetall(key("server", name))
+        return {k.decode(): v.decode() for k, v in data.items()} if data else None
+
+    def servers(self) -> list[dict[str, object]]:
+        out = []
+        for k in sorted(self.r.scan_iter(match=key("server", "*"))):
+            name = k.decode()[len(key("server", "")):]
+            info = self.server(name) or {}
+            lease = self.r.get(key("lease", name))
+            owner = lease.decode().split(" ")[0] if lease else info.get("owner", "")
+            out.append({"name": name, "owner": owner, "status": info.get("status", "unknown"),
+                        "restarts": int(info.get("restarts", 0)), "version": int(info.get("version", 0))})
+        return out
+
+    def register(self, name: str, source: str, owner: str) -> int:
+        """Records (or upgrades) a server; returns its new version."""
+        k = key("server", name)
+        version = self.r.hincrby(k, "version", 1)
+        self.r.hset(k, mapping={"source": source, "owner": owner, "status": "running"})
+        self.r.hsetnx(k, "restarts", 0)
+        return version
+
+    def assigned_to(self, node: str) -> list[str]:
+        names = []
+        for k in self.r.scan_iter(match=key("server", "*")):
+            if self.r.hget(k, "owner") == node.encode():
+                names.append(k.decode()[len(key("server", "")):])
+        return sorted(names)
+
+    def place(self, name: str) -> str:
+        """The host for a new server: the live host with the fewest servers."""
+        hosts = self.live_hosts()
+        if not hosts:
+            return ""
+        load = {h: 0 for h in hosts}
+        for k in self.r.scan_iter(match=key("server", "*")):
+            owner = (self.r.hget(k, "owner") or b"").decode()
+            if owner in load:
+                load[owner] += 1
+        return min(hosts, key=lambda h: (load[h], h))
+
+    # ------------------------------------------------------------ leases and checkpoints
+
+    def acquire(self, name: str, node: str) -> str | None:
+        """This node's lease on the server ("NODE TOKEN"), renewed; None when another node holds it."""
+        lease_key = key("lease", name)
+        current = self.r.get(lease_key)
+        if current is not None:
+            value = current.decode()
+            if value.split(" ")[0] != node:
+                return None
+            self.r.pexpire(lease_key, LEASE_TTL_MS)
+            return value
+        token = self.r.incr(key("fence", name))
+        value = f"{node} {token}"
+        if self.r.set(lease_key, value, nx=True, px=LEASE_TTL_MS):
+            self.r.hset(key("server", name), "owner", node)
+            return value
+        return None
+
+    def release(self, name: str, lease: str) -> None:
+        if self.r.get(key("lease", name)) == lease.encode():
+            self.r.delete(key("lease", name))
+
+    def load_checkpoint(self, name: str) -> dict | None:
+        data = self.r.get(key("ckpt", name))
+        return json.loads(data) if data else None
+
+    def applied(self, name: str, message_id: str) -> object | None:
+        reply = self.r.hget(key("applied", name), message_id)
+        return json.loads(reply) if reply is not None else None
+
+    def checkpoint(self, name: str, lease: str, state: object, message_id: str, reply: object) -> bool:
+        """Atomically: the state and the id of the message that produced it (fenced by the lease)."""
+        return bool(self._checkpoint(keys=[key("lease", name), key("ckpt", name), key("applied", name)],
+                                     args=[lease, json.dumps(state), message_id, json.dumps(reply), APPLIED_KEPT,
+                                           LEASE_TTL_MS]))
+
+    def mark_failed(self, name: str, message: str) -> None:
+        self.r.hset(key("server", name), mapping={"status": "failed", "error": message})
+
+
+class RedisObjectStore:
+    """The compile cache's persistent store in Redis, shared by the fleet.
+
+    Entries expire OBJECT_TTL after they were written and objects over
+    MAX_OBJECT bytes are not stored. `building(key)` is a short lock: a worker
+    about to compile what another is compiling waits for its result instead.
+    """
+
+    def __init__(self, r: redis.Redis) -> None:
+        self.r = r
+
+    def get(self, cache_key: str) -> bytes | None:
+        return self.r.get(key("obj", cache_key))
+
+    def put(self, cache_key: str, data: bytes) -> None:
+        if len(data) <= MAX_OBJECT:
+            self.r.set(key("obj", cache_key), data, ex=OBJECT_TTL)
+
+    @contextlib.contextmanager
+    def building(self, cache_key: str):
+        lock = key("objlock", cache_key)
+        deadline = time.monotonic() + LOCK_TTL
+        while not self.r.set(lock, "1", nx=True, ex=LOCK_TTL):
+            if self.get(cache_key) is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        try:
+            yield
+        finally:
+            self.r.delete(lock)

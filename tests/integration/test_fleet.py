@@ -1,0 +1,136 @@
+"""The fleet with real Redis and real `celery worker` processes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from relay_lang.errors import RelayError
+
+COUNTER = """
+server {name} {{
+    state {{ count: 0, log: [] }}
+    receive fn incr(by: number) {{ state.count += by; state.log.push(by); state.count }}
+    receive fn fail() {{ state.count = -1; error("refused") }}
+    receive fn get() {{ state }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def hosts(fleet):
+    return [fleet.start("w1", "relay.*,only-w1"), fleet.start("w2", "relay.*,only-w2")]
+
+
+def deploy(client, source: str) -> None:
+    names = client.deploy(source)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # placed servers are picked up within a poll interval
+        if all(s["owner"] for s in client.servers() if s["name"] in names):
+            return
+        time.sleep(0.1)
+
+
+def test_eval_returns_value_output_tiers_and_timings(hosts, client) -> None:
+    result = client.eval("fn sq(x) { x * x }\nprint(\"hi\", sq(3))\nsq(4) + 0.5")
+    assert result.error is None and result.value == 16.5 and result.output == "hi 9\n"
+    assert result.worker in hosts and "seconds" in result.timings
+    bad = client.eval("let a = [1]\nprint(a[3])")
+    assert bad.error["message"] == "index 3 out of range for array of length 1" and bad.error["line"] == 2
+    with pytest.raises(RelayError, match="index 3"):
+        bad.raise_for_error()
+
+
+def test_plain_celery_producers_get_json(hosts, client) -> None:
+    result = client.app.send_task("relay.eval", args=["[1, 2, {a: true}]"], queue="relay.eval").get(timeout=30)
+    assert json.loads(json.dumps(result))["value"] == [1, 2, {"a": True}]
+
+
+def test_deploy_call_send_and_rollback(hosts, client) -> None:
+    deploy(client, COUNTER.format(name="counter"))
+    assert client.call("counter", "incr", 2) == 2
+    client.send("counter", "incr", 3)
+    with pytest.raises(RelayError, match="refused"):
+        client.call("counter", "fail")
+    assert client.call("counter", "get") == {"count": 5, "log": [2, 3]}
+    listed = {s["name"]: s for s in client.servers()}
+    assert listed["counter"]["owner"] in hosts and listed["counter"]["status"] == "running"
+
+
+def test_send_order_from_several_producers(hosts, client) -> None:
+    deploy(client, "server journal { state { seen: [] }\n receive fn add(p, i) { state.seen.push([p, i]) }\n"
+                   " receive fn all() { state.seen } }")
+    from relay_workers import RelayClient
+    per_producer = 40
+
+    def produce(p: int) -> None:
+        c = RelayClient(client.app.conf.broker_url, client.app.conf.result_backend)
+        for i in range(per_producer):
+            c.send("journal", "add", p, i)
+        c.close()
+
+    threads = [threading.Thread(target=produce, args=(p,)) for p in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    deadline = time.monotonic() + 30
+    seen: list = []
+    while time.monotonic() < deadline and len(seen) < 3 * per_producer:
+        seen = client.call("journal", "all")
+        time.sleep(0.2)
+    for p in range(3):
+        mine = [i for q, i in seen if q == p]
+        lost = per_producer - len(set(mine))
+        duplicated = len(mine) - len(set(mine))
+        print(f"producer {p}: {len(mine)} applied, lost {lost}, duplicated {duplicated}")
+        assert mine == list(range(per_producer))
+
+
+def test_server_to_server_calls_and_a_cycle(hosts, client) -> None:
+    deploy(client, "server ping { receive fn go(n) { pong.back(n) + 1 } receive fn loop() { pong.loop() } }\n"
+                   "server pong { receive fn back(n) { n * 2 } receive fn loop() { ping.loop() } }")
+    assert client.call("ping", "go", 20) == 41
+    start = time.monotonic()
+    with pytest.raises(RelayError, match=r"call cycle: ping -> pong -> ping"):
+        client.call("ping", "loop", timeout=30)
+    assert time.monotonic() - start < 10  # fails at once, not by a timeout
+
+
+def test_hot_upgrade_keeps_state(hosts, client) -> None:
+    deploy(client, COUNTER.format(name="upgraded"))
+    client.call("upgraded", "incr", 7)
+    deploy(client, "server upgraded { state { count: 0, note: \"v2\" }\n"
+                   " receive fn get() { [state.count, state.note] } }")
+    assert client.call("upgraded", "get") == [7, "v2"]
+
+
+def test_bad_input_gets_structured_errors_and_nothing_is_lost(hosts, client) -> None:
+    deploy(client, COUNTER.format(name="sturdy"))
+    client.call("sturdy", "incr", 1)
+    bad = client.app.send_task("relay.deliver", args=[1, 2], queue="relay.sturdy").get(timeout=30)
+    assert bad["error"]["kind"] == "bad request"
+    with pytest.raises(RelayError, match="has no handler 'nope'"):
+        client.call("sturdy", "nope")
+    with pytest.raises(RelayError, match="incr expects 1 argument, got 2"):
+        client.call("sturdy", "incr", 1, 2)
+    with pytest.raises(RelayError, match="parameter 'by' expects number, got string"):
+        client.call("sturdy", "incr", "x")
+    with pytest.raises(RelayError, match="cannot be a Relay value"):
+        client.call("sturdy", "incr", object())
+    bad = client.eval("let x = ")
+    assert bad.error["kind"] == "syntax error"
+    assert client.call("sturdy", "get") == {"count": 1, "log": [1]}
+
+
+def test_two_workers_share_the_compile_cache(hosts, client) -> None:
+    source = "@llvm\nfn tri(n) { let s = 0\n for i in 0..n { s += i * 3 }\n s }\ntri(1000)"
+    first = client.app.send_task("relay.eval", args=[source], queue="only-w1").get(timeout=60)
+    second = client.app.send_task("relay.eval", args=[source], queue="only-w2").get(timeout=60)
+    assert first["value"] == second["value"] == 1498500
+    assert (first["worker"], second["worker"]) == tuple(hosts)
+    assert first["timings"]["compiled"] == 1
+    assert second["timings"]["compiled"] == 0 and second["timings"]["loaded_from_store"] == 1
