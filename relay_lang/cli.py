@@ -31,6 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"Relay call depth limit (default {DEFAULT_MAX_DEPTH}, or $RELAY_MAX_DEPTH)")
     repl = sub.add_parser("repl", help="interactive prompt")
     repl.add_argument("--max-depth", type=int, default=DEFAULT_MAX_DEPTH)
+    fleet = "the fleet's URLs come from RELAY_BROKER_URL, RELAY_RESULT_BACKEND and RELAY_STORE_URL"
+    ev = sub.add_parser("eval", help="run a program on the fleet", description=fleet)
+    ev.add_argument("file", nargs="?", help="a Relay file (default: the code given with -c)")
+    ev.add_argument("-c", "--code", help="the program text")
+    ev.add_argument("--server", help="run on the worker that owns this server")
+    ev.add_argument("--timeout", type=_positive, default=60)
+    ev.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    dep = sub.add_parser("deploy", help="start or hot-upgrade the servers a file declares", description=fleet)
+    dep.add_argument("file")
+    for name, what in (("call", "send a message and print the reply"), ("send", "enqueue a message")):
+        cmd = sub.add_parser(name, help=what, description=fleet)
+        cmd.add_argument("server")
+        cmd.add_argument("handler")
+        cmd.add_argument("args", nargs="*", metavar="JSON_ARG", help="each argument as JSON (5, '\"text\"', '[1, 2]')")
+        if name == "call":
+            cmd.add_argument("--timeout", type=_positive, default=30)
+    srv = sub.add_parser("servers", help="list the deployed servers", description=fleet)
+    srv.add_argument("--json", action="store_true")
     return parser
 
 
@@ -61,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
-        from .repl import repl
-        return repl(args.max_depth)
+        if args.command == "repl":
+            from .repl import repl
+            return repl(args.max_depth)
+        from .fleet_cli import run_fleet_command
+        return run_fleet_command(args)
     except KeyboardInterrupt:
         print("relay: interrupted", file=sys.stderr)
         return 130

@@ -56,6 +56,9 @@ class RelayHosts(bootsteps.StartStopStep):
         """Heartbeat, and consume the queues of the servers placed on this worker."""
         try:
             self.registry.heartbeat(c.hostname)
+            for name in self.registry.orphans():  # the supervisor: servers of dead hosts move here
+                if self.registry.claim(name, c.hostname):
+                    log.info("relay: %s takes over server %s", c.hostname, name)
             for name in self.registry.assigned_to(c.hostname):
                 queue = f"relay.{name}"
                 if queue not in self.consuming:

@@ -64,9 +64,9 @@ class RelayClient:
         data = result.get(timeout=timeout)
         return EvalResult(data["value"], data["output"], data["error"], data["tiers"], data["timings"], data["worker"])
 
-    def deploy(self, source: str) -> list[str]:
+    def deploy(self, source: str, file: str = "<deploy>") -> list[str]:
         """Starts the servers a source declares, or hot-upgrades them (state kept)."""
-        program = parse(source, "<deploy>")
+        program = parse(source, file)
         names = [s.name for s in program.stmts if isinstance(s, ServerDecl)]
         if not names:
             raise RelayError("the source declares no server", program.pos)
@@ -76,7 +76,7 @@ class RelayClient:
             owner = info.get("owner", "") if info else ""
             if owner not in live:
                 owner = self.registry.place(name)
-            self.registry.register(name, source, owner)
+            self.registry.register(name, source, owner, file)
         return names
 
     def call(self, server: str, handler: str, *args: object, timeout: float = 30) -> object:

@@ -65,16 +65,23 @@ class Host:
         if current is not None and current.version == version and current.instance is not None:
             return current
         interp = current.interp if current is not None else Interpreter(
-            out=io.StringIO(), err=io.StringIO(), store=self.store, runtime=None)
+            out=io.StringIO(), err=io.StringIO(), store=self.store, repl=True)  # repl: upgrades redeclare
         hosted = current or Hosted(name, interp, version, loaded_from=info.get("owner", ""))
         hosted.version = version
         interp.runtime = FleetRuntime(self, loading=hosted)
         interp.ns["_declare_server"] = interp.runtime.declare
-        run_budgeted(interp, lambda: interp.run(info["source"], f"<server {name} v{version}>"), self.time_limit)
+        run_budgeted(interp, lambda: interp.run(info["source"], info.get("file", f"<server {name}>")), self.time_limit)
         if hosted.instance is None:
             raise RelayError(f"the source deployed for server '{name}' does not declare it")
         self.servers[name] = hosted
         return hosted
+
+    def recover(self, name: str, hosted: Hosted) -> None:
+        """A message the previous owner was handling when it died is applied first, in its place."""
+        for message_id, handler, args, chain in self.registry.in_flight(name):
+            if self.registry.applied(name, message_id) is None:
+                self.run_message(name, hosted, handler, args, message_id, chain)
+            self.registry.done(name, message_id)
 
     def install(self, hosted: Hosted, handlers: dict[str, Function], initial: dict) -> ServerRef:
         if hosted.instance is not None:  # hot upgrade: new handlers, same state
@@ -82,6 +89,8 @@ class Host:
         else:
             saved = self.registry.load_checkpoint(hosted.name)
             state = from_wire(saved) if saved is not None else initial
+            if saved is not None:  # this process takes over a server that ran elsewhere (or before)
+                self.registry.count_restart(hosted.name)
             hosted.instance = ServerInstance(hosted.name, handlers, state)  # type: ignore[arg-type]
         return hosted.instance.ref
 
@@ -105,11 +114,17 @@ class Host:
                 self.servers.pop(name, None)
                 hosted = self.hosted(name)
             hosted.lease = lease
+            self.recover(name, hosted)
         previous = self.registry.applied(name, message_id)
         if previous is not None:
             return previous  # delivered again after a crash: already applied
+        return self.run_message(name, hosted, handler, args, message_id, waiting)
+
+    def run_message(self, name: str, hosted: Hosted, handler: str, args: list, message_id: str,
+                    waiting: list[str]) -> dict:
         instance = hosted.instance
         assert instance is not None
+        self.registry.begin(name, message_id, handler, args, waiting)
         outer, self.chain = self.chain, [*waiting, name]
         try:
             value = run_budgeted(hosted.interp, lambda: instance.handle(hosted.interp, handler, from_wire(args)),
@@ -120,9 +135,10 @@ class Host:
         finally:
             self.chain = outer
         state = to_wire(instance.state)
-        if not self.registry.checkpoint(name, lease, state, message_id, reply):
+        if not self.registry.checkpoint(name, hosted.lease, state, message_id, reply):
             self.servers.pop(name, None)  # lost the lease while handling: this state is not ours to keep
             raise NotOwner(name)
+        self.registry.done(name, message_id)
         return reply
 
     def release_all(self) -> None:

@@ -2,10 +2,11 @@
 
 Keys (all under the prefix `relay:`):
   hosts                 hash  worker node name -> last heartbeat (unix seconds)
-  server:NAME           hash  source, version, owner, status, restarts, pinned
+  server:NAME           hash  source, file, version, owner, status, restarts
   lease:NAME            str   "NODE TOKEN", with a TTL; TOKEN from fence:NAME (INCR)
   ckpt:NAME             str   JSON of the server's state
   applied:NAME          hash  message id -> JSON reply (messages already applied)
+  inflight:NAME         hash  message id -> JSON [handler, args, chain] while it is being handled
   obj:KEY               bytes compiled object code (TTL OBJECT_TTL)
   objlock:KEY           str   a worker compiling KEY (TTL LOCK_TTL)
 """
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 
 import redis
 
 PREFIX = "relay:"
-LEASE_TTL_MS = 10_000
-HOST_TTL = 15  # seconds without a heartbeat before a host counts as gone
+LEASE_TTL_MS = int(os.environ.get("RELAY_LEASE_TTL_MS", "10000"))
+HOST_TTL = float(os.environ.get("RELAY_HOST_TTL", "15"))  # seconds without a heartbeat before a host is gone
 OBJECT_TTL = 7 * 24 * 3600  # compiled objects live a week after their last write
 MAX_OBJECT = 16 * 1024 * 1024
 LOCK_TTL = 30
@@ -89,11 +91,11 @@ class Registry:
                         "restarts": int(info.get("restarts", 0)), "version": int(info.get("version", 0))})
         return out
 
-    def register(self, name: str, source: str, owner: str) -> int:
+    def register(self, name: str, source: str, owner: str, file: str) -> int:
         """Records (or upgrades) a server; returns its new version."""
         k = key("server", name)
         version = self.r.hincrby(k, "version", 1)
-        self.r.hset(k, mapping={"source": source, "owner": owner, "status": "running"})
+        self.r.hset(k, mapping={"source": source, "file": file, "owner": owner, "status": "running"})
         self.r.hsetnx(k, "restarts", 0)
         return version
 
@@ -152,6 +154,46 @@ class Registry:
         return bool(self._checkpoint(keys=[key("lease", name), key("ckpt", name), key("applied", name)],
                                      args=[lease, json.dumps(state), message_id, json.dumps(reply), APPLIED_KEPT,
                                            LEASE_TTL_MS]))
+
+    def begin(self, name: str, message_id: str, handler: str, args: list, chain: list[str]) -> None:
+        """Remembers the message being handled, for the next owner should this worker die."""
+        self.r.hset(key("inflight", name), message_id, json.dumps([handler, args, chain]))
+
+    def done(self, name: str, message_id: str) -> None:
+        self.r.hdel(key("inflight", name), message_id)
+
+    def in_flight(self, name: str) -> list[tuple[str, str, list, list[str]]]:
+        entries = self.r.hgetall(key("inflight", name))
+        return [(mid.decode(), *json.loads(data)) for mid, data in entries.items()]
+
+    def count_restart(self, name: str) -> None:
+        self.r.hincrby(key("server", name), "restarts", 1)
+
+    def orphans(self) -> list[str]:
+        """Servers whose owner is no live host (it died, or was never placed)."""
+        live = set(self.live_hosts())
+        names = []
+        for k in self.r.scan_iter(match=key("server", "*")):
+            if (self.r.hget(k, "owner") or b"").decode() not in live:
+                names.append(k.decode()[len(key("server", "")):])
+        return sorted(names)
+
+    def claim(self, name: str, node: str) -> bool:
+        """Takes an orphan for this host, unless another host claimed it first."""
+        k = key("server", name)
+        with self.r.pipeline() as pipe:
+            try:
+                pipe.watch(k)
+                owner = (pipe.hget(k, "owner") or b"").decode()
+                if owner in set(self.live_hosts()):
+                    pipe.unwatch()
+                    return False
+                pipe.multi()
+                pipe.hset(k, "owner", node)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
 
     def mark_failed(self, name: str, message: str) -> None:
         self.r.hset(key("server", name), mapping={"status": "failed", "error": message})
