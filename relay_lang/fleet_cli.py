@@ -7,6 +7,7 @@ import json
 import sys
 
 from .errors import RelayError
+from .values import show
 
 
 def _read(path: str) -> str:
@@ -48,6 +49,7 @@ def run_fleet_command(args: argparse.Namespace) -> int:
 
 
 def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
+    from relay_workers.wire import from_wire
     command = args.command
     if command == "eval":
         code = source if source is not None else args.code
@@ -62,14 +64,14 @@ def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
             print(result.error["text"], file=sys.stderr)
             return 1
         if result.value is not None:
-            print(json.dumps(result.value))
+            print(show(from_wire(result.value)))
         return 0
     if command == "deploy":
         for name in client.deploy(source, file=args.file):
             print(f"deployed {name}")
         return 0
     if command == "call":
-        print(json.dumps(client.call(args.server, args.handler, *_json_args(args.args), timeout=args.timeout)))
+        print(show(client.call(args.server, args.handler, *_json_args(args.args), timeout=args.timeout)))
         return 0
     if command == "send":
         print(client.send(args.server, args.handler, *_json_args(args.args)))

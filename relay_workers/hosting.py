@@ -68,8 +68,7 @@ class Host:
             out=io.StringIO(), err=io.StringIO(), store=self.store, repl=True)  # repl: upgrades redeclare
         hosted = current or Hosted(name, interp, version, loaded_from=info.get("owner", ""))
         hosted.version = version
-        interp.runtime = FleetRuntime(self, loading=hosted)
-        interp.ns["_declare_server"] = interp.runtime.declare
+        self.attach(interp, loading=hosted)
         run_budgeted(interp, lambda: interp.run(info["source"], info.get("file", f"<server {name}>")), self.time_limit)
         if hosted.instance is None:
             raise RelayError(f"the source deployed for server '{name}' does not declare it")
@@ -82,6 +81,13 @@ class Host:
             if self.registry.applied(name, message_id) is None:
                 self.run_message(name, hosted, handler, args, message_id, chain)
             self.registry.done(name, message_id)
+
+    def attach(self, interp: Interpreter, loading: Hosted | None = None) -> None:
+        """Makes interp run on the fleet: its runtime, and every deployed server as a global name."""
+        interp.runtime = FleetRuntime(self, loading)
+        interp.ns["_declare_server"] = interp.runtime.declare
+        for name in self.registry.names():
+            interp.ns.setdefault(f"g_{name}", ServerRef(name))
 
     def install(self, hosted: Hosted, handlers: dict[str, Function], initial: dict) -> ServerRef:
         if hosted.instance is not None:  # hot upgrade: new handlers, same state

@@ -80,6 +80,9 @@ class Registry:
         data = self.r.hgetall(key("server", name))
         return {k.decode(): v.decode() for k, v in data.items()} if data else None
 
+    def names(self) -> list[str]:
+        return sorted(k.decode()[len(key("server", "")):] for k in self.r.scan_iter(match=key("server", "*")))
+
     def servers(self) -> list[dict[str, object]]:
         out = []
         for k in sorted(self.r.scan_iter(match=key("server", "*"))):

@@ -21,7 +21,7 @@ from relay_lang.errors import RelayError
 from relay_lang.interpreter import Interpreter, run_budgeted
 
 from .app import app
-from .hosting import FleetRuntime, Host, NotOwner
+from .hosting import Host, NotOwner
 from .store import RedisObjectStore, Registry, connect
 from .wire import to_wire
 
@@ -68,8 +68,7 @@ def eval_job(self, source: object, options: dict | None = None) -> dict:
     host = host_for(node)
     out = io.StringIO()
     interp = Interpreter(out=out, err=out, store=host.store, tier=str(options.get("tier", "auto")))
-    interp.runtime = FleetRuntime(host)
-    interp.ns["_declare_server"] = interp.runtime.declare
+    host.attach(interp)
     limit = min(float(options.get("time_limit", host.time_limit)), host.time_limit)
     value, error = None, None
     try:

@@ -134,3 +134,31 @@ def test_two_workers_share_the_compile_cache(hosts, client) -> None:
     assert (first["worker"], second["worker"]) == tuple(hosts)
     assert first["timings"]["compiled"] == 1
     assert second["timings"]["compiled"] == 0 and second["timings"]["loaded_from_store"] == 1
+
+
+def test_cli_mirrors_the_client(hosts, client, fleet, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    def relay(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "relay_lang", *args], capture_output=True, text=True,
+                              env=fleet.env, timeout=60)
+
+    prog = tmp_path / "tally.relay"
+    prog.write_text("server tally {\n state { n: 0 }\n receive fn add(k: number) { state.n += k; state.n }\n"
+                    " receive fn boom() {\n  error(\"no\")\n }\n}\n")
+    assert relay("deploy", str(prog)).stdout == "deployed tally\n"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(s["owner"] for s in client.servers()):
+        time.sleep(0.1)
+    assert relay("call", "tally", "add", "4").stdout == "4\n"
+    assert len(relay("send", "tally", "add", "1").stdout.strip()) == 32
+    failed = relay("call", "tally", "boom")
+    assert failed.returncode == 1 and f"{prog}:5:3: error: no" in failed.stderr and "Traceback" not in failed.stderr
+    listed = json.loads(relay("servers", "--json").stdout)
+    tally = next(s for s in listed if s["name"] == "tally")
+    assert tally["owner"] in hosts and tally["status"] == "running" and tally["restarts"] == 0
+    evaluated = relay("eval", "-c", "print(tally.add(0))\n1 + 1")
+    assert (evaluated.returncode, evaluated.stdout) == (0, "5\n2\n"), evaluated.stderr
+    bad = relay("call", "tally", "add", "not json")
+    assert bad.returncode == 1 and "is not JSON" in bad.stderr
