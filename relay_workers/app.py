@@ -16,7 +16,7 @@ import logging
 
 from celery import Celery, bootsteps
 
-from .store import Registry, connect
+from .store import Registry, connect, restore_unacked
 
 log = logging.getLogger("relay.workers")
 
@@ -42,9 +42,12 @@ class RelayHosts(bootsteps.StartStopStep):
     def start(self, c) -> None:
         queues = {q.name for q in c.task_consumer.queues}
         self.hosting = WILDCARD in queues
-        if not self.hosting:
-            return
         self.registry = Registry(connect(c.app.conf.relay_store_url))
+        if not self.hosting:  # pinned to servers: heartbeat only, so they are not taken over
+            if any(q.startswith("relay.") for q in queues):
+                self.timer = c.timer.call_repeatedly(POLL_SECONDS, self.registry.heartbeat, (c.hostname, "pinned"))
+                self.registry.heartbeat(c.hostname, "pinned")
+            return
         c.cancel_task_queue(WILDCARD)
         c.add_task_queue(EVAL_QUEUE)
         self.consuming = {EVAL_QUEUE}
@@ -56,9 +59,11 @@ class RelayHosts(bootsteps.StartStopStep):
         """Heartbeat, and consume the queues of the servers placed on this worker."""
         try:
             self.registry.heartbeat(c.hostname)
-            for name in self.registry.orphans():  # the supervisor: servers of dead hosts move here
+            for name in self.registry.orphans():  # the supervisor: servers of dead workers move here
                 if self.registry.claim(name, c.hostname):
-                    log.info("relay: %s takes over server %s", c.hostname, name)
+                    restored = restore_unacked(c.app.conf.broker_url, f"relay.{name}")
+                    log.info("relay: %s takes over server %s (%d in-flight messages restored)",
+                             c.hostname, name, restored)
             for name in self.registry.assigned_to(c.hostname):
                 queue = f"relay.{name}"
                 if queue not in self.consuming:

@@ -95,8 +95,6 @@ class Host:
         else:
             saved = self.registry.load_checkpoint(hosted.name)
             state = from_wire(saved) if saved is not None else initial
-            if saved is not None:  # this process takes over a server that ran elsewhere (or before)
-                self.registry.count_restart(hosted.name)
             hosted.instance = ServerInstance(hosted.name, handlers, state)  # type: ignore[arg-type]
         return hosted.instance.ref
 

@@ -1,7 +1,8 @@
 """The fleet's shared state in Redis: registry, leases, checkpoints, compile cache.
 
 Keys (all under the prefix `relay:`):
-  hosts                 hash  worker node name -> last heartbeat (unix seconds)
+  hosts                 hash  worker node name -> last heartbeat (unix seconds), for `-Q relay.*` hosts
+  pinned                hash  the same, for workers pinned to servers with `-Q relay.NAME`
   server:NAME           hash  source, file, version, owner, status, restarts
   lease:NAME            str   "NODE TOKEN", with a TTL; TOKEN from fence:NAME (INCR)
   ckpt:NAME             str   JSON of the server's state
@@ -64,15 +65,18 @@ class Registry:
 
     # ------------------------------------------------------------ hosts
 
-    def heartbeat(self, node: str) -> None:
-        self.r.hset(key("hosts"), node, str(time.time()))
+    def heartbeat(self, node: str, kind: str = "hosts") -> None:
+        self.r.hset(key(kind), node, str(time.time()))
 
-    def live_hosts(self) -> list[str]:
+    def live_hosts(self, kind: str = "hosts") -> list[str]:
         now = time.time()
-        return sorted(h.decode() for h, t in self.r.hgetall(key("hosts")).items() if now - float(t) < HOST_TTL)
+        return sorted(h.decode() for h, t in self.r.hgetall(key(kind)).items() if now - float(t) < HOST_TTL)
 
-    def remove_host(self, node: str) -> None:
-        self.r.hdel(key("hosts"), node)
+    def live_workers(self) -> set[str]:
+        return set(self.live_hosts()) | set(self.live_hosts("pinned"))
+
+    def remove_host(self, node: str, kind: str = "hosts") -> None:
+        self.r.hdel(key(kind), node)
 
     # ------------------------------------------------------------ servers
 
@@ -169,12 +173,9 @@ class Registry:
         entries = self.r.hgetall(key("inflight", name))
         return [(mid.decode(), *json.loads(data)) for mid, data in entries.items()]
 
-    def count_restart(self, name: str) -> None:
-        self.r.hincrby(key("server", name), "restarts", 1)
-
     def orphans(self) -> list[str]:
-        """Servers whose owner is no live host (it died, or was never placed)."""
-        live = set(self.live_hosts())
+        """Servers whose owner is no live worker (it died, or the server was never placed)."""
+        live = self.live_workers()
         names = []
         for k in self.r.scan_iter(match=key("server", "*")):
             if (self.r.hget(k, "owner") or b"").decode() not in live:
@@ -188,11 +189,13 @@ class Registry:
             try:
                 pipe.watch(k)
                 owner = (pipe.hget(k, "owner") or b"").decode()
-                if owner in set(self.live_hosts()):
+                if owner in self.live_workers():
                     pipe.unwatch()
                     return False
                 pipe.multi()
                 pipe.hset(k, "owner", node)
+                if owner:  # it ran on a worker that is gone: a restart
+                    pipe.hincrby(k, "restarts", 1)
                 pipe.execute()
                 return True
             except redis.WatchError:
@@ -232,3 +235,30 @@ class RedisObjectStore:
             yield
         finally:
             self.r.delete(lock)
+
+
+def restore_unacked(broker_url: str, queue: str) -> int:
+    """Puts back, first in line, the messages of `queue` a dead owner took and never acknowledged.
+
+    Only the Redis transport needs this: it restores unacknowledged messages
+    after the visibility timeout, and its sweep runs rarely (about 100 s after
+    a kill -9 with kombu 5.7). A server's queue has one consumer, its owner,
+    so when the owner is dead every unacknowledged message of that queue is
+    its. RabbitMQ redelivers on its own when the dead consumer's connection drops.
+    """
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return 0
+    r = connect(broker_url)
+    restored = 0
+    for tag, raw in r.hgetall("unacked").items():
+        payload, _exchange, routing_key = json.loads(raw)
+        if routing_key != queue:
+            continue
+        payload.setdefault("headers", {})["redelivered"] = True
+        with r.pipeline() as pipe:
+            pipe.rpush(queue, json.dumps(payload))  # consumers pop from the right: next in line
+            pipe.hdel("unacked", tag)
+            pipe.zrem("unacked_index", tag)
+            pipe.execute()
+        restored += 1
+    return restored

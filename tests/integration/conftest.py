@@ -92,11 +92,32 @@ class Fleet:
             self.stop(node)
 
 
-@pytest.fixture(scope="module")
-def fleet(redis_url, tmp_path_factory):
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
+TEST_QUEUES = ["relay.eval", "relay.*", "only-w1", "only-w2"] + [
+    f"relay.{n}" for n in ("counter", "journal", "ping", "pong", "upgraded", "sturdy", "tally", "ledger")]
+
+
+def rabbitmq_broker() -> str:
+    """The RabbitMQ broker on localhost:5672, emptied of this suite's queues; skips when none answers."""
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        pytest.skip("no RabbitMQ broker answers on localhost:5672")
+    import kombu
+    with kombu.Connection(RABBITMQ, connect_timeout=5) as conn:
+        channel = conn.channel()
+        for queue in TEST_QUEUES:
+            channel.queue_delete(queue)
+    return RABBITMQ
+
+
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def fleet(request, redis_url, tmp_path_factory):
+    """Workers on a Redis broker, then the same tests on RabbitMQ (results and state stay in Redis)."""
     r = redis.Redis.from_url(redis_url)
     r.flushall()
-    env = dict(os.environ, RELAY_BROKER_URL=f"{redis_url}/0", RELAY_RESULT_BACKEND=f"{redis_url}/1",
+    broker = f"{redis_url}/0" if request.param == "redis" else rabbitmq_broker()
+    env = dict(os.environ, RELAY_BROKER_URL=broker, RELAY_RESULT_BACKEND=f"{redis_url}/1",
                RELAY_STORE_URL=f"{redis_url}/2", RELAY_CACHE_DIR=str(tmp_path_factory.mktemp("cache")),
                PYTHONPATH=str(ROOT))
     f = Fleet(env, tmp_path_factory.mktemp("logs"))
