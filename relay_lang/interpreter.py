@@ -8,7 +8,6 @@ recursion and time budgets, and the actor runtime that hosts its servers.
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -16,9 +15,10 @@ from typing import Any, TextIO
 
 from . import numeric, ops
 from .actors import LocalRuntime, Runtime, ServerInstance
+from .budget import BIG, WATCHDOG, raise_recursion_limit
 from .builtins import ARITY, make_builtins
 from .codegen import FunctionCode, Unit, generate
-from .compiler.cache import ObjectStore
+from .compiler.cache import CompileCache, ObjectStore
 from .compiler.router import Router
 from .errors import Pos, RelayError
 from .parser import parse
@@ -26,13 +26,13 @@ from .resolver import resolve
 from .values import Builtin, Cell, Function, ServerRef, show, type_name
 
 DEFAULT_MAX_DEPTH = 10_000
-BIG_STACK = 512 * 1024 * 1024  # bytes of C stack for the thread that runs Relay code
 
 
 class Interpreter:
     def __init__(self, out: TextIO | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
                  runtime: Runtime | None = None, repl: bool = False,
-                 err: TextIO | None = None, tier: str = "auto", store: ObjectStore | None = None) -> None:
+                 err: TextIO | None = None, tier: str = "auto", store: ObjectStore | None = None,
+                 cache: CompileCache | None = None) -> None:
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
         self.max_depth = max_depth
@@ -43,7 +43,7 @@ class Interpreter:
         self.stop_error: RelayError | None = None
         self.time_limit: float | None = None
         self.deadline_ns = 0  # time.monotonic_ns() when the time budget runs out; 0: none
-        self.router = Router(self, tier, store)
+        self.router = Router(self, tier, store, cache)
         self.runtime: Runtime = runtime if runtime is not None else LocalRuntime(self)
         self.depth = [0]
         self.ns: dict[str, Any] = {}
@@ -167,6 +167,7 @@ class Interpreter:
 
     def start_clock(self, seconds: float | None) -> None:
         """Sets the job's time budget (read by compiled code without the GIL's help)."""
+        self.clear_stop()  # nothing stale from a previous job
         self.time_limit = seconds
         self.deadline_ns = 0 if seconds is None else time.monotonic_ns() + int(seconds * 1e9)
 
@@ -264,25 +265,8 @@ def _undefined(name: str) -> None:
 
 def run_with_big_stack(fn: Callable[[], Any], max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Runs fn on a thread with a large C stack, so deep Relay recursion cannot crash the process."""
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
-            result["error"] = exc
-
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), max_depth * 6 + 2000))
-    old = threading.stack_size(BIG_STACK)
-    try:
-        thread = threading.Thread(target=target, name="relay", daemon=True)
-        thread.start()
-    finally:
-        threading.stack_size(old)
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result.get("value")
+    raise_recursion_limit(max_depth)
+    return BIG.run(fn)
 
 
 def run_program(source: str, file: str = "<input>", *, interp: Interpreter | None = None,
@@ -300,16 +284,14 @@ def run_program(source: str, file: str = "<input>", *, interp: Interpreter | Non
 
 def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float | None) -> Any:
     """Runs job (Relay work on interp) on a big stack, stopped with a Relay error after time_limit seconds."""
-    timer = None
+    ticket = None
     interp.start_clock(time_limit)
     if time_limit is not None:
         stop = RelayError(interp.time_limit_message(), kind="limit")
-        timer = threading.Timer(time_limit, interp.request_stop, [stop])
-        timer.daemon = True
-        timer.start()
+        ticket = WATCHDOG.watch(time_limit, lambda: interp.request_stop(stop))
     try:
         return run_with_big_stack(job, interp.max_depth)
     finally:
-        if timer is not None:
-            timer.cancel()
+        if ticket is not None:
+            WATCHDOG.cancel(ticket)
         interp.clear_stop()

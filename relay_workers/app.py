@@ -16,6 +16,8 @@ import logging
 
 from celery import Celery, bootsteps
 
+from relay_lang.compiler import engine
+
 from .store import Registry, connect, restore_unacked
 
 log = logging.getLogger("relay.workers")
@@ -43,6 +45,7 @@ class RelayHosts(bootsteps.StartStopStep):
         queues = {q.name for q in c.task_consumer.queues}
         self.hosting = WILDCARD in queues
         self.registry = Registry(connect(c.app.conf.relay_store_url))
+        engine.initialise()  # LLVM's target now, not in the first job that compiles or loads code
         if not self.hosting:  # pinned to servers: heartbeat only, so they are not taken over
             if any(q.startswith("relay.") for q in queues):
                 self.timer = c.timer.call_repeatedly(POLL_SECONDS, self.registry.heartbeat, (c.hostname, "pinned"))

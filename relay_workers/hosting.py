@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from relay_lang.actors import ServerInstance, cycle_error
+from relay_lang.compiler.cache import CompileCache
 from relay_lang.errors import Pos, RelayError
 from relay_lang.interpreter import Interpreter, run_budgeted
 from relay_lang.values import Function, ServerRef, copy_data
@@ -51,21 +52,25 @@ class Host:
     time_limit: float
     sender: object  # callable(server, handler, args, message_id, chain, wait) -> reply dict or None
     servers: dict[str, Hosted] = field(default_factory=dict)
+    cache: CompileCache = field(init=False)  # compiled modules shared by every job of this process
     chain: list[str] = field(default_factory=list)  # servers handling a message in this process now
+
+    def __post_init__(self) -> None:
+        self.cache = CompileCache(self.store)
 
     # ------------------------------------------------------------ loading
 
     def hosted(self, name: str) -> Hosted:
         """The server, loaded (or hot-upgraded) to the registry's version."""
-        info = self.registry.server(name)
-        if info is None:
+        version = self.registry.version(name)
+        if version is None:
             raise RelayError(f"no server named '{name}' is deployed")
-        version = int(info.get("version", 0))
         current = self.servers.get(name)
         if current is not None and current.version == version and current.instance is not None:
             return current
+        info = self.registry.server(name) or {}
         interp = current.interp if current is not None else Interpreter(
-            out=io.StringIO(), err=io.StringIO(), store=self.store, repl=True)  # repl: upgrades redeclare
+            out=io.StringIO(), err=io.StringIO(), cache=self.cache, repl=True)  # repl: upgrades redeclare
         hosted = current or Hosted(name, interp, version, loaded_from=info.get("owner", ""))
         hosted.version = version
         self.attach(interp, loading=hosted)
@@ -142,7 +147,6 @@ class Host:
         if not self.registry.checkpoint(name, hosted.lease, state, message_id, reply):
             self.servers.pop(name, None)  # lost the lease while handling: this state is not ours to keep
             raise NotOwner(name)
-        self.registry.done(name, message_id)
         return reply
 
     def release_all(self) -> None:

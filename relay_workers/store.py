@@ -40,11 +40,27 @@ elseif lease ~= ARGV[1] then
 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+redis.call('HDEL', KEYS[4], ARGV[3])
 if redis.call('HLEN', KEYS[3]) > tonumber(ARGV[5]) then
   local old = redis.call('HKEYS', KEYS[3])
   redis.call('HDEL', KEYS[3], old[1])
 end
 return 1
+"""
+
+
+# The lease in one round trip: renew ours, or take a free one with a new fencing token.
+ACQUIRE = """
+local lease = redis.call('GET', KEYS[1])
+if lease then
+  if string.sub(lease, 1, string.len(ARGV[1]) + 1) ~= ARGV[1] .. ' ' then return nil end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return lease
+end
+local value = ARGV[1] .. ' ' .. redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+redis.call('HSET', KEYS[3], 'owner', ARGV[1])
+return value
 """
 
 
@@ -62,6 +78,7 @@ class Registry:
     def __init__(self, r: redis.Redis) -> None:
         self.r = r
         self._checkpoint = r.register_script(CHECKPOINT)
+        self._acquire = r.register_script(ACQUIRE)
 
     # ------------------------------------------------------------ hosts
 
@@ -129,20 +146,13 @@ class Registry:
 
     def acquire(self, name: str, node: str) -> str | None:
         """This node's lease on the server ("NODE TOKEN"), renewed; None when another node holds it."""
-        lease_key = key("lease", name)
-        current = self.r.get(lease_key)
-        if current is not None:
-            value = current.decode()
-            if value.split(" ")[0] != node:
-                return None
-            self.r.pexpire(lease_key, LEASE_TTL_MS)
-            return value
-        token = self.r.incr(key("fence", name))
-        value = f"{node} {token}"
-        if self.r.set(lease_key, value, nx=True, px=LEASE_TTL_MS):
-            self.r.hset(key("server", name), "owner", node)
-            return value
-        return None
+        value = self._acquire(keys=[key("lease", name), key("fence", name), key("server", name)],
+                              args=[node, LEASE_TTL_MS])
+        return value.decode() if value is not None else None
+
+    def version(self, name: str) -> int | None:
+        v = self.r.hget(key("server", name), "version")
+        return int(v) if v is not None else None
 
     def release(self, name: str, lease: str) -> None:
         if self.r.get(key("lease", name)) == lease.encode():
@@ -157,8 +167,10 @@ class Registry:
         return json.loads(reply) if reply is not None else None
 
     def checkpoint(self, name: str, lease: str, state: object, message_id: str, reply: object) -> bool:
-        """Atomically: the state and the id of the message that produced it (fenced by the lease)."""
-        return bool(self._checkpoint(keys=[key("lease", name), key("ckpt", name), key("applied", name)],
+        """Atomically, fenced by the lease: the state, the id of the message that produced it, and the
+        message no longer in flight."""
+        return bool(self._checkpoint(keys=[key("lease", name), key("ckpt", name), key("applied", name),
+                                           key("inflight", name)],
                                      args=[lease, json.dumps(state), message_id, json.dumps(reply), APPLIED_KEPT,
                                            LEASE_TTL_MS]))
 

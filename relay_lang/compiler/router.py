@@ -64,12 +64,14 @@ SHALLOW = {NUM: lambda v: type(v) is float, BOOL: lambda v: type(v) is bool, ARR
 
 
 class Router:
-    def __init__(self, interp: Interpreter, tier: str = "auto", store: ObjectStore | None = None) -> None:
+    def __init__(self, interp: Interpreter, tier: str = "auto", store: ObjectStore | None = None,
+                 cache: CompileCache | None = None) -> None:
+        """`cache` shares compiled modules between interpreters of one process (a worker's jobs)."""
         if tier not in ("auto", "interpret", "llvm"):
             raise ValueError(f"unknown tier {tier!r}")
         self.interp = interp
         self.tier = tier
-        self.cache = CompileCache(store if store is not None else DirectoryStore())
+        self.cache = cache or CompileCache(store if store is not None else DirectoryStore())
         self.decisions: dict[int, tuple[str, str, str]] = {}  # id(FnLit) -> (name, tier, reason)
 
     # ------------------------------------------------------------ decisions

@@ -6,90 +6,22 @@ Nothing is faked: the workers are started as users start them
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from relay_workers.devfleet import Fleet, RedisServer
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> str:
-    exe = shutil.which("redis-server")
-    if exe is None:
+    if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (.ci/test installs it with apt)")
-    port = free_port()
-    work = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--maxmemory-policy", "noeviction", "--dir", str(work)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
-
-
-class Fleet:
-    """Worker processes sharing one broker and store; stopped at the end."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.workers: dict[str, subprocess.Popen] = {}
-
-    def start(self, name: str, queues: str = "relay.*", wait: bool = True) -> str:
-        node = f"{name}@relay-test"
-        log = open(self.logs / f"{name}.log", "w")
-        self.workers[node] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "relay_workers", "worker", "-Q", queues, "--pool", "solo",
-             "-n", node, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        if wait:
-            self.wait_hosting(node)
-        return node
-
-    def wait_hosting(self, node: str, timeout: float = 30) -> None:
-        r = redis.Redis.from_url(self.env["RELAY_STORE_URL"])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if r.hget("relay:hosts", node):
-                return
-            if self.workers[node].poll() is not None:
-                break
-            time.sleep(0.1)
-        raise AssertionError(f"worker {node} did not start:\n{(self.logs / (node.split('@')[0] + '.log')).read_text()}")
-
-    def stop(self, node: str) -> None:
-        proc = self.workers.pop(node)
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def stop_all(self) -> None:
-        for node in list(self.workers):
-            self.stop(node)
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
 
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
@@ -117,17 +49,13 @@ def fleet(request, redis_url, tmp_path_factory):
     r = redis.Redis.from_url(redis_url)
     r.flushall()
     broker = f"{redis_url}/0" if request.param == "redis" else rabbitmq_broker()
-    env = dict(os.environ, RELAY_BROKER_URL=broker, RELAY_RESULT_BACKEND=f"{redis_url}/1",
-               RELAY_STORE_URL=f"{redis_url}/2", RELAY_CACHE_DIR=str(tmp_path_factory.mktemp("cache")),
-               PYTHONPATH=str(ROOT))
-    f = Fleet(env, tmp_path_factory.mktemp("logs"))
+    f = Fleet.on(redis_url, broker, tmp_path_factory.mktemp("logs"))
     yield f
     f.stop_all()
 
 
 @pytest.fixture
 def client(fleet):
-    from relay_workers import RelayClient
-    c = RelayClient(fleet.env["RELAY_BROKER_URL"], fleet.env["RELAY_RESULT_BACKEND"], fleet.env["RELAY_STORE_URL"])
+    c = fleet.client()
     yield c
     c.close()

@@ -1,0 +1,93 @@
+"""The fleet side by side with bare Celery, one run, same broker (a private redis-server).
+
+Run: python bench/fleet.py [--calls N]
+- round trips: RelayClient.call on a trivial handler against a bare Celery
+  no-op task (`relay.ping`) sent and awaited the same way: throughput and
+  p50/p99 latency, sequential, one producer;
+- the first run of an @llvm function on worker A (compiles) against its first
+  run on worker B (loads A's object code from Redis) and a warm run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench_machine import describe
+from relay_workers.devfleet import Fleet, RedisServer
+
+
+def percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def timed_calls(fn, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def row(label: str, samples: list[float]) -> str:
+    return (f"{label:<34} {len(samples) / sum(samples):>10.0f} {statistics.median(samples) * 1e3:>9.2f} "
+            f"{percentile(samples, 0.99) * 1e3:>9.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=500)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="relay-fleet-bench-"))
+    server = RedisServer(work)
+    fleet = Fleet.on(server.url, logs=work)
+    try:
+        run(fleet, args.calls)
+    finally:
+        fleet.stop_all()
+        server.stop()
+
+
+def run(fleet: Fleet, calls: int) -> None:
+    fleet.start("wa", "relay.*,only-wa")
+    client = fleet.client()
+    client.deploy("server echo { receive fn hi(x) { x } }")
+    while not all(s["owner"] for s in client.servers()):
+        time.sleep(0.05)
+    for _ in range(20):  # warm both paths
+        client.call("echo", "hi", 1)
+        client.app.send_task("relay.ping", queue="relay.echo").get(timeout=30)
+    print(f"# fleet benchmark on {describe()}; Redis broker, solo-pool workers, {calls} sequential round trips")
+    print(f"{'round trip':<34} {'per s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+    bare = timed_calls(lambda: client.app.send_task("relay.ping", queue="relay.echo").get(timeout=30), calls)
+    relay = timed_calls(lambda: client.call("echo", "hi", 1), calls)
+    print(row("bare Celery no-op (relay.ping)", bare))
+    print(row("RelayClient.call (trivial handler)", relay))
+    print(f"throughput ratio relay/bare: {sum(bare) / sum(relay):.2f}x; "
+          f"p50 overhead {(statistics.median(relay) - statistics.median(bare)) * 1e3:.2f} ms")
+
+    fleet.start("wb", "relay.*,only-wb")
+    source = "@llvm\nfn tri(n) { let s = 0\n for i in 0..n { s += i * 3 }\n s }\ntri(1000)"
+
+    def eval_on(queue: str) -> dict:
+        return client.app.send_task("relay.eval", args=[source], queue=queue).get(timeout=60)
+
+    first_a = eval_on("only-wa")
+    warm_a = eval_on("only-wa")
+    first_b = eval_on("only-wb")
+    print(f"{'@llvm first run':<34} {'job ms':>10} {'compiled':>9} {'loaded':>9}")
+    for label, r in (("worker A, first run", first_a), ("worker A, warm", warm_a), ("worker B, first run", first_b)):
+        t = r["timings"]
+        print(f"{label:<34} {t['seconds'] * 1e3:>10.2f} {t['compiled']:>9} {t['loaded_from_store']:>9}")
+    print(f"worker B's first run is {(first_b['timings']['seconds'] - warm_a['timings']['seconds']) * 1e3:.2f} ms "
+          "slower than a warm run")
+    client.close()
+
+
+if __name__ == "__main__":
+    main()
