@@ -17,6 +17,7 @@ fails at once, naming it.
 from __future__ import annotations
 
 import io
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -26,7 +27,7 @@ from relay_lang.errors import Pos, RelayError
 from relay_lang.interpreter import Interpreter, run_budgeted
 from relay_lang.values import Function, ServerRef, copy_data
 
-from .store import RedisObjectStore, Registry
+from .store import LEASE_TTL_MS, RedisObjectStore, Registry
 from .wire import from_wire, to_wire
 
 
@@ -80,6 +81,15 @@ class Host:
         self.servers[name] = hosted
         return hosted
 
+    def wait_for_lease(self, name: str) -> str | None:
+        """The lease, waiting out a previous owner's (a requeued message would lose its place in line)."""
+        deadline = time.monotonic() + LEASE_TTL_MS / 1000 + 1
+        while True:
+            lease = self.registry.acquire(name, self.node)
+            if lease is not None or time.monotonic() > deadline:
+                return lease
+            time.sleep(0.02)
+
     def recover(self, name: str, hosted: Hosted) -> None:
         """A message the previous owner was handling when it died is applied first, in its place."""
         for message_id, handler, args, chain in self.registry.in_flight(name):
@@ -114,7 +124,7 @@ class Host:
             hosted = self.hosted(name)
         except RelayError as err:
             return {"error": err.to_dict()}
-        lease = self.registry.acquire(name, self.node)
+        lease = self.wait_for_lease(name)
         if lease is None:
             self.servers.pop(name, None)
             raise NotOwner(name)
