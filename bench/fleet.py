@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench_machine import describe
+
 from relay_workers.devfleet import Fleet, RedisServer
 
 
