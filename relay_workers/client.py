@@ -93,6 +93,7 @@ class RelayClient:
     def _deliver(self, server: str, handler: str, args: tuple):
         message_id = uuid.uuid4().hex
         wire = [to_wire(from_wire(a)) for a in args]
+        self.registry.journal(server, message_id, handler, wire, [])
         return self.app.send_task("relay.deliver", args=[server, handler, wire, message_id, []],
                                   queue=f"relay.{server}", task_id=message_id)
 

@@ -6,6 +6,10 @@ state). Every message goes through `Host.apply`: ownership (a lease with a
 fencing token), exactly-once effect (a message id already applied returns its
 recorded reply), the handler run within the job's budgets, then the new state
 and the message id written together, atomically, fenced by the lease.
+Messages are journalled in Redis before they are published; a new owner
+first applies the journal's pending messages in send order, so a message a
+dead owner had taken is applied once even when the broker lost it, and the
+copies the broker still delivers are recognised and not applied again.
 
 `FleetRuntime` is the actor runtime of code running in a worker: a call to a
 server this process owns runs here at once (so a worker never waits on
@@ -90,12 +94,11 @@ class Host:
                 return lease
             time.sleep(0.02)
 
-    def recover(self, name: str, hosted: Hosted) -> None:
-        """A message the previous owner was handling when it died is applied first, in its place."""
-        for message_id, handler, args, chain in self.registry.in_flight(name):
+    def catch_up(self, name: str, hosted: Hosted) -> None:
+        """On taking a server, applies the journal's pending messages in send order (each once)."""
+        for message_id, handler, args, chain in self.registry.pending(name):
             if self.registry.applied(name, message_id) is None:
                 self.run_message(name, hosted, handler, args, message_id, chain)
-            self.registry.done(name, message_id)
 
     def attach(self, interp: Interpreter, loading: Hosted | None = None) -> None:
         """Makes interp run on the fleet: its runtime, and every deployed server as a global name."""
@@ -133,7 +136,7 @@ class Host:
                 self.servers.pop(name, None)
                 hosted = self.hosted(name)
             hosted.lease = lease
-            self.recover(name, hosted)
+            self.catch_up(name, hosted)
         previous = self.registry.applied(name, message_id)
         if previous is not None:
             return previous  # delivered again after a crash: already applied
@@ -143,7 +146,6 @@ class Host:
                     waiting: list[str]) -> dict:
         instance = hosted.instance
         assert instance is not None
-        self.registry.begin(name, message_id, handler, args, waiting)
         outer, self.chain = self.chain, [*waiting, name]
         try:
             value = run_budgeted(hosted.interp, lambda: instance.handle(hosted.interp, handler, from_wire(args)),

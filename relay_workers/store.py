@@ -7,7 +7,8 @@ Keys (all under the prefix `relay:`):
   lease:NAME            str   "NODE TOKEN", with a TTL; TOKEN from fence:NAME (INCR)
   ckpt:NAME             str   JSON of the server's state
   applied:NAME          hash  message id -> JSON reply (messages already applied)
-  inflight:NAME         hash  message id -> JSON [handler, args, chain] while it is being handled
+  journal:NAME          zset  message ids sent and not yet applied, by send order (seq:NAME)
+  payload:NAME          hash  message id -> JSON [handler, args, chain] of the journal's messages
   obj:KEY               bytes compiled object code (TTL OBJECT_TTL)
   objlock:KEY           str   a worker compiling KEY (TTL LOCK_TTL)
 """
@@ -40,7 +41,8 @@ elseif lease ~= ARGV[1] then
 end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
-redis.call('HDEL', KEYS[4], ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('HDEL', KEYS[5], ARGV[3])
 if redis.call('HLEN', KEYS[3]) > tonumber(ARGV[5]) then
   local old = redis.call('HKEYS', KEYS[3])
   redis.call('HDEL', KEYS[3], old[1])
@@ -48,6 +50,14 @@ end
 return 1
 """
 
+
+# A message enters the journal before it enters the broker, numbered in send order.
+JOURNAL = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], seq, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return seq
+"""
 
 # The lease in one round trip: renew ours, or take a free one with a new fencing token.
 ACQUIRE = """
@@ -79,6 +89,7 @@ class Registry:
         self.r = r
         self._checkpoint = r.register_script(CHECKPOINT)
         self._acquire = r.register_script(ACQUIRE)
+        self._journal = r.register_script(JOURNAL)
 
     # ------------------------------------------------------------ hosts
 
@@ -167,23 +178,24 @@ class Registry:
         return json.loads(reply) if reply is not None else None
 
     def checkpoint(self, name: str, lease: str, state: object, message_id: str, reply: object) -> bool:
-        """Atomically, fenced by the lease: the state, the id of the message that produced it, and the
-        message no longer in flight."""
+        """Atomically, fenced by the lease: the state, the id of the message that produced it, and
+        that message out of the journal."""
         return bool(self._checkpoint(keys=[key("lease", name), key("ckpt", name), key("applied", name),
-                                           key("inflight", name)],
+                                           key("journal", name), key("payload", name)],
                                      args=[lease, json.dumps(state), message_id, json.dumps(reply), APPLIED_KEPT,
                                            LEASE_TTL_MS]))
 
-    def begin(self, name: str, message_id: str, handler: str, args: list, chain: list[str]) -> None:
-        """Remembers the message being handled, for the next owner should this worker die."""
-        self.r.hset(key("inflight", name), message_id, json.dumps([handler, args, chain]))
+    def journal(self, name: str, message_id: str, handler: str, args: list, chain: list[str]) -> None:
+        """Records a message before it is published: a broker can lose a message a worker took when
+        that worker is killed (kombu's Redis transport pops it before it records it as unacknowledged)."""
+        self._journal(keys=[key("seq", name), key("journal", name), key("payload", name)],
+                      args=[message_id, json.dumps([handler, args, chain])])
 
-    def done(self, name: str, message_id: str) -> None:
-        self.r.hdel(key("inflight", name), message_id)
-
-    def in_flight(self, name: str) -> list[tuple[str, str, list, list[str]]]:
-        entries = self.r.hgetall(key("inflight", name))
-        return [(mid.decode(), *json.loads(data)) for mid, data in entries.items()]
+    def pending(self, name: str) -> list[tuple[str, str, list, list[str]]]:
+        """The journal's messages not yet applied, in send order."""
+        ids = [m.decode() for m in self.r.zrange(key("journal", name), 0, -1)]
+        payloads = self.r.hmget(key("payload", name), ids) if ids else []
+        return [(mid, *json.loads(p)) for mid, p in zip(ids, payloads) if p is not None]
 
     def orphans(self) -> list[str]:
         """Servers whose owner is no live worker (it died, or the server was never placed)."""
