@@ -56,6 +56,8 @@ class RelayHosts(bootsteps.StartStopStep):
         self.consuming = {EVAL_QUEUE}
         self.poll(c)
         self.timer = c.timer.call_repeatedly(POLL_SECONDS, self.poll, (c,), priority=10)
+        from .tasks import warm_up
+        warm_up(c.hostname)
         log.info("relay: %s hosts Relay servers", c.hostname)
 
     def poll(self, c) -> None:

@@ -12,6 +12,7 @@ Errors are structured ({"kind", "message", "file", "line", "col", "stack",
 from __future__ import annotations
 
 import io
+import logging
 import time
 import uuid
 
@@ -27,6 +28,7 @@ from .store import RedisObjectStore, Registry, connect
 from .wire import to_wire
 
 _host: Host | None = None
+log = logging.getLogger("relay.workers")
 
 
 def host_for(node: str) -> Host:
@@ -37,6 +39,20 @@ def host_for(node: str) -> Host:
         r = connect(conf.relay_store_url)
         _host = Host(node, Registry(r), RedisObjectStore(r), conf.relay_job_time_limit, send_message)
     return _host
+
+
+WARM_UP = "@llvm\nfn relay_warm_up(x) { x + 1 }\nrelay_warm_up(1)"
+
+
+def warm_up(node: str) -> None:
+    """Runs one tiny compiled program at worker start, so that the first job of this process does
+    not pay for first-time imports and code paths (its object code comes from the shared store)."""
+    host = host_for(node)
+    interp = Interpreter(out=io.StringIO(), err=io.StringIO(), cache=host.cache)
+    try:
+        run_budgeted(interp, lambda: interp.run(WARM_UP, "<warm-up>"), host.time_limit)
+    except RelayError as err:  # pragma: no cover - a broken compiler shows in every test
+        log.warning("relay: warm-up failed: %s", err)
 
 
 def host_for_current() -> Host:
