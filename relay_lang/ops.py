@@ -84,10 +84,6 @@ def eq(a: object, b: object) -> bool:
     return equal(a, b)
 
 
-def ne(a: object, b: object) -> bool:
-    return not equal(a, b)
-
-
 # ------------------------------------------------------------------ indexing
 
 

@@ -100,7 +100,6 @@ class FunctionInfo:
     free: list[Binding] = field(default_factory=list)
     free_decls: list[Decl] = field(default_factory=list)
     params: list[Decl] = field(default_factory=list)
-    in_server: bool = False
 
 
 @dataclass
@@ -195,7 +194,7 @@ class Resolver:
     # ---------------------------------------------------------------- functions
 
     def function(self, fn: FnLit) -> None:
-        info = FunctionInfo(fn, nparams=len(fn.params), in_server=self.server_depth > 0)
+        info = FunctionInfo(fn, nparams=len(fn.params))
         self.res.functions[fn] = info
         outer = self.scope
         self.scope = _FunctionScope(info, outer, is_main=False)
@@ -209,7 +208,7 @@ class Resolver:
         if not self.at_global_level():
             raise RelaySyntaxError(f"server {decl.name} must be declared at the top level of the program", decl.pos)
         self.declare(decl.name, decl, redeclare=True)  # redeclaring a server is a hot upgrade
-        info = FunctionInfo(decl, in_server=True)
+        info = FunctionInfo(decl)
         self.res.functions[decl] = info
         outer = self.scope
         self.scope = _FunctionScope(info, outer, is_main=False)

@@ -225,8 +225,6 @@ class Registry:
             except redis.WatchError:
                 return False
 
-    def mark_failed(self, name: str, message: str) -> None:
-        self.r.hset(key("server", name), mapping={"status": "failed", "error": message})
 
 
 class RedisObjectStore:
