@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("relay: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `relay run x.relay | head`: the reader has gone, and that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # an interpreter bug: say so plainly, no traceback
         if os.environ.get("RELAY_DEBUG"):
             raise

@@ -73,3 +73,15 @@ def test_repl_shows_values_keeps_state_and_survives_errors() -> None:
     assert result.returncode == 0
     assert result.stdout == '5\n5\n[1, {a: "s"}]\n'
     assert "undefined variable 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_closed_pipe_is_not_an_internal_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    prog = write(tmp_path, "for i in 0..100000 { print(i) }")
+    relay = subprocess.Popen([sys.executable, "-m", "relay_lang", "run", prog], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=tmp_path)
+    relay.stdout.readline()
+    relay.stdout.close()
+    assert relay.wait(60) == 141
+    assert b"internal error" not in relay.stderr.read()
