@@ -153,7 +153,7 @@ class CodeGen:
     def program(self, program: Program) -> Unit:
         info = self.res.functions[program]
         main = self.begin(info, "main", "<main>")
-        self.body(program.stmts, main_program=True)
+        self.body(program.stmts)
         self.finish()
         return self.assemble(main.pyname)
 
@@ -237,7 +237,7 @@ class CodeGen:
             self.emit("_D[0] -= 1")
         self.emit(f"return {value}", pos)
 
-    def body(self, stmts: tuple[Stmt, ...], main_program: bool = False) -> None:
+    def body(self, stmts: tuple[Stmt, ...]) -> None:
         """A function body: its last statement gives the value (see 'Blocks have values')."""
         for s in stmts[:-1]:
             self.stmt(s)

@@ -46,7 +46,6 @@ class Hosted:
     version: int
     instance: ServerInstance | None = None
     lease: str = ""
-    loaded_from: str = ""  # the owner recorded before this process took the server
 
 
 @dataclass
@@ -76,7 +75,7 @@ class Host:
         info = self.registry.server(name) or {}
         interp = current.interp if current is not None else Interpreter(
             out=io.StringIO(), err=io.StringIO(), cache=self.cache, repl=True)  # repl: upgrades redeclare
-        hosted = current or Hosted(name, interp, version, loaded_from=info.get("owner", ""))
+        hosted = current or Hosted(name, interp, version)
         hosted.version = version
         self.attach(interp, loading=hosted)
         run_budgeted(interp, lambda: interp.run(info["source"], info.get("file", f"<server {name}>")), self.time_limit)
@@ -192,14 +191,20 @@ class FleetRuntime:
         if server.name in self.host.servers:
             reply = self.host.apply(server.name, handler, wire_args, message_id, list(self.host.chain))
         else:
-            reply = self.host.sender(server.name, handler, wire_args, message_id, list(self.host.chain), True)
+            reply = self.remote(server.name, handler, wire_args, message_id, True)
         if "error" in reply:
             raise remote_error(reply["error"])
         return from_wire(reply["value"])
 
     def send(self, server: ServerRef, handler: str, args: list) -> None:
         wire_args = to_wire(copy_data(args, "a message"))
-        self.host.sender(server.name, handler, wire_args, uuid.uuid4().hex, [], False)
+        self.remote(server.name, handler, wire_args, uuid.uuid4().hex, False)
+
+    def remote(self, server: str, handler: str, args: list, message_id: str, wait: bool) -> dict | None:
+        """A message through the broker, journalled first (see store.Registry.journal)."""
+        chain = list(self.host.chain) if wait else []
+        self.host.registry.journal(server, message_id, handler, args, chain)
+        return self.host.sender(server, handler, args, message_id, chain, wait)
 
     def run_pending(self) -> None:
         """Messages travel through the broker: nothing waits in this process."""

@@ -134,12 +134,19 @@ class Registry:
         self.r.hsetnx(k, "restarts", 0)
         return version
 
+    def owners(self) -> dict[str, str]:
+        """Every deployed server and the node that owns it ("" when never placed)."""
+        names = self.names()
+        if not names:
+            return {}
+        with self.r.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(key("server", name), "owner")
+            owners = pipe.execute()
+        return {name: (owner or b"").decode() for name, owner in zip(names, owners)}
+
     def assigned_to(self, node: str) -> list[str]:
-        names = []
-        for k in self.r.scan_iter(match=key("server", "*")):
-            if self.r.hget(k, "owner") == node.encode():
-                names.append(k.decode()[len(key("server", "")):])
-        return sorted(names)
+        return [name for name, owner in self.owners().items() if owner == node]
 
     def place(self, name: str) -> str:
         """The host for a new server: the live host with the fewest servers."""
@@ -147,8 +154,7 @@ class Registry:
         if not hosts:
             return ""
         load = {h: 0 for h in hosts}
-        for k in self.r.scan_iter(match=key("server", "*")):
-            owner = (self.r.hget(k, "owner") or b"").decode()
+        for owner in self.owners().values():
             if owner in load:
                 load[owner] += 1
         return min(hosts, key=lambda h: (load[h], h))
@@ -200,11 +206,7 @@ class Registry:
     def orphans(self) -> list[str]:
         """Servers whose owner is no live worker (it died, or the server was never placed)."""
         live = self.live_workers()
-        names = []
-        for k in self.r.scan_iter(match=key("server", "*")):
-            if (self.r.hget(k, "owner") or b"").decode() not in live:
-                names.append(k.decode()[len(key("server", "")):])
-        return sorted(names)
+        return [name for name, owner in self.owners().items() if owner not in live]
 
     def claim(self, name: str, node: str) -> bool:
         """Takes an orphan for this host, unless another host claimed it first."""

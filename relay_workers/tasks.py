@@ -55,18 +55,12 @@ def warm_up(node: str) -> None:
         log.warning("relay: warm-up failed: %s", err)
 
 
-def host_for_current() -> Host:
-    assert _host is not None, "messages are sent from jobs, after the host exists"
-    return _host
-
-
 def release_host() -> None:
     if _host is not None:
         _host.release_all()
 
 
 def send_message(server: str, handler: str, args: list, message_id: str, chain: list[str], wait: bool):
-    host_for_current().registry.journal(server, message_id, handler, args, chain)
     result = deliver.apply_async(args=[server, handler, args, message_id, chain], queue=f"relay.{server}")
     if not wait:
         return None
