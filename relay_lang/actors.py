@@ -27,14 +27,26 @@ def cycle_error(waiting: list[str], name: str) -> RelayError:
 
 
 class ServerInstance:
-    """One running server: handlers, private state, and the last good copy of that state."""
+    """One running server: handlers, private state, and the last good copy of that state.
+
+    A message costs what it touches, not the size of the state: the generated
+    code reports each `state.NAME` it reads or writes (`touched`), and a bare
+    `state` value reports every field (`touched_all`). After a message only
+    those fields are copied to the last good copy (or back from it when the
+    handler fails), and they are detached from any value that outlives the
+    message, so `state` changes only through `state`. `unsaved` collects the
+    fields changed since a host last persisted them (the fleet writes those).
+    """
 
     def __init__(self, name: str, handlers: dict[str, Function], state: dict) -> None:
         self.name = name
         self.ref = ServerRef(name)
         self.handlers = handlers
         self.state: dict = copy_data(state, "the initial state")  # type: ignore[assignment]
-        self.snapshot: dict = copy_data(self.state, "the state")  # type: ignore[assignment]
+        self.saved: dict = copy_data(self.state, "the state")  # type: ignore[assignment]
+        self.unsaved: set[str] = set(self.state)
+        self.touched: set[str] = set()
+        self.touched_all = False
 
     def upgrade(self, handlers: dict[str, Function], initial_state: dict) -> None:
         """A hot code upgrade: new handlers; state kept, keys new to the declaration added."""
@@ -42,7 +54,8 @@ class ServerInstance:
         for key, value in initial_state.items():
             if key not in self.state:
                 self.state[key] = copy_data(value, "the initial state")
-        self.snapshot = copy_data(self.state, "the state")  # type: ignore[assignment]
+                self.saved[key] = copy_data(value, "the initial state")
+                self.unsaved.add(key)
 
     def handle(self, interp: Interpreter, handler: str, args: list) -> object:
         """Handles one message; on failure state is exactly as before and the error propagates."""
@@ -52,16 +65,32 @@ class ServerInstance:
             raise RelayError(f"server {self.name} has no handler '{handler}' (handlers: {known})")
         outer = interp.server
         interp.server = self
+        self.touched = set()
+        self.touched_all = False
         try:
             reply = interp.invoke(fn, copy_data(args, "a message"))  # type: ignore[arg-type]
-            self.snapshot = copy_data(self.state, f"the state of server {self.name}")  # type: ignore[assignment]
+            self._settle(self.state, self.saved, f"the state of server {self.name}")
+            for name in self._changed():
+                if name in self.saved:
+                    self.state[name] = copy_data(self.saved[name])
+            self.unsaved |= self._changed()
             return copy_data(reply, "a reply")
         except RelayError:
-            self.state = self.snapshot
-            self.snapshot = copy_data(self.state)  # type: ignore[assignment]
+            self._settle(self.saved, self.state, "the state")
             raise
         finally:
             interp.server = outer
+
+    def _changed(self) -> set[str]:
+        return set(self.state) | set(self.saved) if self.touched_all else self.touched
+
+    def _settle(self, source: dict, target: dict, what: str) -> None:
+        """Copies the fields the message touched from source to target (removing those source lacks)."""
+        for name in self._changed():
+            if name in source:
+                target[name] = copy_data(source[name], what)
+            else:
+                target.pop(name, None)
 
 
 class Runtime(Protocol):

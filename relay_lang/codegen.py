@@ -364,6 +364,13 @@ class CodeGen:
             self.emit(f"if type({obj}) is list and type({key}) is float and 0.0 <= {key} < len({obj}) "
                       f"and {key}.is_integer(): {obj}[int({key})] = {value}", target.pos)
             self.emit(f"else: _set_index({obj}, {key}, {value})", target.pos)
+        elif isinstance(target.obj, StateRef):  # state.NAME = v: the server learns which field changed
+            if op is None:
+                value = self.expr(s.value)
+            else:
+                current = self.assign_temp(f"_state_field({target.name!r})", target.pos)
+                value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
+            self.emit(f"_state_set({target.name!r}, {value})", target.pos)
         else:
             assert isinstance(target, Field)
             obj = self.expr(target.obj)
@@ -515,6 +522,8 @@ class CodeGen:
         if t is Index:
             obj = self.expr(e.obj)  # type: ignore[attr-defined]
             return self.index_read(obj, self.expr(e.index), e.pos), None  # type: ignore[attr-defined]
+        if t is Field and type(e.obj) is StateRef:  # type: ignore[attr-defined]
+            return self.assign_temp(f"_state_field({e.name!r})", e.pos), None  # type: ignore[attr-defined]
         if t is Field:
             return self.field_read(self.expr(e.obj), e.name, e.pos), None  # type: ignore[attr-defined]
         if t is ArrayLit:

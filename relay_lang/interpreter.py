@@ -68,7 +68,7 @@ class Interpreter:
             _set_field=ops.set_field, _range_iter=ops.range_iter, _iterate=ops.iterate,
             _range_array=lambda a, b: ops.range_array(a, b, limit=50_000_000),
             _call=self.call, _call_builtin=self._call_builtin, _method=self._method,
-            _state=self._state, _self=self._self, _declare_server=self.runtime.declare,
+            _state=self._state, _state_field=self._state_field, _state_set=self._state_set, _self=self._self, _declare_server=self.runtime.declare,
         )
 
     # ------------------------------------------------------------ compiling
@@ -224,10 +224,27 @@ class Interpreter:
             return self.runtime.call(obj, name, list(args))  # type: ignore[arg-type]
         raise RelayError(f"cannot call method '{name}' on {type_name(obj)}")
 
-    def _state(self) -> dict:
+    def _server_now(self) -> ServerInstance:
         if self.server is None:
             raise RelayError("'state' is only available while a server handles a message")
-        return self.server.state
+        return self.server
+
+    def _state(self) -> dict:
+        """`state` as a whole value: every field may change through it."""
+        server = self._server_now()
+        server.touched_all = True
+        return server.state
+
+    def _state_field(self, name: str) -> object:
+        """`state.NAME` read: only that field may change through the value."""
+        server = self._server_now()
+        server.touched.add(name)
+        return server.state.get(name)
+
+    def _state_set(self, name: str, value: object) -> None:
+        server = self._server_now()
+        server.touched.add(name)
+        server.state[name] = value
 
     def _self(self) -> ServerRef:
         if self.server is None:
