@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class RuntimeState(ctypes.Structure):
         ("stop", ctypes.c_int64), ("depth", ctypes.c_int64), ("max_depth", ctypes.c_int64),
         ("err_code", ctypes.c_int64), ("err_fn", ctypes.c_int64), ("err_node", ctypes.c_int64),
         ("err_x", ctypes.c_double), ("err_y", ctypes.c_int64), ("ticks", ctypes.c_int64),
-        ("deadline_ns", ctypes.c_int64), ("nframes", ctypes.c_int64),
+        ("deadline_ns", ctypes.c_int64), ("stack_limit", ctypes.c_uint64), ("nframes", ctypes.c_int64),
         ("frames", ctypes.c_int64 * (3 * MAX_FRAMES)),
     ]
 
@@ -69,6 +70,42 @@ def initialise() -> None:
     llvm.add_symbol("relay_small_floats", ctypes.addressof(SMALL_TABLE))
     _check_cpython_layout()
     _initialised = True
+
+
+STACK_MARGIN = 1 << 20  # bytes of native stack kept free below the deepest compiled frame
+_stacks = threading.local()
+
+
+def stack_limit() -> int:
+    """The lowest address a compiled frame may take on this thread's stack (0: unknown, unchecked).
+
+    The stack's bounds come from pthread_getattr_np (glibc; also the main
+    thread's, from its rlimit); a margin keeps room for one frame however
+    large, and for the C library calls compiled code makes.
+    """
+    limit = getattr(_stacks, "limit", None)
+    if limit is None:
+        limit = _stacks.limit = _native_stack_limit()
+    return limit
+
+
+def _native_stack_limit() -> int:
+    try:
+        libc = ctypes.CDLL(None)
+        getattr_np, getstack = libc.pthread_getattr_np, libc.pthread_attr_getstack
+    except (OSError, AttributeError):
+        return 0
+    libc.pthread_self.restype = ctypes.c_ulong
+    attr = ctypes.create_string_buffer(256)  # pthread_attr_t is at most 64 bytes on the platforms glibc supports
+    if getattr_np(ctypes.c_ulong(libc.pthread_self()), attr) != 0:
+        return 0
+    try:
+        low, size = ctypes.c_void_p(), ctypes.c_size_t()
+        if getstack(attr, ctypes.byref(low), ctypes.byref(size)) != 0 or not low.value:
+            return 0
+        return low.value + min(STACK_MARGIN, size.value // 4)
+    finally:
+        libc.pthread_attr_destroy(attr)
 
 
 def _check_cpython_layout() -> None:

@@ -19,6 +19,7 @@ from .lower import (
     ERR_DEPTH,
     ERR_INDEX,
     ERR_MEMORY,
+    ERR_STACK,
     ERR_TIME,
     MAX_ARRAY,
     ModuleBuilder,
@@ -58,6 +59,9 @@ class Compiled:
             err = RelayError(f"index {format_number(rt.err_x)} out of range for array of length {rt.err_y}")
         elif code == ERR_DEPTH:
             err = RelayError(f"recursion too deep: more than {interp.max_depth} nested calls", kind="limit")
+        elif code == ERR_STACK:
+            err = RelayError(f"recursion too deep: {rt.err_y} nested calls fill the native stack "
+                             f"(--max-depth is {interp.max_depth})", kind="limit")
         elif code == ERR_TIME:
             err = RelayError(interp.time_limit_message(), kind="limit")
         elif code == ERR_ARRAY_SIZE:
@@ -153,6 +157,7 @@ def call_compiled(compiled: Compiled, interp, args: tuple) -> object:
     rt.max_depth = interp.max_depth
     rt.stop = 1 if interp.stop_error is not None else 0
     rt.deadline_ns = interp.deadline_ns
+    rt.stack_limit = engine.stack_limit()
     result = compiled.cfunc(*args)
     if rt.err_code:
         if rt.err_code == ERR_ARGUMENT_TYPE:

@@ -6,16 +6,22 @@ Conventions of the generated code:
 - numbers are `double`, bools `i1`, arrays `i8*` pointing at the very Python
   list the interpreter uses (CPython layout: `ob_size` at byte 16, `ob_item`
   at 24; a float's value at 16), so arrays are shared by reference with no
-  copying. Array variables own a reference; every exit releases them.
+  copying. Every array reference this code holds (a variable, a temporary, the
+  list a for-in loop walks) lives in a slot of the function's frame that every
+  exit (return, break, error) releases: no borrowed pointer outlives what
+  keeps it alive, and nothing leaks on an error path.
 - errors never unwind: a failing function writes the error into the runtime
   state `relay_rt` (code, function index, node ordinal, payload), jumps to
   its exit block, and each caller records its call site in the state's frame
   list and exits too. Node ordinals (see `infer.enumerate_nodes`) keep object
   code free of source positions, so cached code serves reformatted sources.
 - budgets: each function takes its call depth as a hidden first argument and
-  checks it against `relay_rt.max_depth`; entry increments a tick counter; loops
-  count iterations in a register; every 65,536 ticks the clock is compared
-  with the job's deadline (`clock_gettime`, no Python, no GIL needed).
+  checks it against `relay_rt.max_depth`, and checks that its frame lies above
+  `relay_rt.stack_limit` (the native stack is never exhausted, whatever the
+  frame size); entry increments a tick counter; every loop of a function
+  counts its iterations in one counter of that function (never reset, so
+  loops at any nesting depth are counted); every 65,536 ticks the clock is
+  compared with the job's deadline (`clock_gettime`, no Python, no GIL needed).
 """
 
 from __future__ import annotations
@@ -60,14 +66,16 @@ PTR = I8.as_pointer()
 MAX_FRAMES = 64
 # Runtime state shared with runtime.RuntimeState (ctypes); keep the two in step.
 RT_FIELDS = ("stop", "depth", "max_depth", "err_code", "err_fn", "err_node", "err_x", "err_y",
-             "ticks", "deadline_ns", "nframes", "frames")
-RT_TYPE = ir.LiteralStructType([I64, I64, I64, I64, I64, I64, DOUBLE, I64, I64, I64, I64,
+             "ticks", "deadline_ns", "stack_limit", "nframes", "frames")
+RT_TYPE = ir.LiteralStructType([I64, I64, I64, I64, I64, I64, DOUBLE, I64, I64, I64, I64, I64,
                                 ir.ArrayType(I64, 3 * MAX_FRAMES)])  # frames: (function, call node, repeats)
 ERR_INDEX, ERR_DEPTH, ERR_TIME, ERR_ARRAY_SIZE, ERR_ARRAY_BUDGET, ERR_MEMORY = 1, 2, 3, 4, 5, 6
 ERR_ARGUMENT_TYPE = 7  # not a Relay error: an array argument holds a non-number; the interpreter takes the call
+ERR_STACK = 8  # the native stack is full (err_y: the call depth)
 SMALL_FLOATS = 256  # integral values 0..255 come from a table of shared float objects
 TICK_MASK = 0xFFFF
 MAX_ARRAY = 50_000_000
+Owner = ir.AllocaInstr | None  # the slot owning an array reference; None: borrowed
 LLVM_TYPES = {NUM: DOUBLE, BOOL: I1, ARR: PTR, NULL: I8}
 ZERO = {NUM: ir.Constant(DOUBLE, 0.0), BOOL: ir.Constant(I1, 0), ARR: ir.Constant(PTR, None),
         NULL: ir.Constant(I8, 0)}
@@ -297,7 +305,7 @@ class FunctionLowerer:
         self.flags = ("fast",) if typed.sig in mb.fastmath else ()
         self.vars: dict[object, ir.AllocaInstr] = {}
         self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue target, break target)
-        self.owned_arrays: list[ir.AllocaInstr] = []
+        self.owned_arrays: list[ir.AllocaInstr] = []  # slots released at the exit: variables and temporaries
         self.res = mb.res
 
     # ------------------------------------------------------------ structure
@@ -317,6 +325,9 @@ class FunctionLowerer:
                 self.owned_arrays.append(slot)
         params = [self.res.bindings[p].decl for p in self.t.sig.fn.params]  # type: ignore[union-attr]
         self.depth = fn.args[0]
+        self.ticks = b.alloca(I64, name="ticks")  # loop iterations of this call, all loops together
+        b.store(I64(0), self.ticks)
+        self.frame_mark = b.alloca(I8, name="frame")  # its address places this frame on the native stack
         for arg, decl, typ in zip(fn.args[1:], params, self.t.sig.params):
             if typ == ARR:
                 self.incref(arg)
@@ -339,6 +350,9 @@ class FunctionLowerer:
         too_deep = b.icmp_signed(">", self.depth, b.load(self.mb.rt_field(b, "max_depth")))
         with b.if_then(too_deep, likely=False):
             self.fail(ERR_DEPTH, None)
+        stack_full = b.icmp_unsigned("<", b.ptrtoint(self.frame_mark, I64), b.load(self.mb.rt_field(b, "stack_limit")))
+        with b.if_then(stack_full, likely=False):
+            self.fail(ERR_STACK, None, y=self.depth)
         ticks = self.mb.rt_field(b, "ticks")
         n = b.add(b.load(ticks), I64(1))
         b.store(n, ticks)
@@ -379,9 +393,28 @@ class FunctionLowerer:
     def decref(self, obj: ir.Value) -> None:
         self.b.call(self.mb.external("Py_DecRef", ir.VoidType(), [PTR]), [obj])
 
-    def release(self, value: ir.Value, owned: bool) -> None:
-        if owned:
+    def own(self, obj: ir.Value) -> ir.AllocaInstr:
+        """Gives a new array reference an owner: a frame slot (null until now) that every exit releases."""
+        b = self.b
+        here = b.block
+        b.position_at_start(self.fn.blocks[0])
+        slot = b.alloca(PTR, name="owned")
+        b.store(ir.Constant(PTR, None), slot)
+        b.position_at_end(here)
+        self.owned_arrays.append(slot)
+        b.store(obj, slot)
+        return slot
+
+    def release(self, value: ir.Value, owner: Owner) -> None:
+        """Drops an owned reference (a borrowed one, owner None, needs nothing)."""
+        if owner is not None:
             self.decref(value)
+            self.disown(owner)
+
+    def disown(self, owner: Owner) -> None:
+        """The reference has moved elsewhere (a variable, the return value): the slot lets go."""
+        if owner is not None:
+            self.b.store(ir.Constant(PTR, None), owner)
 
     # ------------------------------------------------------------ statements
 
@@ -411,13 +444,14 @@ class FunctionLowerer:
     def emit_return(self, value: Expr | None) -> None:
         b = self.b
         if value is not None and self.t.ret != NULL:
-            v, owned = self.expr(value)
-            if self.t.ret == ARR and not owned:
+            v, owner = self.expr(value)
+            if self.t.ret == ARR and owner is None:
                 self.incref(v)
+            self.disown(owner)
             b.store(v, self.retval)
         elif value is not None:
-            v, owned = self.expr(value)
-            self.release(v, owned)
+            v, owner = self.expr(value)
+            self.release(v, owner)
         b.branch(self.exit)
         b.position_at_end(self.fn.append_basic_block("after_return"))
 
@@ -426,8 +460,8 @@ class FunctionLowerer:
             return
         t = type(s)
         if t is ExprStmt:
-            v, owned = self.expr(s.expr)  # type: ignore[attr-defined]
-            self.release(v, owned)
+            v, owner = self.expr(s.expr)  # type: ignore[attr-defined]
+            self.release(v, owner)
         elif t is Let:
             self.store_var(self.res.bindings[s].decl, s.value)  # type: ignore[attr-defined, union-attr]
         elif t is Assign:
@@ -452,14 +486,15 @@ class FunctionLowerer:
             raise AssertionError(f"cannot lower {t.__name__}")
 
     def store_var(self, decl, value: Expr) -> None:
-        v, owned = self.expr(value)
-        self.store_value(decl, v, owned)
+        v, owner = self.expr(value)
+        self.store_value(decl, v, owner)
 
-    def store_value(self, decl, v: ir.Value, owned: bool) -> None:
+    def store_value(self, decl, v: ir.Value, owner: Owner) -> None:
         slot = self.vars[decl]
         if self.t.locals[decl] == ARR:
-            if not owned:
+            if owner is None:
                 self.incref(v)
+            self.disown(owner)
             old = self.b.load(slot)
             self.b.store(v, slot)
             self.decref(old)
@@ -479,7 +514,7 @@ class FunctionLowerer:
                 self.b.store(self.arith(op, current, rhs), self.vars[decl])
             return
         assert isinstance(target, Index)
-        arr, arr_owned = self.expr(target.obj)
+        arr, arr_owner = self.expr(target.obj)
         idx, _ = self.expr(target.index)
         if op is None:  # as in the interpreter: the value is computed before the index is checked
             value, _ = self.expr(s.value)
@@ -490,7 +525,7 @@ class FunctionLowerer:
             rhs, _ = self.expr(s.value)
             value = self.arith(op, current, rhs)
         self.store_item(arr, k, value)
-        self.release(arr, arr_owned)
+        self.release(arr, arr_owner)
 
     def truth(self, e: Expr) -> ir.Value:
         v, _ = self.expr(e)
@@ -520,10 +555,8 @@ class FunctionLowerer:
         b.position_at_end(end_bb)
 
     def loop(self, name: str, node: Node, head, body_fn, step_fn=None) -> None:
-        """A loop with a tick counter: head() returns the continue-condition."""
+        """A loop counted in the function's tick counter: head() returns the continue-condition."""
         b = self.b
-        counter = self.entry_alloca(I64, "ticks")
-        b.store(I64(0), counter)
         head_bb = self.fn.append_basic_block(f"{name}.head")
         body_bb = self.fn.append_basic_block(f"{name}.body")
         step_bb = self.fn.append_basic_block(f"{name}.step")
@@ -540,8 +573,8 @@ class FunctionLowerer:
         b.position_at_end(step_bb)
         if step_fn is not None:
             step_fn()
-        n = b.add(b.load(counter), I64(1))
-        b.store(n, counter)
+        n = b.add(b.load(self.ticks), I64(1))
+        b.store(n, self.ticks)
         self.tick_check(n, node)
         b.branch(head_bb)
         b.position_at_end(end_bb)
@@ -578,14 +611,18 @@ class FunctionLowerer:
         self.loop("for", s, head, lambda: self.block(s.body), step)
 
     def for_each(self, s: ForEach) -> None:
+        """The loop holds a reference to the list it walks until it ends, however it ends."""
         b = self.b
-        arr, owned = self.expr(s.iterable)
+        arr, owner = self.expr(s.iterable)
         if self.t.writes_arrays.get(s, True):  # iterate a snapshot, as the interpreter does
             snapshot = b.call(self.mb.external("PyList_GetSlice", PTR, [PTR, I64, I64]),
                               [arr, I64(0), self.length(arr)])
+            self.release(arr, owner)
+            arr, owner = snapshot, self.own(snapshot)
             self.check_alloc(snapshot, s)
-            self.release(arr, owned)
-            arr, owned = snapshot, True
+        elif owner is None:  # the body may rebind the variable that holds the list
+            self.incref(arr)
+            owner = self.own(arr)
         n = self.length(arr)
         i = self.entry_alloca(I64, "i")
         b.store(I64(0), i)
@@ -602,7 +639,7 @@ class FunctionLowerer:
             b.store(b.add(b.load(i), I64(1)), i)
 
         self.loop("each", s, head, body, step)
-        self.release(arr, owned)
+        self.release(arr, owner)
 
     # ------------------------------------------------------------ arrays
 
@@ -660,9 +697,10 @@ class FunctionLowerer:
         b.position_at_end(ok_bb)
         return k
 
-    def new_array(self, values: list[ir.Value], node: Node) -> ir.Value:
+    def new_array(self, values: list[ir.Value], node: Node) -> tuple[ir.Value, Owner]:
         b = self.b
         lst = b.call(self.mb.external("PyList_New", PTR, [I64]), [I64(len(values))])
+        owner = self.own(lst)
         self.check_alloc(lst, node)
         if values:
             items = self.items(lst)
@@ -670,9 +708,9 @@ class FunctionLowerer:
                 obj = self.new_float(v)
                 self.check_alloc(obj, node)
                 b.store(obj, b.gep(items, [I64(k)], inbounds=True))
-        return lst
+        return lst, owner
 
-    def filled_array(self, count: ir.Value, fill: ir.Value, node: Node) -> ir.Value:
+    def filled_array(self, count: ir.Value, fill: ir.Value, node: Node) -> tuple[ir.Value, Owner]:
         """array(n, v): one float object shared by every slot, as Python does with [v] * n."""
         b = self.b
         ok = b.and_(b.fcmp_ordered(">=", count, ir.Constant(DOUBLE, 0.0)),
@@ -683,6 +721,7 @@ class FunctionLowerer:
             self.fail(ERR_ARRAY_BUDGET, node, count)
         n = b.fptosi(count, I64)
         lst = b.call(self.mb.external("PyList_New", PTR, [I64]), [n])
+        owner = self.own(lst)
         self.check_alloc(lst, node)
         obj = self.new_float(fill)
         self.check_alloc(obj, node)
@@ -704,7 +743,7 @@ class FunctionLowerer:
         b.store(b.add(b.load(refcnt), b.sub(n, I64(1))), refcnt)  # n references, one was there
         with b.if_then(b.icmp_signed("==", n, I64(0))):
             self.decref(obj)
-        return lst
+        return lst, owner
 
     def push(self, arr: ir.Value, value: ir.Value, node: Node) -> ir.Value:
         b = self.b
@@ -718,40 +757,40 @@ class FunctionLowerer:
 
     # ------------------------------------------------------------ expressions
 
-    def expr(self, e: Expr) -> tuple[ir.Value, bool]:
-        """The value of e, and whether it is an array reference this code owns."""
+    def expr(self, e: Expr) -> tuple[ir.Value, Owner]:
+        """The value of e, and the slot owning it when it is an array reference this code owns."""
         b = self.b
         t = type(e)
         if t is Num:
-            return ir.Constant(DOUBLE, e.value), False  # type: ignore[attr-defined]
+            return ir.Constant(DOUBLE, e.value), None  # type: ignore[attr-defined]
         if t is Bool:
-            return ir.Constant(I1, int(e.value)), False  # type: ignore[attr-defined]
+            return ir.Constant(I1, int(e.value)), None  # type: ignore[attr-defined]
         if t is Name:
-            return b.load(self.vars[self.res.bindings[e].decl]), False  # type: ignore[union-attr]
+            return b.load(self.vars[self.res.bindings[e].decl]), None  # type: ignore[union-attr]
         if t is Binary:
-            return self.binary(e), False  # type: ignore[arg-type]
+            return self.binary(e), None  # type: ignore[arg-type]
         if t is Logical:
-            return self.logical(e), False  # type: ignore[arg-type]
+            return self.logical(e), None  # type: ignore[arg-type]
         if t is Unary:
             v, _ = self.expr(e.operand)  # type: ignore[attr-defined]
-            return (b.fneg(v) if e.op == "-" else b.not_(v)), False  # type: ignore[attr-defined]
+            return (b.fneg(v) if e.op == "-" else b.not_(v)), None  # type: ignore[attr-defined]
         if t is Index:
-            arr, owned = self.expr(e.obj)  # type: ignore[attr-defined]
+            arr, owner = self.expr(e.obj)  # type: ignore[attr-defined]
             idx, _ = self.expr(e.index)  # type: ignore[attr-defined]
             value = self.load_item(arr, self.checked_index(arr, idx, e))
-            self.release(arr, owned)
-            return value, False
+            self.release(arr, owner)
+            return value, None
         if t is ArrayLit:
             values = [self.expr(item)[0] for item in e.items]  # type: ignore[attr-defined]
-            return self.new_array(values, e), True
+            return self.new_array(values, e)
         if t is Call:
             return self.call(e)  # type: ignore[arg-type]
         if t is MethodCall:
-            arr, owned = self.expr(e.obj)  # type: ignore[attr-defined]
+            arr, owner = self.expr(e.obj)  # type: ignore[attr-defined]
             value, _ = self.expr(e.args[0])  # type: ignore[attr-defined]
             n = self.push(arr, value, e)
-            self.release(arr, owned)
-            return n, False
+            self.release(arr, owner)
+            return n, None
         raise AssertionError(f"cannot lower {t.__name__}")  # pragma: no cover
 
     def arith(self, op: str, a: ir.Value, c: ir.Value) -> ir.Value:
@@ -800,38 +839,39 @@ class FunctionLowerer:
         phi.add_incoming(right, rhs_end)
         return phi
 
-    def call(self, e: Call) -> tuple[ir.Value, bool]:
+    def call(self, e: Call) -> tuple[ir.Value, Owner]:
         b = self.b
         sig = self.t.calls.get(e)
         if sig is not None:
             args = [self.expr(a) for a in e.args]
             callee = self.mb.functions[sig]
             result = b.call(callee, [b.add(self.depth, I64(1))] + [v for v, _ in args])
-            for v, owned in args:
-                self.release(v, owned)
+            owner = self.own(result) if self.mb.typed[sig].ret == ARR else None  # null after an error
+            for v, arg_owner in args:
+                self.release(v, arg_owner)
             self.after_call(e)
-            return result, self.mb.typed[sig].ret == ARR
+            return result, owner
         name = self.t.builtins[e]
         args = [self.expr(a) for a in e.args]
         values = [v for v, _ in args]
         if name in INTRINSIC:
-            return b.call(self.mb.intrinsic(INTRINSIC[name]), values), False
+            return b.call(self.mb.intrinsic(INTRINSIC[name]), values), None
         if name in LIBM:
-            return b.call(self.mb.external(LIBM[name], DOUBLE, [DOUBLE] * len(values)), values), False
+            return b.call(self.mb.external(LIBM[name], DOUBLE, [DOUBLE] * len(values)), values), None
         if name == "pow":
-            return self.arith("**", values[0], values[1]), False
+            return self.arith("**", values[0], values[1]), None
         if name in ("min", "max"):
-            return self.min_max(name, values), False
+            return self.min_max(name, values), None
         if name == "len":
             n = b.sitofp(self.length(values[0]), DOUBLE)
             self.release(*args[0])
-            return n, False
+            return n, None
         if name == "push":
             n = self.push(values[0], values[1], e)
             self.release(*args[0])
-            return n, False
+            return n, None
         assert name == "array"
-        return self.filled_array(values[0], values[1], e), True
+        return self.filled_array(values[0], values[1], e)
 
     def min_max(self, name: str, values: list[ir.Value]) -> ir.Value:
         """The interpreter's rule: first best by < (or >), nan if any value is nan."""

@@ -1,0 +1,111 @@
+"""Adversarial programs: nothing may crash or hang the process, and both tiers agree.
+
+Compiled code that frees what a loop walks, leaks on an early exit, or runs
+off the native stack kills a worker; each case here once did.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import pytest
+
+from conftest import ROOT, relay_cli, run_relay
+from relay_lang.errors import RelayError
+from relay_lang.interpreter import Interpreter, run_program
+
+
+def both(src: str, **kw) -> tuple[str, str]:
+    """Runs src interpreted and compiled (`--tier llvm`); returns the two outputs (or error texts)."""
+    results = []
+    for tier in ("interpret", "llvm"):
+        try:
+            results.append(run_relay(src, tier=tier, **kw)[0])
+        except RelayError as err:
+            results.append(f"ERROR {err}")
+    return results[0], results[1]
+
+
+# ------------------------------------------------------------ memory safety
+
+
+def test_for_in_keeps_the_list_it_walks_alive_when_the_body_rebinds_it() -> None:
+    src = ("fn f() { let a = [1, 2, 3, 4]; let s = 0; for x in a { a = [1000, 1000, 1000, 1000, 1000, 1000]; s += x }"
+           " return s }\nprint(f())")
+    assert both(src) == ("10\n", "10\n")
+
+
+def test_for_in_over_a_rebound_list_does_not_crash(tmp_path) -> None:
+    prog = tmp_path / "p.relay"
+    prog.write_text("@llvm\nfn f() { let a = [1, 2, 3, 4, 5, 6, 7, 8]; let s = 0\n"
+                    "for x in a { a = [1000, 1000]; s += x } return s }\nprint(f())\n")
+    done = relay_cli("run", str(prog))
+    assert (done.returncode, done.stdout) == (0, "36\n"), done.stderr
+
+
+@pytest.mark.parametrize("exit_", ["return x", "break", "let y = a[-1]"])
+def test_for_in_snapshot_is_freed_on_every_exit(exit_: str) -> None:
+    src = f"fn g(a: array<number>) {{ for x in a {{ a.push(1); {exit_} }} return 0 }}\n"
+    interp = Interpreter(out=io.StringIO(), tier="llvm")
+    run_program(src + "let big = array(100000, 1)", "t.relay", interp=interp)
+
+    def call() -> None:  # g pushes onto big; pop it back
+        try:
+            run_program("g(big); big.pop()", "t2.relay", interp=interp)
+        except RelayError:
+            run_program("big.pop()", "t3.relay", interp=interp)
+
+    call()  # big's own buffer grows once
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(20):
+            call()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1_000_000, f"{grown} bytes still allocated after 20 calls over 100,000 elements"
+
+
+@pytest.mark.parametrize("call", ["array(10000, n)[50000]", "two(array(10000, n), [n][5])",
+                                  "two(array(10000, n), one(array(10, n)))"])
+def test_temporaries_are_freed_when_an_expression_fails(call: str) -> None:
+    src = ("fn one(a: array<number>) { a[50000] }\nfn two(a: array<number>, x) { x }\n"
+           f"fn g(n) {{ return {call} }}\n")
+    interp = Interpreter(out=io.StringIO(), tier="llvm")
+    run_program(src, "t.relay", interp=interp)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            with pytest.raises(RelayError, match="out of range"):
+                run_program("g(1)", "t2.relay", interp=interp)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1_000_000, f"{grown} bytes still allocated after 50 failed calls"
+
+
+def test_compiled_recursion_stops_before_the_native_stack_is_full() -> None:
+    # A thread with a 4 MB stack and a depth limit it cannot hold: a Relay error, not a segfault.
+    script = textwrap.dedent("""
+        import io, threading
+        from relay_lang.errors import RelayError
+        from relay_lang.interpreter import Interpreter
+        interp = Interpreter(out=io.StringIO(), max_depth=100_000_000, tier="llvm")
+        def job():
+            try:
+                interp.run("fn down(n) { if n == 0 { return 0 } return 1 + down(n - 1) }\\nprint(down(1e8))", "t.relay")
+            except RelayError as err:
+                print(err.kind, err.message.split(":")[0], err.pos.line, err.stack[-1][1].line)
+        threading.stack_size(4 << 20)
+        t = threading.Thread(target=job)
+        t.start()
+        t.join()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "limit recursion too deep 1 2\n"), done.stderr
