@@ -12,10 +12,33 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 BIG_STACK = 512 * 1024 * 1024  # bytes of C stack for the thread that runs Relay code
+_checks = threading.local()
+
+
+def checkpoint() -> None:
+    """Long operations on values (printing, comparing, copying) call this every few thousand steps.
+
+    It raises the running job's limit error once its time is up (see `checking`); outside a job it does nothing.
+    """
+    check = getattr(_checks, "check", None)
+    if check is not None:
+        check()
+
+
+@contextmanager
+def checking(check: Callable[[], None]) -> Iterator[None]:
+    """Makes `check` what `checkpoint` calls on this thread while the block runs."""
+    previous = getattr(_checks, "check", None)
+    _checks.check = check
+    try:
+        yield
+    finally:
+        _checks.check = previous
 
 
 class BigStack:
@@ -33,7 +56,7 @@ class BigStack:
             return _fresh_thread(fn)  # another thread's job is running: do not wait behind it
         try:
             if self.thread is None or not self.thread.is_alive():
-                self.thread = _start(self._serve, "relay")
+                self.thread = start_big_stack_thread(self._serve, "relay")
             done: queue.SimpleQueue = queue.SimpleQueue()
             self.jobs.put((fn, done))
             ok, value = done.get()
@@ -52,7 +75,8 @@ class BigStack:
                 done.put((False, exc))
 
 
-def _start(target: Callable[[], None], name: str) -> threading.Thread:
+def start_big_stack_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """A daemon thread with the big stack; Relay jobs started on it run inline (servers in the fleet)."""
     old = threading.stack_size(BIG_STACK)
     try:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -72,7 +96,7 @@ def _fresh_thread(fn: Callable[[], Any]) -> Any:
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             result["error"] = exc
 
-    _start(target, "relay-extra").join()
+    start_big_stack_thread(target, "relay-extra").join()
     if "error" in result:
         raise result["error"]
     return result.get("value")

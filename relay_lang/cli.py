@@ -1,10 +1,11 @@
-"""The `relay` command: `relay run FILE`, `relay repl`."""
+"""The language's commands: `relay run FILE`, `relay repl` (the fleet adds its own: relay_workers.cli)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 from .errors import RelayError
 from .interpreter import DEFAULT_MAX_DEPTH, Interpreter, run_program
@@ -17,7 +18,8 @@ def _positive(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """The parser of `relay run` and `relay repl`; hosts (the fleet's CLI) add their own commands to it."""
     parser = argparse.ArgumentParser(prog="relay", description="Run Relay programs.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a Relay program")
@@ -31,25 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"Relay call depth limit (default {DEFAULT_MAX_DEPTH}, or $RELAY_MAX_DEPTH)")
     repl = sub.add_parser("repl", help="interactive prompt")
     repl.add_argument("--max-depth", type=int, default=DEFAULT_MAX_DEPTH)
-    fleet = "the fleet's URLs come from RELAY_BROKER_URL, RELAY_RESULT_BACKEND and RELAY_STORE_URL"
-    ev = sub.add_parser("eval", help="run a program on the fleet", description=fleet)
-    ev.add_argument("file", nargs="?", help="a Relay file (default: the code given with -c)")
-    ev.add_argument("-c", "--code", help="the program text")
-    ev.add_argument("--server", help="run on the worker that owns this server")
-    ev.add_argument("--timeout", type=_positive, default=60)
-    ev.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    dep = sub.add_parser("deploy", help="start or hot-upgrade the servers a file declares", description=fleet)
-    dep.add_argument("file")
-    for name, what in (("call", "send a message and print the reply"), ("send", "enqueue a message")):
-        cmd = sub.add_parser(name, help=what, description=fleet)
-        cmd.add_argument("server")
-        cmd.add_argument("handler")
-        cmd.add_argument("args", nargs="*", metavar="JSON_ARG", help="each argument as JSON (5, '\"text\"', '[1, 2]')")
-        if name == "call":
-            cmd.add_argument("--timeout", type=_positive, default=30)
-    srv = sub.add_parser("servers", help="list the deployed servers", description=fleet)
-    srv.add_argument("--json", action="store_true")
-    return parser
+    return parser, sub
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -74,16 +58,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return status
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return cmd_run(args)
+    from .repl import repl
+    return repl(args.max_depth)
+
+
+def guarded(command: Callable[[], int]) -> int:
+    """Runs a CLI command: Ctrl-C, a closed pipe and interpreter bugs end plainly, without a traceback."""
     try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "repl":
-            from .repl import repl
-            return repl(args.max_depth)
-        from .fleet_cli import run_fleet_command
-        return run_fleet_command(args)
+        return command()
     except KeyboardInterrupt:
         print("relay: interrupted", file=sys.stderr)
         return 130
@@ -96,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"relay: internal error ({type(exc).__name__}: {exc}); set RELAY_DEBUG=1 for details",
               file=sys.stderr)
         return 70
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser()[0].parse_args(argv)
+    return guarded(lambda: run_command(args))
 
 
 if __name__ == "__main__":

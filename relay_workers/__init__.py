@@ -1,9 +1,8 @@
-"""The Relay worker fleet: `celery -A relay_workers worker -Q 'relay.*'`.
+"""The Relay worker fleet: `celery -A relay_workers worker -Q 'relay.*'` (the app is relay_workers.celery.app).
 
-`relay_workers.app` is the Celery app; `RelayClient` is the producer API.
+`RelayClient` is the producer API; importing it loads neither the worker nor LLVM.
 """
 
-from .app import app
 from .client import EvalResult, RelayClient
 
-__all__ = ["app", "RelayClient", "EvalResult"]
+__all__ = ["RelayClient", "EvalResult"]

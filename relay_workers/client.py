@@ -1,4 +1,7 @@
-"""Producers: `RelayClient` drives the fleet from Python (the `relay` CLI uses it too)."""
+"""Producers: `RelayClient` drives the fleet from Python (the `relay` CLI uses it too).
+
+Importing it loads neither the worker nor LLVM.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +9,26 @@ import os
 import uuid
 from dataclasses import dataclass
 
+import celery.exceptions
+import kombu.exceptions
+import redis
 from celery import Celery
 
 from relay_lang.errors import RelayError
 from relay_lang.nodes import ServerDecl
 from relay_lang.parser import parse
+from relay_lang.resolver import resolve
 
-from .hosting import remote_error
-from .store import Registry, connect
+from .ledger import DeadLetters, Ledger, connect
+from .registry import Registry, node_of
+from .runtime import Messenger, remote_error
 from .wire import from_wire, to_wire
+
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError, ConnectionError)
+
+
+class FleetUnreachable(RelayError):
+    """The broker or the store does not answer."""
 
 
 @dataclass
@@ -40,11 +54,21 @@ class RelayClient:
         from config import settings
         broker = broker_url or settings.broker_url
         backend = result_backend or (broker if broker_url and broker.startswith("redis") else settings.result_backend)
-        self.app = Celery("relay-client", broker=broker, backend=backend)
+        self.app = Celery("relay-client", set_as_current=False)
         self.app.config_from_object(settings)
         self.app.conf.broker_url = broker
         self.app.conf.result_backend = backend
-        self.registry = Registry(connect(store_url or settings.relay_store_url))
+        self.app.conf.broker_connection_retry = False
+        self.app.conf.broker_connection_max_retries = 0
+        if not broker.startswith(("redis://", "rediss://")):
+            self.app.conf.broker_transport = None
+        self.store_url = store_url or settings.relay_store_url
+        self.broker_url = broker
+        r = connect(self.store_url)
+        self.registry = Registry(r, settings.relay_host_ttl)
+        self.ledger = Ledger(r, settings.relay_lease_ttl)
+        self.messenger = Messenger(self.app, self.ledger)
+        self.dead_letters = DeadLetters(r)
 
     def close(self) -> None:
         self.app.close()
@@ -55,51 +79,79 @@ class RelayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def unreachable(self, exc: BaseException) -> FleetUnreachable:
+        return FleetUnreachable(f"cannot reach the fleet at {self.store_url} / {self.broker_url} ({exc})",
+                                kind="unreachable")
+
     # ------------------------------------------------------------ jobs
 
-    def eval(self, source: str, server: str | None = None, timeout: float = 60, **options: object) -> EvalResult:
-        """Runs a program on the fleet (on the worker owning `server`, if given)."""
-        queue = f"relay.{server}" if server else "relay.eval"
-        result = self.app.send_task("relay.eval", args=[source, options], queue=queue)
-        data = result.get(timeout=timeout)
+    def eval(self, source: str, timeout: float = 60, **options: object) -> EvalResult:
+        """Runs a program on the fleet (any host's pool); options: tier, time_limit, file."""
+        try:
+            result = self.app.send_task("relay.eval", args=[source, options], queue="relay.eval")
+            data = result.get(timeout=timeout)
+        except celery.exceptions.TimeoutError:
+            raise RelayError(f"no reply from the fleet within {timeout:g} s (is a worker running "
+                             "`celery -A relay_workers worker -Q 'relay.*'`?)", kind="timeout") from None
+        except UNREACHABLE as exc:
+            raise self.unreachable(exc) from None
         return EvalResult(data["value"], data["output"], data["error"], data["tiers"], data["timings"], data["worker"])
 
-    def deploy(self, source: str, file: str = "<deploy>") -> list[str]:
-        """Starts the servers a source declares, or hot-upgrades them (state kept)."""
+    def deploy(self, source: str, file: str = "<deploy>") -> list[tuple[str, int]]:
+        """Starts the servers a source declares, or hot-upgrades them (state kept); returns (name, version)
+        of each. The source must parse, resolve and declare a server, or nothing changes on the fleet."""
         program = parse(source, file)
+        resolve(program)
         names = [s.name for s in program.stmts if isinstance(s, ServerDecl)]
         if not names:
-            raise RelayError("the source declares no server", program.pos)
-        live = set(self.registry.live_hosts())
-        for name in names:
-            info = self.registry.server(name)
-            owner = info.get("owner", "") if info else ""
-            if owner not in live:
-                owner = self.registry.place(name)
-            self.registry.register(name, source, owner, file)
-        return names
+            raise RelayError("the source declares no server (deploy takes `server NAME { ... }` declarations)",
+                             program.pos)
+        try:
+            return [(name, self.registry.register(name, source, file)) for name in names]
+        except UNREACHABLE as exc:
+            raise self.unreachable(exc) from None
 
     def call(self, server: str, handler: str, *args: object, timeout: float = 30) -> object:
         """Sends a message and waits for the reply; a Relay error in the handler is raised here."""
-        reply = self._deliver(server, handler, args).get(timeout=timeout)
+        reply = self._deliver(server, handler, args, timeout)
         if "error" in reply:
             raise remote_error(reply["error"])
         return from_wire(reply["value"])
 
     def send(self, server: str, handler: str, *args: object) -> str:
         """Enqueues a message; returns its id."""
-        return self._deliver(server, handler, args).id
-
-    def _deliver(self, server: str, handler: str, args: tuple):
         message_id = uuid.uuid4().hex
-        wire = [to_wire(from_wire(a)) for a in args]
-        self.registry.journal(server, message_id, handler, wire, [])
-        return self.app.send_task("relay.deliver", args=[server, handler, wire, message_id, []],
-                                  queue=f"relay.{server}", task_id=message_id)
+        try:
+            self.messenger.post(server, handler, [to_wire(from_wire(a)) for a in args], message_id, [], False)
+        except UNREACHABLE as exc:
+            raise self.unreachable(exc) from None
+        return message_id
+
+    def _deliver(self, server: str, handler: str, args: tuple, timeout: float) -> dict:
+        try:
+            return self.messenger.call(server, handler, [to_wire(from_wire(a)) for a in args], uuid.uuid4().hex, [],
+                                       timeout)
+        except UNREACHABLE as exc:
+            raise self.unreachable(exc) from None
 
     def servers(self) -> list[dict[str, object]]:
-        """Every deployed server: name, owner (worker node name), status, restarts, version."""
-        return self.registry.servers()
+        """Every deployed server: name, owner (worker node), status, restarts, version, queued messages."""
+        try:
+            live = set(self.registry.live_hosts())
+            out = []
+            for name, owner in self.registry.owners().items():
+                info = self.registry.server(name) or {}
+                holder = self.ledger.holder(name)
+                if owner in live:
+                    status = "running" if holder == owner else "starting"
+                else:
+                    status = "orphaned" if owner else "unplaced"
+                out.append({"name": name, "owner": node_of(owner) if owner else "", "status": status,
+                            "restarts": int(info.get("restarts", 0)), "version": int(info.get("version", 0)),
+                            "queued": len(self.ledger.pending(name))})
+            return out
+        except UNREACHABLE as exc:
+            raise self.unreachable(exc) from None
 
 
 def client_from_env() -> RelayClient:

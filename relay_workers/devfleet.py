@@ -1,13 +1,16 @@
-"""A fleet on this machine, for tests and benchmarks: a private redis-server and `celery worker`s.
+"""A fleet on this machine, for tests, benchmarks and demos: a private redis-server and `celery worker`s.
 
-The workers are started exactly as users start them
-(`celery -A relay_workers worker -Q 'relay.*' --pool solo -n NAME@relay-test`).
+Workers are started exactly as users start them,
+`celery -A relay_workers worker -Q 'relay.*' -n NAME@relay-test`, with no
+pool flag unless one is asked for. Each runs in its own process group, so
+stopping, killing or pausing it reaches its pool children too.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,17 +30,25 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """redis-server on a free port, keeping nothing on disk; `maxmemory-policy noeviction` as a broker needs."""
+    """redis-server on a free port; `noeviction` as a broker needs; with `appendonly` it keeps its data
+    across a restart (appendfsync always: a restart loses nothing)."""
 
-    def __init__(self, workdir: Path) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
+    def __init__(self, workdir: Path, appendonly: bool = False) -> None:
+        self.exe = shutil.which("redis-server")
+        if self.exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server; .ci/test does it)")
         self.port = free_port()
+        self.workdir = workdir
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--maxmemory-policy", "noeviction", "--dir", str(workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
+             "--maxmemory-policy", "noeviction", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         client = redis.Redis(port=self.port)
         for _ in range(200):
             try:
@@ -52,8 +63,10 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
 
 
 class Fleet:
@@ -65,43 +78,68 @@ class Fleet:
         self.workers: dict[str, subprocess.Popen] = {}
 
     @classmethod
-    def on(cls, redis_url: str, broker: str | None = None, logs: Path | None = None) -> Fleet:
+    def on(cls, redis_url: str, broker: str | None = None, logs: Path | None = None, **settings: str) -> Fleet:
         env = dict(os.environ, RELAY_BROKER_URL=broker or f"{redis_url}/0", RELAY_RESULT_BACKEND=f"{redis_url}/1",
                    RELAY_STORE_URL=f"{redis_url}/2", RELAY_CACHE_DIR=tempfile.mkdtemp(prefix="relay-fleet-cache-"),
-                   PYTHONPATH=str(ROOT))
+                   PYTHONPATH=str(ROOT), **settings)
         return cls(env, logs or Path(tempfile.mkdtemp(prefix="relay-fleet-logs-")))
 
-    def start(self, name: str, queues: str = "relay.*", wait: bool = True) -> str:
+    def start(self, name: str, queues: str = "relay.*", pool: list[str] | None = None, wait: bool = True) -> str:
+        """Starts `celery -A relay_workers worker -Q QUEUES -n NAME@relay-test [POOL ARGS]`; returns the node name."""
         node = f"{name}@relay-test"
-        log = open(self.logs / f"{name}.log", "w")
+        log = open(self.logs / f"{name}.log", "a")
         self.workers[node] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "relay_workers", "worker", "-Q", queues, "--pool", "solo",
-             "-n", node, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "celery", "-A", "relay_workers", "worker", "-Q", queues, "-n", node,
+             *(pool or []), "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
         if wait:
             self.wait_hosting(node)
         return node
 
-    def wait_hosting(self, node: str, timeout: float = 30) -> None:
+    def log(self, node: str) -> str:
+        return (self.logs / f"{node.split('@')[0]}.log").read_text()
+
+    def wait_hosting(self, node: str, timeout: float = 60) -> None:
         r = redis.Redis.from_url(self.env["RELAY_STORE_URL"])
         deadline = time.monotonic() + timeout
+        pid = self.workers[node].pid
         while time.monotonic() < deadline:
-            if r.hget("relay:hosts", node):
+            if any(h.decode().startswith(f"{node}#{pid}.") for h in r.hkeys("relay:hosts")):
                 return
             if self.workers[node].poll() is not None:
                 break
             time.sleep(0.1)
-        log = (self.logs / f"{node.split('@')[0]}.log").read_text()
-        raise RuntimeError(f"worker {node} did not start:\n{log}")
+        raise RuntimeError(f"worker {node} did not start:\n{self.log(node)}")
+
+    def signal(self, node: str, sig: int) -> None:
+        """Sends a signal to the worker's whole process group (main process and pool children)."""
+        os.killpg(self.workers[node].pid, sig)
+
+    def kill(self, node: str) -> None:
+        """kill -9 of the worker and its children: no cleanup, no acknowledgement, no hand-off."""
+        proc = self.workers.pop(node)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
     def stop(self, node: str) -> None:
         proc = self.workers.pop(node)
-        proc.terminate()
         try:
-            proc.wait(20)
+            os.killpg(proc.pid, signal.SIGCONT)  # a paused worker cannot stop
+            proc.terminate()
+            proc.wait(30)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            pass
+        except ProcessLookupError:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # children left behind
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
     def stop_all(self) -> None:
         for node in list(self.workers):

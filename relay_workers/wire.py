@@ -1,11 +1,25 @@
-"""Relay values on the wire: JSON. Server references travel as {"$server": name}."""
+"""Relay values and messages on the wire: JSON. Server references travel as {"$server": name}.
+
+`relay.deliver(server, handler, args, message_id=None, chain=[])` and
+`relay.eval(source, options={})` are the fleet's wire contract (see
+docs/fleet.md); anything malformed in them is a Relay error of kind
+"bad request", never a Python exception.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from relay_lang.errors import RelayError
 from relay_lang.values import ServerRef, copy_data
+
+MAX_NESTING = 200  # levels of arrays and maps in a value from a producer
+TIERS = ("auto", "interpret", "llvm")
+
+
+def bad_request(message: str) -> RelayError:
+    return RelayError(message, kind="bad request")
 
 
 def to_wire(value: object) -> object:
@@ -28,19 +42,96 @@ def _encode(v: object) -> object:
     return v
 
 
-def from_wire(value: object) -> object:
-    """JSON from a producer as a Relay value; ints become numbers; anything else is a Relay error."""
+def from_wire(value: object, depth: int = 0) -> object:
+    """JSON from a producer as a Relay value; ints become numbers; anything else is a bad request."""
     t = type(value)
     if t is bool or value is None or t is str:
         return value
     if t is int or t is float:
         return float(value)  # type: ignore[arg-type]
+    if depth >= MAX_NESTING:
+        raise bad_request(f"a value nested more than {MAX_NESTING} levels deep")
     if t is list:
-        return [from_wire(x) for x in value]  # type: ignore[attr-defined]
+        return [from_wire(x, depth + 1) for x in value]  # type: ignore[attr-defined]
     if t is dict:
         if set(value) == {"$server"}:  # type: ignore[arg-type]
-            return ServerRef(str(value["$server"]))  # type: ignore[index]
+            name = value["$server"]  # type: ignore[index]
+            if type(name) is not str:
+                raise bad_request("{\"$server\": NAME} takes the server's name as a string")
+            return ServerRef(name)
         if set(value) == {"$num"}:  # type: ignore[arg-type]
-            return float(value["$num"])  # type: ignore[index]
-        return {str(k): from_wire(x) for k, x in value.items()}  # type: ignore[attr-defined]
-    raise RelayError(f"a {t.__name__} cannot be a Relay value")
+            return _special_number(value["$num"])  # type: ignore[index]
+        return {str(k): from_wire(x, depth + 1) for k, x in value.items()}  # type: ignore[attr-defined]
+    raise bad_request(f"a {t.__name__} cannot be a Relay value")
+
+
+def _special_number(text: object) -> float:
+    if text in ("inf", "-inf", "nan"):
+        return float(text)  # type: ignore[arg-type]
+    raise bad_request(f"{{\"$num\": {text!r}}}: $num takes \"inf\", \"-inf\" or \"nan\"")
+
+
+@dataclass
+class Delivery:
+    """A well-formed `relay.deliver` message."""
+
+    server: str
+    handler: str
+    args: list
+    message_id: str
+    chain: list[str]
+
+
+def parse_delivery(args: object, kwargs: object, task_id: str) -> Delivery:
+    """The fields of a relay.deliver task, checked; a bad request otherwise."""
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise bad_request("relay.deliver takes positional arguments (a list) and keyword arguments (a map)")
+    names = ("server", "handler", "args", "message_id", "chain")
+    if len(args) > len(names) or set(kwargs) - set(names):
+        raise bad_request(f"relay.deliver takes at most ({', '.join(names)}), got {len(args)} arguments "
+                          f"and keywords {sorted(kwargs)}")
+    fields = dict(zip(names, args), **kwargs)
+    server, handler = fields.get("server"), fields.get("handler")
+    values, message_id, chain = fields.get("args", []), fields.get("message_id") or task_id, fields.get("chain") or []
+    if not isinstance(server, str) or not isinstance(handler, str) or not server or not handler:
+        raise bad_request("relay.deliver takes a server name and a handler name (strings)")
+    if not isinstance(values, list):
+        raise bad_request("relay.deliver takes the handler's arguments as a list")
+    if not isinstance(message_id, str) or not isinstance(chain, list) or not all(isinstance(c, str) for c in chain):
+        raise bad_request("relay.deliver takes a message id (a string) and a chain (a list of server names)")
+    from_wire(values)  # every argument must be a Relay value
+    return Delivery(server, handler, values, message_id, chain)
+
+
+@dataclass
+class EvalOptions:
+    tier: str = "auto"
+    time_limit: float | None = None
+    file: str = "<eval>"
+
+
+def parse_eval(args: tuple, kwargs: dict) -> tuple[str, EvalOptions]:
+    """The source and options of a relay.eval task, checked; a bad request otherwise."""
+    if len(args) + len(kwargs) > 2 or set(kwargs) - {"source", "options"} or not (args or "source" in kwargs):
+        raise bad_request("relay.eval takes (source, options={}) and nothing else")
+    fields = dict(zip(("source", "options"), args), **kwargs)
+    source, options = fields["source"], fields.get("options") or {}
+    if not isinstance(source, str):
+        raise bad_request(f"relay.eval takes the source as a string, got {type(source).__name__}")
+    if not isinstance(options, dict) or set(options) - {"tier", "time_limit", "file"}:
+        raise bad_request("relay.eval options are a map with tier, time_limit and file")
+    parsed = EvalOptions()
+    if "tier" in options:
+        if options["tier"] not in TIERS:
+            raise bad_request(f"options.tier is one of {', '.join(TIERS)}, got {options['tier']!r}")
+        parsed.tier = options["tier"]
+    if "time_limit" in options:
+        limit = options["time_limit"]
+        if type(limit) not in (int, float) or not 0 < limit < math.inf:
+            raise bad_request(f"options.time_limit is a positive number of seconds, got {limit!r}")
+        parsed.time_limit = float(limit)
+    if "file" in options:
+        if not isinstance(options["file"], str):
+            raise bad_request("options.file is a string")
+        parsed.file = options["file"]
+    return source, parsed

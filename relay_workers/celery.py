@@ -1,0 +1,59 @@
+"""The Celery app of the Relay fleet: `celery -A relay_workers worker -Q 'relay.*'`.
+
+Celery takes `-Q relay.*` literally (it has no wildcard queues), so the
+`RelayHosting` worker step gives the pattern its meaning: the worker's
+Celery consumer takes `relay.eval` (stateless eval jobs, run by the pool),
+and a `Host` in the worker's main process hosts Relay servers, consuming the
+queue `relay.NAME` of each server placed on it (relay_workers.host). Any pool
+works (prefork, solo, threads): server messages never run in the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery, bootsteps
+
+log = logging.getLogger("relay.workers")
+
+app = Celery("relay", include=["relay_workers.tasks"])
+app.config_from_object("config.settings")
+app.conf.task_routes = {"relay.eval": {"queue": "relay.eval"}}
+
+WILDCARD = "relay.*"
+EVAL_QUEUE = "relay.eval"
+
+
+class RelayHosting(bootsteps.StartStopStep):
+    """Turns `-Q relay.*` into `relay.eval` for the pool plus a host of Relay servers."""
+
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, w, **kwargs) -> None:
+        super().__init__(w, **kwargs)
+        self.host = None
+        queues = w.app.amqp.queues
+        self.hosting = WILDCARD in queues
+        if self.hosting:
+            queues.deselect([WILDCARD])
+            queues.select_add(EVAL_QUEUE)
+
+    def start(self, w) -> None:
+        if not self.hosting:
+            return
+        from relay_lang.compiler import engine
+
+        from .host import Host
+        from .tasks import warm_up
+        engine.initialise()  # LLVM's target now, not in the first job that compiles or loads code
+        self.host = Host(w.app, w.hostname)
+        self.host.start()
+        warm_up(self.host.cache)
+
+    def stop(self, w) -> None:
+        if self.host is not None:
+            self.host.stop()
+            self.host = None
+
+
+app.steps["worker"].add(RelayHosting)

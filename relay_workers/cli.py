@@ -1,0 +1,136 @@
+"""The `relay` command: the language's commands (relay_lang.cli) plus the fleet's.
+
+`relay eval | deploy | call | send | servers | dead-letters` drive the fleet
+through `RelayClient`; URLs come from RELAY_BROKER_URL, RELAY_RESULT_BACKEND
+and RELAY_STORE_URL. Exit status: 0 done, 1 a Relay error (in the program, the
+handler, or the request), 2 bad usage or an unreadable file, 3 the fleet
+cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from relay_lang.cli import _positive, build_parser, guarded, run_command
+from relay_lang.errors import RelayError
+from relay_lang.values import show
+
+FLEET_COMMANDS = ("eval", "deploy", "call", "send", "servers", "dead-letters")
+
+
+def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
+    fleet = "the fleet's URLs come from RELAY_BROKER_URL, RELAY_RESULT_BACKEND and RELAY_STORE_URL"
+    ev = sub.add_parser("eval", help="run a program on the fleet", description=fleet)
+    ev.add_argument("file", nargs="?", help="a Relay file (default: the code given with -c, or stdin)")
+    ev.add_argument("-c", "--code", help="the program text")
+    ev.add_argument("--timeout", type=_positive, default=60)
+    ev.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    dep = sub.add_parser("deploy", help="start or hot-upgrade the servers a file declares", description=fleet)
+    dep.add_argument("file")
+    for name, what in (("call", "send a message and print the reply"), ("send", "enqueue a message")):
+        cmd = sub.add_parser(name, help=what, description=fleet)
+        cmd.add_argument("server")
+        cmd.add_argument("handler")
+        cmd.add_argument("args", nargs="*", metavar="JSON_ARG", help="each argument as JSON (5, '\"text\"', '[1, 2]')")
+        if name == "call":
+            cmd.add_argument("--timeout", type=_positive, default=30)
+    srv = sub.add_parser("servers", help="list the deployed servers", description=fleet)
+    srv.add_argument("--json", action="store_true")
+    dead = sub.add_parser("dead-letters", help="list input the fleet set aside (undecodable, unroutable)",
+                          description=fleet)
+    dead.add_argument("--json", action="store_true")
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _json_args(texts: list[str]) -> list[object]:
+    values = []
+    for text in texts:
+        try:
+            values.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise RelayError(f"argument {text!r} is not JSON ({exc.msg}); quote strings: '\"text\"'",
+                             kind="bad request") from None
+    return values
+
+
+def run_fleet_command(args: argparse.Namespace) -> int:
+    from .client import FleetUnreachable, client_from_env
+    try:
+        source = _read(args.file) if getattr(args, "file", None) else None
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"relay: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with client_from_env() as client:
+            return _dispatch(client, args, source)
+    except FleetUnreachable as err:
+        print(f"relay: {err.message}", file=sys.stderr)
+        return 3
+    except RelayError as err:
+        print(err, file=sys.stderr)
+        return 1
+
+
+def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
+    from .wire import from_wire
+    command = args.command
+    if command == "eval":
+        code = source if source is not None else args.code
+        if code is None:
+            code = sys.stdin.read()
+        result = client.eval(code, timeout=args.timeout, file=args.file or "<eval>")
+        if args.json:
+            print(json.dumps(result.__dict__, indent=2))
+            return 1 if result.error else 0
+        sys.stdout.write(result.output)
+        if result.error:
+            print(result.error["text"], file=sys.stderr)
+            return 1
+        if result.value is not None:
+            print(show(from_wire(result.value)))
+        return 0
+    if command == "deploy":
+        for name, version in client.deploy(source, file=args.file):
+            print(f"deployed {name} (version {version})")
+        return 0
+    if command == "call":
+        print(show(client.call(args.server, args.handler, *_json_args(args.args), timeout=args.timeout)))
+        return 0
+    if command == "send":
+        print(client.send(args.server, args.handler, *_json_args(args.args)))
+        return 0
+    if command == "dead-letters":
+        letters = client.dead_letters.list()
+        if args.json:
+            print(json.dumps(letters))
+        else:
+            for d in letters:
+                print(f"{d['queue']:<24} {d.get('id') or '-':<36} {d['reason']}")
+        return 0
+    servers = client.servers()
+    if args.json:
+        print(json.dumps(servers))
+    else:
+        print(f"{'name':<20} {'owner':<28} {'status':<10} {'restarts':>8} {'queued':>7}")
+        for s in servers:
+            print(f"{s['name']:<20} {s['owner'] or '-':<28} {s['status']:<10} {s['restarts']:>8} {s['queued']:>7}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, sub = build_parser()
+    add_fleet_commands(sub)
+    args = parser.parse_args(argv)
+    if args.command in FLEET_COMMANDS:
+        return guarded(lambda: run_fleet_command(args))
+    return guarded(lambda: run_command(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""The servers one worker hosts, in its main process, whatever its pool.
+
+A worker started with `-Q relay.*` runs one `Host` beside Celery's consumer
+and pool. Its parts, each on its own thread, so none can block another:
+
+- the heartbeat (`Host.beat`): registers this host's liveness, renews the
+  leases of its servers (a lease whose fence moved on is lost: the server is
+  dropped and its queue no longer consumed), reaps dead hosts, claims orphaned
+  servers, and starts or stops an `Actor` per server assigned here;
+- the inbox (`Inbox`): a kombu consumer of the `relay.NAME` queues of this
+  host's servers. Each `relay.deliver` message is journalled at its server (if
+  its producer did not already) and acknowledged; the server's actor is woken;
+- one actor per server: applies its server's journal in order, one message at
+  a time, each committed through the ledger, fenced (relay_workers.ledger).
+
+Server messages never run in Celery's pool (prefork children share a node
+name and have no queue affinity; threads share one process): the pool runs
+eval jobs. See docs/fleet.md for the design and its guarantees.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import kombu
+import redis
+from celery import Celery
+
+from relay_lang.actors import ServerInstance, cycle_error
+from relay_lang.budget import start_big_stack_thread
+from relay_lang.compiler.cache import CompileCache
+from relay_lang.errors import RelayError
+from relay_lang.interpreter import Interpreter, run_budgeted
+from relay_lang.values import Function, ServerRef
+
+from .cache import RedisObjectStore
+from .ledger import DeadLetters, Ledger, Pending, connect
+from .registry import Registry
+from .runtime import FleetRuntime, Handling, Messenger
+from .transport import restore_unacked
+from .wire import Delivery, bad_request, from_wire, parse_delivery, to_wire
+
+log = logging.getLogger("relay.workers")
+
+STORE_ERRORS = (redis.RedisError, OSError)
+
+
+class NotOwner(Exception):
+    """Another host holds the server's lease, or its fence moved on: this host must not write it."""
+
+
+class Host:
+    def __init__(self, app: Celery, node: str) -> None:
+        conf = app.conf
+        self.app = app
+        self.node = node
+        self.id = f"{node}#{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        self.store = connect(conf.relay_store_url)
+        self.registry = Registry(self.store, conf.relay_host_ttl)
+        self.ledger = Ledger(self.store, conf.relay_lease_ttl)
+        self.dead = DeadLetters(self.store)
+        self.messenger = Messenger(app, self.ledger)
+        self.cache = CompileCache(RedisObjectStore(self.store))
+        self.time_limit: float = conf.relay_job_time_limit
+        self.heartbeat: float = conf.relay_heartbeat
+        self.actors: dict[str, Actor] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.inbox = Inbox(self)
+        self.beat_thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.registry.register_host(self.id, self.node, os.getpid())
+        self.inbox.start()
+        self.beat()
+        self.beat_thread = threading.Thread(target=self._beat_loop, name="relay-heartbeat", daemon=True)
+        self.beat_thread.start()
+        log.info("relay: %s hosts Relay servers as %s", self.node, self.id)
+
+    def stop(self) -> None:
+        """A clean hand-off: no new messages, the running ones finish, leases released, servers left unowned."""
+        self.stopping.set()
+        self.inbox.stop()
+        with self.lock:
+            actors = list(self.actors.values())
+            self.actors.clear()
+        for actor in actors:
+            actor.stop(wait=self.time_limit)
+        try:
+            for actor in actors:
+                actor.release()
+                self.registry.hand_off(actor.name, self.id)
+            self.registry.remove_host(self.id)
+        except STORE_ERRORS as exc:
+            log.warning("relay: clean hand-off failed (%s); the servers move when this host's lease lapses", exc)
+
+    def _beat_loop(self) -> None:
+        while not self.stopping.wait(self.heartbeat):
+            self.beat()
+
+    def beat(self) -> None:
+        """Liveness, leases, and which servers this host runs; independent of every handler."""
+        try:
+            if not self.registry.heartbeat(self.id):
+                log.warning("relay: %s was declared dead (paused or cut off): it gives up its servers", self.id)
+                self.drop_all()
+                self.registry.register_host(self.id, self.node, os.getpid())
+            with self.lock:
+                leases = {name: a.lease for name, a in self.actors.items() if a.lease}
+            for name in self.ledger.renew(self.id, leases):
+                log.warning("relay: %s lost server %s to another host", self.id, name)
+                self.drop(name)
+            self.registry.reap()
+            for name in self.registry.orphans():
+                if self.registry.claim(name, self.id):
+                    restored = restore_unacked(self.app.conf.broker_url, f"relay.{name}")
+                    log.info("relay: %s takes server %s (%d unacknowledged messages restored)", self.id, name, restored)
+            mine = set(self.registry.assigned_to(self.id))
+            with self.lock:
+                for name in mine - set(self.actors):
+                    self.actors[name] = Actor(self, name)
+                    self.inbox.listen(name)
+            for name in set(self.actors) - mine:
+                self.drop(name)
+            with self.lock:
+                names = list(self.actors)
+            for name in self.ledger.has_pending(names):  # messages whose broker copy went elsewhere or was lost
+                self.wake(name)
+        except STORE_ERRORS as exc:
+            log.warning("relay: heartbeat failed (%s); retrying", exc)
+
+    def drop(self, name: str) -> None:
+        """Stops hosting a server: its queue is no longer consumed and its in-memory state is discarded."""
+        with self.lock:
+            actor = self.actors.pop(name, None)
+        if actor is not None:
+            self.inbox.ignore(name)
+            actor.stop(wait=0)
+
+    def drop_all(self) -> None:
+        with self.lock:
+            names = list(self.actors)
+        for name in names:
+            self.drop(name)
+
+    def wake(self, name: str) -> bool:
+        with self.lock:
+            actor = self.actors.get(name)
+        if actor is not None:
+            actor.wake()
+        return actor is not None
+
+    # ------------------------------------------------------------ replies for plain Celery producers
+
+    def store_result(self, message_id: str, reply: dict) -> None:
+        try:
+            self.app.backend.store_result(message_id, reply, "SUCCESS")
+        except Exception as exc:  # noqa: BLE001 - the ledger holds the reply; this copy is for Celery's AsyncResult
+            log.warning("relay: could not store the Celery result of %s: %s", message_id, exc)
+
+
+class Actor:
+    """One server hosted here: its interpreter, instance and lease, and the thread that applies its journal."""
+
+    def __init__(self, host: Host, name: str) -> None:
+        self.host = host
+        self.name = name
+        self.lease = ""
+        self.version = 0
+        self.interp: Interpreter | None = None
+        self.runtime: FleetRuntime | None = None
+        self.instance: ServerInstance | None = None
+        self.woken = threading.Event()
+        self.stopped = threading.Event()
+        self.idle = threading.Event()
+        self.woken.set()
+        self.thread = start_big_stack_thread(self._loop, f"relay-server-{name}")
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    def stop(self, wait: float) -> None:
+        self.stopped.set()
+        self.woken.set()
+        if wait:
+            self.thread.join(wait)
+
+    def release(self) -> None:
+        if self.lease:
+            self.host.ledger.release(self.name, self.lease)
+
+    def _loop(self) -> None:
+        backoff = 0.05
+        while not self.stopped.is_set():
+            self.woken.wait(self.host.heartbeat)
+            self.woken.clear()
+            try:
+                while not self.stopped.is_set() and self.apply_pending():
+                    pass
+                backoff = 0.05
+            except NotOwner:
+                self.forget()
+            except STORE_ERRORS as exc:  # the store away: the message's effect is discarded; retried later
+                log.warning("relay: server %s: store error (%s); retrying", self.name, exc)
+                self.forget()
+                self.stopped.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+                self.woken.set()
+            except Exception:  # noqa: BLE001 - a bug must not stop the server's thread
+                log.exception("relay: server %s: unexpected error; reloading from its checkpoint", self.name)
+                self.forget()
+                self.stopped.wait(1.0)
+
+    def forget(self) -> None:
+        """Discards the in-memory server: the next message reloads it from the last commit."""
+        self.interp = self.runtime = self.instance = None
+
+    # ------------------------------------------------------------ loading
+
+    def ensure(self) -> ServerInstance:
+        """Holds the lease (waiting out another holder) and has the server loaded at its current version."""
+        lease = self.host.ledger.acquire(self.name, self.host.id)
+        if lease is None:
+            raise NotOwner(self.name)
+        version = self.host.registry.version(self.name)
+        if version is None:
+            raise NotOwner(self.name)  # undeployed
+        if lease != self.lease:
+            self.forget()  # a new lease: whatever is in memory predates the last commit of another owner
+            self.lease = lease
+        if self.instance is None or version != self.version:
+            self.load(version)
+        assert self.instance is not None
+        return self.instance
+
+    def load(self, version: int) -> None:
+        info = self.host.registry.server(self.name) or {}
+        if self.interp is None:
+            self.interp = Interpreter(out=io.StringIO(), err=io.StringIO(), cache=self.host.cache, repl=True)
+            self.runtime = FleetRuntime(self.host.messenger, self.host.registry, self.host.time_limit, self.declare)
+        assert self.runtime is not None
+        self.runtime.attach(self.interp)
+        interp = self.interp
+        self.version = version
+        run_budgeted(interp, lambda: interp.run(info["source"], info.get("file", f"<server {self.name}>")),
+                     self.host.time_limit)
+        if self.instance is None:
+            raise RelayError(f"the source deployed for server '{self.name}' does not declare it")
+
+    def declare(self, name: str, handlers: dict[str, Function], initial: dict) -> ServerRef:
+        if name != self.name:
+            return ServerRef(name)  # another server of the same source: hosted where it was placed
+        if self.instance is not None:  # hot upgrade: new handlers, same state
+            self.instance.upgrade(handlers, initial)
+            return self.instance.ref
+        saved = self.host.ledger.load_state(name)
+        state = initial if saved is None else {k: from_wire(json.loads(v)) for k, v in saved.items()}
+        self.instance = ServerInstance(name, handlers, state)
+        if saved is not None:
+            self.instance.unsaved = set(initial) - set(saved)
+        return self.instance.ref
+
+    # ------------------------------------------------------------ messages
+
+    def apply_pending(self) -> bool:
+        """Applies the journal's messages in order; True when there may be more."""
+        pending = self.host.ledger.pending(self.name)
+        if not pending:
+            return False
+        try:
+            self.ensure()
+        except RelayError as err:  # the deployed source fails to load: every message gets that error
+            self.forget()
+            for message in pending:
+                self.commit(message, {"error": err.to_dict()}, None)
+            return True
+        for message in pending:
+            if self.stopped.is_set():
+                return False
+            self.apply(message)
+        return True
+
+    def apply(self, message: Pending) -> None:
+        instance, interp, runtime = self.instance, self.interp, self.runtime
+        assert instance is not None and interp is not None and runtime is not None
+        if self.name in message.chain:
+            self.commit(message, {"error": cycle_error(message.chain, self.name).to_dict()}, None)
+            return
+        handling = runtime.handling = Handling(message.id, [*message.chain, self.name])
+        try:
+            value = run_budgeted(interp, lambda: instance.handle(interp, message.handler, from_wire(message.args)),
+                                 self.host.time_limit)
+            reply: dict = {"value": to_wire(value)}
+        except RelayError as err:
+            reply = {"error": err.to_dict()}
+            handling.outgoing.clear()  # a failed handler sends nothing
+        finally:
+            runtime.handling = None
+        self.commit(message, reply, handling)
+
+    def commit(self, message: Pending, reply: dict, handling: Handling | None) -> None:
+        instance = self.instance
+        fields: dict[str, str] = {}
+        removed: list[str] = []
+        if instance is not None:
+            for name in instance.unsaved:
+                if name in instance.state:
+                    fields[name] = json.dumps(to_wire(instance.state[name]))
+                else:
+                    removed.append(name)
+        outgoing = handling.outgoing if handling else []
+        try:
+            ok = self.host.ledger.commit(self.name, self.lease, message.id, reply, message.wait, fields, removed,
+                                         outgoing)
+        except BaseException:
+            self.forget()
+            raise
+        if not ok:
+            raise NotOwner(self.name)
+        if instance is not None:
+            instance.unsaved = set()
+        for out in outgoing:  # already journalled at the receivers: this only wakes their owners
+            try:
+                self.host.messenger.ring(out.server, out.handler, out.args, out.id, [])
+            except Exception as exc:  # noqa: BLE001 - the receiver's owner finds it in its journal anyway
+                log.warning("relay: could not publish %s to %s: %s", out.id, out.server, exc)
+        self.host.store_result(message.id, reply)
+
+
+class Inbox:
+    """The kombu consumer of this host's server queues, on its own thread and connection."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.changes: list[tuple[Callable, str]] = []
+        self.names: set[str] = set()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="relay-inbox", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread is not None:
+            self.thread.join(5)
+
+    def listen(self, name: str) -> None:
+        with self.lock:
+            self.names.add(name)
+
+    def ignore(self, name: str) -> None:
+        with self.lock:
+            self.names.discard(name)
+
+    @staticmethod
+    def queue(name: str) -> kombu.Queue:
+        q = f"relay.{name}"
+        return kombu.Queue(q, kombu.Exchange(q, type="direct"), routing_key=q)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self.host.stopping.is_set():
+            try:
+                with self.host.app.connection_for_read() as conn:
+                    self._consume(conn)
+                backoff = 0.1
+            except Exception as exc:  # noqa: BLE001 - broker away: reconnect
+                log.warning("relay: inbox lost the broker (%s); reconnecting", exc)
+                self.host.stopping.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _consume(self, conn: kombu.Connection) -> None:
+        consumer = kombu.Consumer(conn.channel(), queues=[], callbacks=[self.on_message], accept=["json"],
+                                  on_decode_error=self.on_decode_error, prefetch_count=64)
+        consuming: set[str] = set()
+        while not self.host.stopping.is_set():
+            with self.lock:
+                wanted = set(self.names)
+            for name in wanted - consuming:
+                consumer.add_queue(self.queue(name))
+            if wanted - consuming:
+                consumer.consume()
+            for name in consuming - wanted:
+                consumer.cancel_by_queue(f"relay.{name}")
+            consuming = wanted
+            try:
+                conn.drain_events(timeout=0.2)
+            except TimeoutError:
+                pass
+        consumer.cancel()
+
+    def on_decode_error(self, message: kombu.Message, exc: Exception) -> None:
+        queue = message.delivery_info.get("routing_key", "?")
+        log.error("relay: set aside an undecodable message on %s: %s", queue, exc)
+        self.host.dead.add(queue=queue, reason=f"undecodable: {exc}", raw=repr(message.body)[:4096],
+                           message_id=message.headers.get("id"))
+        message.ack()
+
+    def on_message(self, body: object, message: kombu.Message) -> None:
+        try:
+            self.receive(body, message)
+        except STORE_ERRORS as exc:  # not journalled: the broker delivers it again
+            log.warning("relay: could not journal a message (%s); it goes back to the queue", exc)
+            message.requeue()
+            time.sleep(0.2)
+            return
+        message.ack()
+
+    def receive(self, body: object, message: kombu.Message) -> None:
+        headers = message.headers or {}
+        task_id = str(headers.get("id") or uuid.uuid4().hex)
+        queue = message.delivery_info.get("routing_key", "?")
+        if headers.get("task") != "relay.deliver" or not isinstance(body, list) or len(body) != 3:
+            reason = f"not a relay.deliver task in Celery's message protocol 2 (task {headers.get('task')!r})"
+            log.error("relay: set aside a message on %s: %s", queue, reason)
+            self.host.dead.add(queue=queue, reason=reason, raw=json.dumps(body)[:4096], message_id=task_id)
+            self.host.store_result(task_id, {"error": bad_request(f"{queue} takes relay.deliver messages only").to_dict()})
+            return
+        try:
+            delivery = parse_delivery(body[0], body[1], task_id)
+        except RelayError as err:
+            self.host.store_result(task_id, {"error": err.to_dict()})
+            return
+        self.journal(delivery)
+
+    def journal(self, d: Delivery) -> None:
+        """Records the message at its server (a no-op when its producer did) and wakes the server's owner."""
+        status, reply = self.host.ledger.journal(d.server, d.message_id, d.handler, d.args, d.chain, False)
+        if status < 0:
+            err = RelayError(f"no server named '{d.server}' is deployed")
+            self.host.store_result(d.message_id, {"error": err.to_dict()})
+        elif status == 1:
+            self.host.store_result(d.message_id, reply)  # applied before: the reply again, for Celery's AsyncResult
+        elif not self.host.wake(d.server):  # misrouted, or a server this host no longer owns
+            self.host.messenger.ring(d.server, d.handler, d.args, d.message_id, d.chain)

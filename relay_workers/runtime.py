@@ -1,0 +1,136 @@
+"""How Relay code in the fleet reaches servers: the `Messenger` and the `FleetRuntime`.
+
+A message is journalled at its server (relay_workers.ledger) before it is
+published as a `relay.deliver` task on the queue `relay.SERVER`, so it is
+applied even if the broker loses it. A waiting caller takes the reply from
+the ledger's reply list, which the owner fills in the same atomic commit
+that applies the message: no reply is lost to a crash or a restart.
+
+Inside a handler, ids are derived from the message being handled and the
+call's or send's index, so a handler run again after its owner died sends
+the same ids and each receiver applies them once. Sends are held until the
+handler's message commits (they commit with it, and a failed handler sends
+nothing); calls go out at once and wait.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from celery import Celery
+
+from relay_lang.actors import cycle_error
+from relay_lang.errors import Pos, RelayError
+from relay_lang.interpreter import Interpreter
+from relay_lang.values import Function, ServerRef, copy_data
+
+from .ledger import Ledger, Outgoing
+from .registry import Registry
+from .wire import from_wire, to_wire
+
+
+def remote_error(data: dict) -> RelayError:
+    """A RelayError rebuilt from its wire form (position and stack included)."""
+    err = RelayError(str(data.get("message", "error")), kind=str(data.get("kind", "error")))
+    if data.get("file") is not None:
+        err.pos = Pos(data["file"], data["line"], data["col"])
+    err.stack = [(f["function"], Pos(f["file"], f["line"], f["col"])) for f in data.get("stack", [])]
+    return err
+
+
+class Messenger:
+    """Journals a message at its server, publishes it, and waits for its reply when asked."""
+
+    def __init__(self, app: Celery, ledger: Ledger) -> None:
+        self.app = app
+        self.ledger = ledger
+
+    def post(self, server: str, handler: str, args: list, message_id: str, chain: list[str],
+             wait: bool) -> dict | None:
+        """Journals and publishes; returns the reply at once if the message was applied already."""
+        status, reply = self.ledger.journal(server, message_id, handler, args, chain, wait)
+        if status < 0:
+            raise RelayError(f"no server named '{server}' is deployed")
+        if status == 1:
+            return reply
+        self.ring(server, handler, args, message_id, chain)
+        return None
+
+    def ring(self, server: str, handler: str, args: list, message_id: str, chain: list[str]) -> None:
+        """The broker message that wakes the server's owner (the journal holds the message itself)."""
+        self.app.send_task("relay.deliver", args=[server, handler, args, message_id, chain],
+                           queue=f"relay.{server}", task_id=message_id)
+
+    def call(self, server: str, handler: str, args: list, message_id: str, chain: list[str],
+             timeout: float) -> dict:
+        reply = self.post(server, handler, args, message_id, chain, True)
+        if reply is None:
+            reply = self.ledger.wait_reply(message_id, timeout)
+        if reply is None:
+            raise RelayError(f"no reply from server '{server}' within {timeout:g} s", kind="timeout")
+        return reply
+
+
+@dataclass
+class Handling:
+    """The message a server is handling: where derived ids and held sends come from."""
+
+    message_id: str
+    chain: list[str]
+    count: int = 0
+    outgoing: list[Outgoing] = field(default_factory=list)
+
+    def derive(self, kind: str) -> str:
+        self.count += 1
+        return f"{self.message_id}.{kind}{self.count}"
+
+
+Declare = Callable[[str, dict[str, Function], dict], ServerRef]
+
+
+def eval_jobs_declare(name: str, handlers: dict[str, Function], initial: dict) -> ServerRef:
+    raise RelayError("server declarations start with `relay deploy` (RelayClient.deploy), not in an eval job")
+
+
+class FleetRuntime:
+    """The `Runtime` of Relay code running in a worker (an eval job, or one server's handlers)."""
+
+    def __init__(self, messenger: Messenger, registry: Registry, timeout: float,
+                 declare: Declare = eval_jobs_declare) -> None:
+        self.messenger = messenger
+        self.registry = registry
+        self.timeout = timeout
+        self.declare = declare
+        self.handling: Handling | None = None
+
+    def attach(self, interp: Interpreter) -> None:
+        """Makes interp run on the fleet: this runtime, and every deployed server as a global name."""
+        interp.runtime = self
+        interp.ns["_declare_server"] = self.declare
+        for name in self.registry.names():
+            interp.ns.setdefault(f"g_{name}", ServerRef(name))
+
+    def call(self, server: ServerRef, handler: str, args: list) -> object:
+        chain = self.handling.chain if self.handling else []
+        if server.name in chain:  # the server is waiting on this very call: fail now, naming the cycle
+            raise cycle_error(chain, server.name)
+        message_id = self.handling.derive("c") if self.handling else uuid.uuid4().hex
+        wire = to_wire(copy_data(args, "a message"))
+        reply = self.messenger.call(server.name, handler, wire, message_id, chain, self.timeout)  # type: ignore[arg-type]
+        if "error" in reply:
+            raise remote_error(reply["error"])
+        return from_wire(reply["value"])
+
+    def send(self, server: ServerRef, handler: str, args: list) -> None:
+        wire = to_wire(copy_data(args, "a message"))
+        if self.handling is None:
+            self.messenger.post(server.name, handler, wire, uuid.uuid4().hex, [], False)  # type: ignore[arg-type]
+            return
+        if self.registry.version(server.name) is None:
+            raise RelayError(f"no server named '{server.name}' is deployed")
+        self.handling.outgoing.append(Outgoing(server.name, self.handling.derive("s"), handler, wire))  # type: ignore[arg-type]
+
+    def run_pending(self) -> None:
+        """Messages travel through the broker: nothing waits in this process."""
