@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import numeric
+from .budget import checkpoint
 from .errors import RelayError
 from .lexer import Lexer
-from .ops import MAX_STRING
-from .values import Builtin, ServerRef, to_str, type_name
+from .values import CHECK_EVERY, MAX_STRING, Builtin, ServerRef, to_str, type_name
 
 if TYPE_CHECKING:
     from .interpreter import Interpreter
@@ -120,11 +120,19 @@ def b_slice(a: object, i: object, j: object = None) -> object:
 
 
 def b_join(a: object, sep: object = "") -> str:
-    parts = [to_str(x) for x in _array("join", a)]
-    text = _string("join", sep, "separator").join(parts)
-    if len(text) > MAX_STRING:
-        raise RelayError(f"join: result over the memory budget of {MAX_STRING} characters")
-    return text
+    """Converts a few thousand elements at a time, checking the time and the length as it goes."""
+    items = _array("join", a)
+    separator = _string("join", sep, "separator")
+    parts: list[str] = []
+    size = -len(separator)
+    for start in range(0, len(items), CHECK_EVERY):
+        checkpoint()
+        chunk = [to_str(x) for x in items[start:start + CHECK_EVERY]]
+        size += sum(map(len, chunk)) + len(separator) * len(chunk)
+        if size > MAX_STRING:
+            raise RelayError(f"join: result over the memory budget of {MAX_STRING} characters")
+        parts.extend(chunk)
+    return separator.join(parts)
 
 
 def b_split(s: object, sep: object) -> list:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from . import numeric, ops
 from .actors import LocalRuntime, Runtime, ServerInstance
-from .budget import BIG, WATCHDOG, raise_recursion_limit
+from .budget import BIG, WATCHDOG, checking, raise_recursion_limit
 from .builtins import ARITY, make_builtins
 from .codegen import FunctionCode, Unit, generate
 from .compiler.cache import CompileCache, ObjectStore
@@ -68,7 +68,8 @@ class Interpreter:
             _set_field=ops.set_field, _range_iter=ops.range_iter, _iterate=ops.iterate,
             _range_array=lambda a, b: ops.range_array(a, b, limit=50_000_000),
             _call=self.call, _call_builtin=self._call_builtin, _method=self._method,
-            _state=self._state, _state_field=self._state_field, _state_set=self._state_set, _self=self._self, _declare_server=self.runtime.declare,
+            _state=self._state, _state_field=self._state_field, _state_set=self._state_set, _self=self._self,
+            _declare_server=self.runtime.declare,
         )
 
     # ------------------------------------------------------------ compiling
@@ -179,6 +180,11 @@ class Interpreter:
         self.deadline_ns = 0
         self.ns["_stop"] = False
         self.ns["_LIMIT"] = self.max_depth
+
+    def check_budget(self) -> None:
+        """Raises the job's limit error once it must stop; long operations on values call it."""
+        if self.stop_error is not None:
+            self._interrupted()
 
     def _interrupted(self) -> None:
         raise RelayError(self.stop_error.message if self.stop_error else "stopped", kind="limit")
@@ -306,8 +312,12 @@ def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float 
     if time_limit is not None:
         stop = RelayError(interp.time_limit_message(), kind="limit")
         ticket = WATCHDOG.watch(time_limit, lambda: interp.request_stop(stop))
+    def checked() -> Any:
+        with checking(interp.check_budget):
+            return job()
+
     try:
-        return run_with_big_stack(job, interp.max_depth)
+        return run_with_big_stack(checked, interp.max_depth)
     finally:
         if ticket is not None:
             WATCHDOG.cancel(ticket)

@@ -11,9 +11,7 @@ import math
 
 from . import numeric
 from .errors import RelayError
-from .values import equal, format_number, type_name
-
-MAX_STRING = 1 << 28  # characters; a string longer than this is over the memory budget
+from .values import MAX_STRING, equal, format_number, type_name
 
 
 def _operands_error(verb: str, a: object, b: object) -> RelayError:
@@ -141,20 +139,30 @@ def set_field(obj: object, name: str, v: object) -> None:
 # ------------------------------------------------------------------ loops
 
 
+EXACT_COUNT = 2.0 ** 53  # spans up to this many are counted exactly before the loop starts
+
+
 def range_iter(start: object, end: object):
     """Offsets k = 0, 1, ... with start + k < end: `for i in start..end` binds start + k."""
     if type(start) is not float or type(end) is not float:
         raise RelayError(f"range bounds must be numbers, got {type_name(start)}..{type_name(end)}")
     if not start < end:  # type: ignore[operator]
         return range(0)
-    if end == math.inf or start == -math.inf:
-        return itertools.count()
-    n = max(0, int(math.ceil(end - start)))  # type: ignore[operator]
-    while n > 0 and not start + (n - 1) < end:  # type: ignore[operator]
-        n -= 1
-    while start + n < end:  # type: ignore[operator]
-        n += 1
-    return range(n)
+    if not end - start <= EXACT_COUNT:  # type: ignore[operator]
+        # Far more offsets than any loop can visit (or an infinite span): count while the rule holds.
+        return itertools.takewhile(lambda k: start + k < end, itertools.count())  # type: ignore[operator]
+    # start + k is non-decreasing in k: the count is the first k with start + k >= end, by bisection
+    # (rounding makes the plain estimate end - start wrong by up to half a unit of start's last place).
+    lo, hi = 0, int(math.ceil(end - start)) + 1  # type: ignore[operator]
+    while start + hi < end:  # type: ignore[operator]
+        hi *= 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if start + mid < end:  # type: ignore[operator]
+            lo = mid + 1
+        else:
+            hi = mid
+    return range(lo)
 
 
 def range_array(start: object, end: object, limit: int) -> list[float]:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from .budget import checkpoint
 from .errors import RelayError
 
 MAX_DATA_DEPTH = 500  # nesting bound for printing, comparing and sending values
+MAX_STRING = 1 << 28  # characters; a string longer than this is over the memory budget
+CHECK_EVERY = 4096  # elements visited between two checks of the time budget
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -132,35 +135,84 @@ def to_str(v: object) -> str:
     return show(v)
 
 
-def show(v: object, active: set[int] | None = None) -> str:
-    """A value as Relay writes it: strings quoted, cycles shown as [...] / {...}."""
-    t = type(v)
-    if t is float:
-        return format_number(v)  # type: ignore[arg-type]
-    if t is str:
-        return quote(v)  # type: ignore[arg-type]
-    if t is bool:
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if t is list or t is dict:
-        active = set() if active is None else active
-        if id(v) in active:
-            return "[...]" if t is list else "{...}"
-        if len(active) >= MAX_DATA_DEPTH:
+class _Walk:
+    """A traversal of a value that checks the time budget every CHECK_EVERY elements, however they nest."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def spans(self, n: int) -> Iterator[slice]:
+        """Slices covering n items, a few thousand at a time (one empty slice when n is 0)."""
+        for start in range(0, max(n, 1), CHECK_EVERY):
+            self.steps += min(CHECK_EVERY, n - start) + 1
+            if self.steps >= CHECK_EVERY:
+                self.steps = 0
+                checkpoint()
+            yield slice(start, start + CHECK_EVERY)
+
+
+def show(v: object) -> str:
+    """A value as Relay writes it: strings quoted, cycles shown as [...] / {...}.
+
+    Shared parts (a DAG, `x = [x, x]`) are shown once each and reused, so the
+    work is bounded by the text's length, which is bounded by MAX_STRING.
+    """
+    return _Shower().show(v)
+
+
+class _Shower(_Walk):
+    def __init__(self) -> None:
+        super().__init__()
+        self.active: set[int] = set()
+        self.done: dict[int, str] = {}  # texts of containers that showed no cycle: the same wherever they occur
+        self.cycles = 0  # [...] / {...} markers written so far
+
+    def show(self, v: object) -> str:
+        t = type(v)
+        if t is float:
+            return format_number(v)  # type: ignore[arg-type]
+        if t is str:
+            return quote(v)  # type: ignore[arg-type]
+        if t is bool:
+            return "true" if v else "false"
+        if v is None:
+            return "null"
+        if t is list or t is dict:
+            return self.container(v)  # type: ignore[arg-type]
+        if t is ServerRef:
+            return f"<server {v.name}>"  # type: ignore[attr-defined]
+        return f"<fn {v.name or 'anonymous'}>"  # type: ignore[attr-defined]
+
+    def container(self, v: list | dict) -> str:
+        key = id(v)
+        text = self.done.get(key)
+        if text is not None:
+            return text
+        if key in self.active:
+            self.cycles += 1
+            return "[...]" if type(v) is list else "{...}"
+        if len(self.active) >= MAX_DATA_DEPTH:
             raise RelayError(f"cannot show a value nested deeper than {MAX_DATA_DEPTH} levels")
-        active.add(id(v))
-        if t is list:
-            text = "[" + ", ".join(show(x, active) for x in v) + "]"  # type: ignore[attr-defined]
-        else:
-            text = "{" + ", ".join(
-                f"{k if IDENT.match(k) else quote(k)}: {show(x, active)}" for k, x in v.items()  # type: ignore[attr-defined]
-            ) + "}"
-        active.discard(id(v))
+        self.active.add(key)
+        cycles = self.cycles
+        items = v if type(v) is list else list(v.items())
+        parts: list[str] = []
+        size = 0
+        for span in self.spans(len(items)):
+            if type(v) is list:
+                chunk = [self.show(x) for x in items[span]]
+            else:
+                chunk = [f"{k if IDENT.match(k) else quote(k)}: {self.show(x)}" for k, x in items[span]]
+            size += sum(map(len, chunk)) + 2 * len(chunk)
+            if size > MAX_STRING:
+                raise RelayError(f"string too long: over the memory budget of {MAX_STRING} characters")
+            parts.extend(chunk)
+        self.active.discard(key)
+        open_, close = ("[", "]") if type(v) is list else ("{", "}")
+        text = open_ + ", ".join(parts) + close
+        if self.cycles == cycles:
+            self.done[key] = text
         return text
-    if t is ServerRef:
-        return f"<server {v.name}>"  # type: ignore[attr-defined]
-    return f"<fn {v.name or 'anonymous'}>"  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------ equality
@@ -174,60 +226,88 @@ def equal(a: object, b: object) -> bool:
     if ta is float or ta is str or ta is bool or a is None:
         return a == b
     if ta is list or ta is dict:
-        return _deep_equal(a, b, set())
+        return _DeepEqual().equal(a, b)
     if ta is ServerRef:
         return a == b
     return a is b
 
 
-def _deep_equal(a: Any, b: Any, active: set[tuple[int, int]]) -> bool:
-    if a is b:
-        return True
-    ta = type(a)
-    if ta is not type(b):
-        return False
-    if ta is list:
-        if len(a) != len(b):
-            return False
-        pair = (id(a), id(b))
-        if pair in active:
-            return True  # a cycle compared against itself: equal so far
-        if len(active) >= MAX_DATA_DEPTH:
-            raise RelayError(f"cannot compare values nested deeper than {MAX_DATA_DEPTH} levels")
-        active.add(pair)
-        try:
-            return all(_deep_equal(x, y, active) for x, y in zip(a, b))
-        finally:
-            active.discard(pair)
-    if ta is dict:
-        if len(a) != len(b):
-            return False
-        pair = (id(a), id(b))
-        if pair in active:
+class _DeepEqual(_Walk):
+    """Deep equality; pairs being compared (cycles) or found equal (shared parts) are not compared again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active: set[tuple[int, int]] = set()
+        self.equal_pairs: set[tuple[int, int]] = set()
+
+    def equal(self, a: Any, b: Any) -> bool:
+        if a is b:
             return True
-        if len(active) >= MAX_DATA_DEPTH:
+        ta = type(a)
+        if ta is not type(b):
+            return False
+        if ta is not list and ta is not dict:
+            return equal(a, b)
+        if len(a) != len(b):
+            return False
+        pair = (id(a), id(b))
+        if pair in self.active or pair in self.equal_pairs:
+            return True  # a cycle compared against itself, or a shared part already compared
+        if len(self.active) >= MAX_DATA_DEPTH:
             raise RelayError(f"cannot compare values nested deeper than {MAX_DATA_DEPTH} levels")
-        active.add(pair)
+        self.active.add(pair)
         try:
-            return all(k in b and _deep_equal(x, b[k], active) for k, x in a.items())
+            if ta is list:
+                same = all(all(self.equal(x, y) for x, y in zip(a[span], b[span])) for span in self.spans(len(a)))
+            else:
+                items = list(a.items())
+                same = all(all(k in b and self.equal(x, b[k]) for k, x in items[span]) for span in self.spans(len(items)))
         finally:
-            active.discard(pair)
-    return equal(a, b)
+            self.active.discard(pair)
+        if same:
+            self.equal_pairs.add(pair)
+        return same
 
 
 # ------------------------------------------------------------------ messages
 
 
-def copy_data(v: object, what: str = "a message", depth: int = 0) -> object:
-    """A deep copy of a message argument or reply; functions and cycles are errors."""
-    t = type(v)
-    if t is float or t is str or t is bool or v is None or t is ServerRef:
-        return v
-    if depth > MAX_DATA_DEPTH:
-        raise RelayError(f"cannot send {what}: nested deeper than {MAX_DATA_DEPTH} levels (or cyclic)")
-    if t is list:
-        return [copy_data(x, what, depth + 1) for x in v]  # type: ignore[attr-defined]
-    if t is dict:
-        return {k: copy_data(x, what, depth + 1) for k, x in v.items()}  # type: ignore[attr-defined]
-    raise RelayError(f"cannot send {what} containing a {type_name(v)}: messages carry only data "
-                     "(numbers, strings, bools, null, arrays, maps and server references)")
+def copy_data(v: object, what: str = "a message") -> object:
+    """A deep copy of a message argument or reply; functions and cycles are errors.
+
+    Parts shared inside the value stay shared in the copy (a DAG is copied as
+    a DAG, in time linear in its distinct parts, never expanded into a tree).
+    """
+    return _Copier(what).copy(v, 0)
+
+
+class _Copier(_Walk):
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+        self.copies: dict[int, object] = {}  # id of a copied container -> its copy
+        self.active: set[int] = set()
+
+    def copy(self, v: object, depth: int) -> object:
+        t = type(v)
+        if t is float or t is str or t is bool or v is None or t is ServerRef:
+            return v
+        if t is not list and t is not dict:
+            raise RelayError(f"cannot send {self.what} containing a {type_name(v)}: messages carry only data "
+                             "(numbers, strings, bools, null, arrays, maps and server references)")
+        key = id(v)
+        done = self.copies.get(key)
+        if done is not None:
+            return done
+        if depth > MAX_DATA_DEPTH or key in self.active:
+            raise RelayError(f"cannot send {self.what}: nested deeper than {MAX_DATA_DEPTH} levels (or cyclic)")
+        self.active.add(key)
+        if t is list:
+            result: object = [self.copy(x, depth + 1) for span in self.spans(len(v))  # type: ignore[arg-type]
+                              for x in v[span]]  # type: ignore[index]
+        else:
+            items = list(v.items())  # type: ignore[attr-defined]
+            result = {k: self.copy(x, depth + 1) for span in self.spans(len(items)) for k, x in items[span]}
+        self.active.discard(key)
+        self.copies[key] = result
+        return result

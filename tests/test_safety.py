@@ -10,6 +10,7 @@ import io
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from conftest import ROOT, relay_cli, run_relay
 from relay_lang.errors import RelayError
 from relay_lang.interpreter import Interpreter, run_program
+from relay_lang.values import copy_data
 
 
 def both(src: str, **kw) -> tuple[str, str]:
@@ -109,3 +111,64 @@ def test_compiled_recursion_stops_before_the_native_stack_is_full() -> None:
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert (done.returncode, done.stdout) == (0, "limit recursion too deep 1 2\n"), done.stderr
+
+
+# ------------------------------------------------------------ the time budget
+
+
+def stops_in_time(src: str, limit: float, tier: str = "auto") -> float:
+    """Runs src with a time limit it exceeds; returns how long it took to stop."""
+    start = time.monotonic()
+    with pytest.raises(RelayError) as info:
+        run_relay(src, tier=tier, time_limit=limit)
+    elapsed = time.monotonic() - start
+    assert info.value.kind == "limit" and info.value.message == f"time limit of {limit:g} s exceeded", str(info.value)
+    assert elapsed < limit * 1.1 + 0.1 + 0.4, f"stopped after {elapsed:.2f} s"  # 0.4 s: compiling
+    return elapsed
+
+
+@pytest.mark.parametrize("tier", ["auto", "llvm"])
+@pytest.mark.parametrize("loops", [
+    "while true { for j in 0..50000 { for k in 0..50000 { s += 1 } } }",
+    "for i in 0..3000 { for j in 0..3000 { for k in 0..3000 { s += 1 } } }",
+])
+def test_nested_compiled_loops_stop_at_the_time_limit(tier: str, loops: str) -> None:
+    stops_in_time(f"fn f() {{ let s = 0\n {loops}\n return s }}\nprint(f())", 0.5, tier)
+
+
+@pytest.mark.parametrize("tier", ["interpret", "llvm"])
+def test_ranges_with_huge_bounds_start_at_once(tier: str) -> None:
+    src = ("fn f() { let a = []\n for i in 0..1e300 { a.push(i); break }\n for i in -1e308..1e308 { a.push(i); break }\n"
+           " for i in 2**80..2**80 + 2**29 { a.push(i); break }\n for i in 1e16..1e16 + 5 { a.push(i) }\n return a }\n"
+           "print(f(), len(0.5..3), len(1e16..1e16 + 5))")
+    assert run_relay(src, tier=tier, time_limit=5)[0] == \
+        "[0, -1e+308, 1.2089258196146292e+24, 1e+16, 1e+16, 1.0000000000000002e+16] 3 3\n"
+
+
+@pytest.mark.parametrize("op", ["x == y", "str(x)", "join([x], \"\")", "print(x)"])
+def test_values_sharing_structure_are_not_expanded(op: str) -> None:
+    src = f"let x = [1]\nlet y = [1]\nfor i in 0..60 {{ x = [x, x]; y = [y, y] }}\n{op}"
+    start = time.monotonic()
+    try:
+        run_relay(src, time_limit=10)
+    except RelayError as err:
+        assert "over the memory budget" in err.message
+    assert time.monotonic() - start < 5
+
+
+def test_sending_a_dag_copies_it_as_a_dag() -> None:
+    src = ("server keep { state { v: null }\n receive fn put(v) { state.v = v; len(v) } }\n"
+           "let x = [1]\nfor i in 0..60 { x = [x, x] }\nprint(keep.put(x))")
+    start = time.monotonic()
+    assert run_relay(src, time_limit=10)[0] == "2\n"
+    assert time.monotonic() - start < 5
+    shared = [1.0]
+    copy = copy_data([shared, shared])
+    assert copy == [[1.0], [1.0]] and copy[0] is copy[1] and copy[0] is not shared  # type: ignore[index]
+
+
+@pytest.mark.parametrize("op", ["a == b", "str(a)", "join(a, \",\")", "print(a)", "send(keep, \"put\", a)"])
+def test_long_builtins_stop_at_the_time_limit(op: str) -> None:
+    src = ("server keep { state { v: null }\n receive fn put(v) { state.v = v } }\n"
+           f"let a = array(3000000, 0)\nlet b = array(3000000, 0)\n{op}")
+    stops_in_time(src, 0.1)
