@@ -111,28 +111,29 @@ class RelayClient:
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None
 
-    def call(self, server: str, handler: str, *args: object, timeout: float = 30) -> object:
-        """Sends a message and waits for the reply; a Relay error in the handler is raised here."""
-        reply = self._deliver(server, handler, args, timeout)
+    def call(self, server: str, handler: str, *args: object, timeout: float = 30,
+             message_id: str | None = None) -> object:
+        """Sends a message and waits for the reply; a Relay error in the handler is raised here.
+        Give the same `message_id` to retry a call safely: it is applied once."""
+        wire = [to_wire(from_wire(a)) for a in args]
+        try:
+            reply = self.messenger.call(server, handler, wire, message_id or uuid.uuid4().hex, [], timeout)
+        except UNREACHABLE as exc:
+            raise self.unreachable(exc) from None
         if "error" in reply:
             raise remote_error(reply["error"])
         return from_wire(reply["value"])
 
-    def send(self, server: str, handler: str, *args: object) -> str:
-        """Enqueues a message; returns its id."""
-        message_id = uuid.uuid4().hex
+    def send(self, server: str, handler: str, *args: object, message_id: str | None = None) -> str:
+        """Enqueues a message; returns its id. Give the same `message_id` to retry a send safely
+        (after a connection error, say): it is applied once."""
+        message_id = message_id or uuid.uuid4().hex
+        wire = [to_wire(from_wire(a)) for a in args]
         try:
-            self.messenger.post(server, handler, [to_wire(from_wire(a)) for a in args], message_id, [], False)
+            self.messenger.post(server, handler, wire, message_id, [], False)
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None
         return message_id
-
-    def _deliver(self, server: str, handler: str, args: tuple, timeout: float) -> dict:
-        try:
-            return self.messenger.call(server, handler, [to_wire(from_wire(a)) for a in args], uuid.uuid4().hex, [],
-                                       timeout)
-        except UNREACHABLE as exc:
-            raise self.unreachable(exc) from None
 
     def servers(self) -> list[dict[str, object]]:
         """Every deployed server: name, owner (worker node), status, restarts, version, queued messages."""

@@ -62,6 +62,12 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}"
 
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stops redis-server (a clean shutdown), waits, starts it again on the same port and data."""
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()

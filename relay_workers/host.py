@@ -274,15 +274,17 @@ class Actor:
     def apply_pending(self) -> bool:
         """Applies the journal's messages in order; True when there may be more."""
         pending = self.host.ledger.pending(self.name)
-        if not pending:
+        if not pending and self.instance is not None:
             return False
         try:
-            self.ensure()
+            self.ensure()  # also with nothing to do: a new owner loads its server at once
         except RelayError as err:  # the deployed source fails to load: every message gets that error
             self.forget()
             for message in pending:
                 self.commit(message, {"error": err.to_dict()}, None)
-            return True
+            return bool(pending)
+        if not pending:
+            return False
         for message in pending:
             if self.stopped.is_set():
                 return False

@@ -1,4 +1,5 @@
-"""The fleet with real Redis and real `celery worker` processes."""
+"""The fleet with real Redis (and RabbitMQ when one answers) and real `celery worker` processes,
+started the way users start them: `celery -A relay_workers worker -Q 'relay.*'`, no pool flag."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ def hosts(fleet):
 
 
 def deploy(client, source: str) -> None:
-    names = client.deploy(source)
+    names = [name for name, _version in client.deploy(source)]
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:  # placed servers are picked up within a poll interval
-        if all(s["owner"] for s in client.servers() if s["name"] in names):
+    while time.monotonic() < deadline:  # placed servers are picked up within a heartbeat
+        if all(s["status"] == "running" for s in client.servers() if s["name"] in names):
             return
         time.sleep(0.1)
 
@@ -60,14 +61,13 @@ def test_deploy_call_send_and_rollback(hosts, client) -> None:
     assert listed["counter"]["owner"] in hosts and listed["counter"]["status"] == "running"
 
 
-def test_send_order_from_several_producers(hosts, client) -> None:
+def test_send_order_from_several_producers(hosts, client, fleet) -> None:
     deploy(client, "server journal { state { seen: [] }\n receive fn add(p, i) { state.seen.push([p, i]) }\n"
                    " receive fn all() { state.seen } }")
-    from relay_workers import RelayClient
     per_producer = 40
 
     def produce(p: int) -> None:
-        c = RelayClient(client.app.conf.broker_url, client.app.conf.result_backend)
+        c = fleet.client()
         for i in range(per_producer):
             c.send("journal", "add", p, i)
         c.close()
@@ -141,15 +141,15 @@ def test_cli_mirrors_the_client(hosts, client, fleet, tmp_path) -> None:
     import sys
 
     def relay(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "relay_lang", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "relay_workers.cli", *args], capture_output=True, text=True,
                               env=fleet.env, timeout=60)
 
     prog = tmp_path / "tally.relay"
     prog.write_text("server tally {\n state { n: 0 }\n receive fn add(k: number) { state.n += k; state.n }\n"
                     " receive fn boom() {\n  error(\"no\")\n }\n}\n")
-    assert relay("deploy", str(prog)).stdout == "deployed tally\n"
+    assert relay("deploy", str(prog)).stdout == "deployed tally (version 1)\n"
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not all(s["owner"] for s in client.servers()):
+    while time.monotonic() < deadline and not all(s["status"] == "running" for s in client.servers()):
         time.sleep(0.1)
     assert relay("call", "tally", "add", "4").stdout == "4\n"
     assert len(relay("send", "tally", "add", "1").stdout.strip()) == 32
@@ -158,6 +158,14 @@ def test_cli_mirrors_the_client(hosts, client, fleet, tmp_path) -> None:
     listed = json.loads(relay("servers", "--json").stdout)
     tally = next(s for s in listed if s["name"] == "tally")
     assert tally["owner"] in hosts and tally["status"] == "running" and tally["restarts"] == 0
+    nosuch = relay("call", "nosuch", "foo")
+    assert (nosuch.returncode, nosuch.stderr) == (1, "error: no server named 'nosuch' is deployed\n")
+    assert relay("send", "nosuch", "foo").returncode == 1
+    refused = tmp_path / "log.relay"
+    refused.write_text("server log { receive fn f() { 1 } }\n")
+    bad = relay("deploy", str(refused))
+    assert bad.returncode == 1 and "'log' is a builtin function" in bad.stderr and f"{refused}:1:" in bad.stderr
+    assert "log" not in {s["name"] for s in client.servers()}
     evaluated = relay("eval", "-c", "print(tally.add(0))\n1 + 1")
     assert (evaluated.returncode, evaluated.stdout) == (0, "5\n2\n"), evaluated.stderr
     bad = relay("call", "tally", "add", "not json")

@@ -1,0 +1,113 @@
+"""The fault-injection suite: a real redis-server (appendonly) and real worker processes per test.
+
+Workers are started with the command users type (`celery -A relay_workers
+worker -Q 'relay.*'`, no pool flag) unless a case is about a pool. Timings
+are shortened so that failover happens within seconds: lease 2 s, host TTL
+3 s, heartbeat 0.5 s. Every case records its figures (sent, applied, lost,
+duplicated, order, failover time); they are printed as one table at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+
+import pytest
+
+from relay_workers.devfleet import Fleet, RedisServer
+
+FAST = {"RELAY_LEASE_TTL": "2", "RELAY_HOST_TTL": "3", "RELAY_HEARTBEAT": "0.5"}
+FIGURES: list[str] = []
+
+# A server that checks exactly-once and per-producer order itself: `seen` counts each (producer, k),
+# `bad` counts messages that did not come right after the producer's previous one.
+SEQ = """
+server {name} {{
+    state {{ n: 0, bad: 0, last: {{}}, seen: {{}} }}
+    receive fn add(p, k) {{
+        let prev = state.last[p] ?? -1
+        if k != prev + 1 {{ state.bad += 1 }}
+        state.last[p] = k
+        let id = p + ":" + str(k)
+        state.seen[id] = (state.seen[id] ?? 0) + 1
+        state.n += 1
+        return state.n
+    }}
+    receive fn stats() {{ [state.n, state.bad, len(keys(state.seen))] }}
+}}
+"""
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (.ci/test installs it with apt)")
+    server = RedisServer(tmp_path, appendonly=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fleet(redis_server, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    f = Fleet.on(redis_server.url, logs=logs, **FAST)
+    yield f
+    f.stop_all()
+
+
+@pytest.fixture
+def client(fleet):
+    c = fleet.client()
+    yield c
+    c.close()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> float:
+    """Seconds until predicate() is true; fails the test after `timeout` seconds."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except Exception:  # noqa: BLE001 - the fleet may be between owners: try again
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def deploy(client, source: str, timeout: float = 30) -> None:
+    names = [name for name, _version in client.deploy(source)]
+    wait_until(lambda: all(s["status"] == "running" for s in client.servers() if s["name"] in names), timeout,
+               f"{', '.join(names)} running")
+
+
+def owner(client, name: str) -> str:
+    return next(s["owner"] for s in client.servers() if s["name"] == name)
+
+
+def drained(client, name: str) -> bool:
+    return next(s["queued"] for s in client.servers() if s["name"] == name) == 0
+
+
+def settle(client, name: str, sent: int, timeout: float = 60) -> dict:
+    """Waits until the server applied every message it will apply; returns its figures."""
+    wait_until(lambda: drained(client, name) and client.call(name, "stats", timeout=5)[2] >= sent, timeout,
+               f"{name} to apply {sent} messages")
+    n, bad, distinct = client.call(name, "stats")
+    return {"sent": sent, "applied": int(n), "lost": sent - int(distinct), "duplicated": int(n - distinct),
+            "order_violations": int(bad)}
+
+
+def record(case: str, **figures: object) -> None:
+    line = f"{case}: " + ", ".join(f"{k} {v if not isinstance(v, float) else round(v, 2)}" for k, v in figures.items())
+    FIGURES.append(line)
+    print(line)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FIGURES:
+        terminalreporter.section("fault figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
