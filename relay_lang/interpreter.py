@@ -75,12 +75,19 @@ class Interpreter:
     # ------------------------------------------------------------ compiling
 
     def compile(self, source: str, file: str = "<input>") -> Unit:
-        """Parse, resolve and generate; the unit's main function is ready to run."""
+        """Parse, resolve and generate; the unit's main function is ready to run.
+
+        The time budget is checked between the stages (each is linear in the source's length).
+        """
         program = parse(source, file)
+        self.check_budget()
         declared = set(self.globals_declared)
         res = resolve(program, declared, allow_redeclare=self.repl)
+        self.check_budget()
         unit = generate(program, res, len(self.units), file)
+        self.check_budget()
         code = compile(unit.source, unit.filename, "exec")
+        self.check_budget()
         self.ns[f"_K{len(self.units)}"] = unit.constants
         exec(code, self.ns)
         for fc in unit.codes:

@@ -497,6 +497,7 @@ class Parser:
     def map_literal(self) -> MapLit:
         start = self.expect_op("{", "")
         keys: list[str] = []
+        seen: set[str] = set()
         values: list[Expr] = []
         while True:
             self.skip_newlines()
@@ -510,8 +511,9 @@ class Parser:
                 text = key.value  # type: ignore[assignment]
             else:
                 raise self.error(f"expected a map key (a name or a string), found {key.describe()}")
-            if text in keys:
+            if text in seen:
                 raise self.error(f"duplicate key {text!r} in map literal", key)
+            seen.add(text)
             self.advance()
             self.skip_newlines()
             self.expect_op(":", "after the map key")

@@ -172,3 +172,42 @@ def test_long_builtins_stop_at_the_time_limit(op: str) -> None:
     src = ("server keep { state { v: null }\n receive fn put(v) { state.v = v } }\n"
            f"let a = array(3000000, 0)\nlet b = array(3000000, 0)\n{op}")
     stops_in_time(src, 0.1)
+
+
+def test_long_functions_compile_in_linear_time() -> None:
+    def program(n: int) -> str:
+        lines = [f"  let v{i} = n * {i} + s\n  if v{i} > {i} {{ s += v{i} % 7 }} else {{ s -= 1 }}" for i in range(n)]
+        return "fn f(n) {\n  let s = 0\n" + "\n".join(lines) + "\n  return s\n}\nprint(f(3))"
+
+    def seconds(n: int) -> float:
+        start = time.monotonic()
+        run_relay(program(n), tier="llvm")
+        return time.monotonic() - start
+
+    seconds(50)  # LLVM initialised
+    small, large = seconds(500), seconds(2000)
+    assert large < 6 * small + 0.5, f"500 blocks: {small:.2f} s, 2000 blocks: {large:.2f} s"
+
+
+def test_map_literals_parse_in_linear_time() -> None:
+    start = time.monotonic()
+    src = "let m = {" + ", ".join(f"k{i}: {i}" for i in range(40000)) + "}\nprint(len(m))"
+    assert run_relay(src)[0] == "40000\n"
+    assert time.monotonic() - start < 4
+    with pytest.raises(RelayError, match="duplicate key 'k1' in map literal"):
+        run_relay("let m = {k1: 1, k2: 2, k1: 3}")
+
+
+@pytest.mark.parametrize("tier", ["auto", "llvm"])
+def test_a_compilation_that_would_not_finish_in_time_is_abandoned(tier: str, monkeypatch, tmp_path) -> None:
+    from relay_lang.compiler import engine
+    real = engine.compile_object
+    monkeypatch.setenv("RELAY_CACHE_DIR", str(tmp_path))  # nothing compiled before
+
+    def slow(*args):
+        time.sleep(1.5)
+        return real(*args)
+
+    monkeypatch.setattr(engine, "compile_object", slow)
+    src = "fn spin(n) { let s = 0\n while s >= 0 { s += n }\n s }\nspin(1)"
+    stops_in_time(src, 0.3, tier)

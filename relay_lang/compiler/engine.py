@@ -17,15 +17,21 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import queue
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import llvmlite
 import llvmlite.binding as llvm
 
 from .lower import MAX_FRAMES, SMALL_FLOATS
+
+T = TypeVar("T")
 
 
 def _compiler_version() -> str:
@@ -194,3 +200,49 @@ class LoadedModule:
         self.engine.finalize_object()
         # Only names this module defines are looked up: a missing symbol would kill the process.
         self.addresses = {name: self.engine.get_function_address(name) for name in entries}
+
+
+class CompileTimeout(Exception):
+    """The job's time ran out before its compilation finished (which goes on, in the background)."""
+
+
+class CompileThread:
+    """The one thread that runs LLVM work (IR, optimisation, codegen, loading), in submission order.
+
+    LLVM's global context is not thread-safe, so all of it happens here; a
+    job waits for its compilation only until its deadline, and is never held
+    past its time limit by a compilation it cannot interrupt.
+    """
+
+    def __init__(self) -> None:
+        self.work: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def run(self, work: Callable[[], T], deadline_ns: int = 0) -> T:
+        """work's result; raises CompileTimeout when deadline_ns (monotonic; 0: none) passes first."""
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._serve, name="relay-llvm", daemon=True)
+                self.thread.start()
+            self.work.put((work, done))
+        timeout = None if deadline_ns == 0 else max(0.0, (deadline_ns - time.monotonic_ns()) / 1e9)
+        try:
+            ok, value = done.get(timeout=timeout)
+        except queue.Empty:
+            raise CompileTimeout from None
+        if not ok:
+            raise value
+        return value
+
+    def _serve(self) -> None:
+        while True:
+            work, done = self.work.get()
+            try:
+                done.put((True, work()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                done.put((False, exc))
+
+
+COMPILER = CompileThread()

@@ -25,6 +25,7 @@ from .lower import (
     ModuleBuilder,
 )
 
+LARGE_MODULE = 10_000  # AST nodes in a module's functions
 CTYPES = {NUM: ctypes.c_double, BOOL: ctypes.c_int8, ARR: ctypes.py_object, NULL: ctypes.c_int8}
 
 
@@ -98,21 +99,26 @@ class Compiler:
         self.cache = cache if cache is not None else CompileCache(store if store is not None else DirectoryStore())
         self.typer = Typer(res, top_level)
 
-    def compile(self, sig: Signature) -> Compiled:
+    def compile(self, sig: Signature, deadline_ns: int = 0) -> Compiled:
         """Raises infer.Unsupported when the function is outside the compiled subset."""
-        return self.compile_many([sig])[0]
+        return self.compile_many([sig], deadline_ns)[0]
 
-    def compile_many(self, sigs: list[Signature]) -> list[Compiled]:
+    def compile_many(self, sigs: list[Signature], deadline_ns: int = 0) -> list[Compiled]:
         """Compiles functions (and all they call) into one module: one optimisation and codegen run.
 
         The optimisation level is the first function's; the router batches functions by level.
+        LLVM runs on the compile thread; past deadline_ns (monotonic; 0: none) this raises
+        engine.CompileTimeout without waiting for it.
         """
         roots = [self.typer.function(sig) for sig in sigs]
         group: list[Typed] = []
         for root in roots:
             group.extend(t for t in self._group(root) if t not in group)
         level = directive_level(sigs[0].fn)
-        target = engine.Target.host(level)
+        # LLVM's optimising code generator takes time quadratic in a function's length; past
+        # LARGE_MODULE nodes the fast one (linear) emits the code, after the same IR optimisations.
+        large = sum(len(enumerate_nodes(t.sig.fn)) for t in group) > LARGE_MODULE
+        target = engine.Target.host(0 if large else level)
         pipeline = engine.Pipeline.for_level(level)
         fastmath = {t.sig for t in group if has_directive(t.sig.fn, "fastmath")}
         parts = [f"{node_hash(t.sig.fn)}:{','.join(t.sig.params)}:{t.sig in fastmath}" for t in group]
@@ -123,7 +129,9 @@ class Compiler:
             module = ModuleBuilder(f"relay_{sigs[0].fn.name}", group, self.res, target.triple, fastmath).build()
             return engine.compile_object(str(module), target, pipeline)
 
-        module = self.cache.get_or_build(key, build, lambda obj: engine.LoadedModule(obj, target, entries))
+        module = engine.COMPILER.run(
+            lambda: self.cache.get_or_build(key, build, lambda obj: engine.LoadedModule(obj, target, entries)),
+            deadline_ns)
         return [Compiled(group, module, root) for root in roots]  # type: ignore[arg-type]
 
     def _group(self, root: Typed) -> list[Typed]:

@@ -319,10 +319,13 @@ class FunctionLowerer:
         b.store(ZERO[self.t.ret], self.retval)
         for decl, typ in self.t.locals.items():
             slot = b.alloca(LLVM_TYPES[typ], name=decl.name)
-            b.store(ZERO[typ], slot)
             self.vars[decl] = slot
-            if typ == ARR:
+            if typ == ARR:  # released at the exit: null until assigned
+                b.store(ZERO[typ], slot)
                 self.owned_arrays.append(slot)
+            # Numbers and bools are never read before their `let` (names resolve to declarations that
+            # precede them): storing a zero first would give every variable two definitions and make
+            # promoting them to registers (SROA) quadratic in the function's length.
         params = [self.res.bindings[p].decl for p in self.t.sig.fn.params]  # type: ignore[union-attr]
         self.depth = fn.args[0]
         self.ticks = b.alloca(I64, name="ticks")  # loop iterations of this call, all loops together

@@ -22,6 +22,7 @@ from ..errors import RelayError
 from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Name, Program, While, walk
 from ..resolver import Global, Resolution
 from .cache import CompileCache, DirectoryStore, ObjectStore
+from .engine import CompileTimeout
 from .infer import ARR, BOOL, NUM, Signature, Unsupported, param_type
 from .jit import NOT_TAKEN, Compiled, Compiler, call_compiled, directive_level, has_directive
 
@@ -144,7 +145,10 @@ class Router:
         levels = sorted({directive_level(sig.fn) for _, _, sig in batch})
         for level in levels:
             part = [(code, name, sig) for code, name, sig in batch if directive_level(sig.fn) == level]
-            compiled = compiler.compile_many([sig for _, _, sig in part])
+            try:
+                compiled = compiler.compile_many([sig for _, _, sig in part], self.interp.deadline_ns)
+            except CompileTimeout:
+                raise RelayError(self.interp.time_limit_message(), kind="limit") from None
             for (code, name, sig), c in zip(part, compiled):
                 code.py = self.entry(code.py, c)  # type: ignore[arg-type]
                 why = "@llvm" if has_directive(sig.fn, "llvm") else "--tier llvm"
@@ -173,10 +177,14 @@ class Router:
                 self.note(fn, name, "interpreter", "hot, but called with arguments compiled code does not take")
                 return original(c, *args)
             try:
-                compiled = compiler.compile(Signature(fn, tuple(types)))  # type: ignore[arg-type]
+                compiled = compiler.compile(Signature(fn, tuple(types)), self.interp.deadline_ns)  # type: ignore[arg-type]
             except Unsupported as u:
                 settle(original)
                 self.note(fn, name, "interpreter", u.describe())
+                return original(c, *args)
+            except CompileTimeout:
+                settle(original)
+                self.note(fn, name, "interpreter", "compiling would not finish within the time limit")
                 return original(c, *args)
             entry = self.entry(original, compiled)
             settle(entry)
