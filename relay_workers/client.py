@@ -147,7 +147,7 @@ class RelayClient:
                     status = "running" if holder == owner else "starting"
                 else:
                     status = "orphaned" if owner else "unplaced"
-                out.append({"name": name, "owner": node_of(owner) if owner else "", "status": status,
+                out.append({"name": name, "owner": node_of(owner) if owner else "", "host": owner, "status": status,
                             "restarts": int(info.get("restarts", 0)), "version": int(info.get("version", 0)),
                             "queued": len(self.ledger.pending(name))})
             return out

@@ -42,7 +42,7 @@ from relay_lang.values import Function, ServerRef
 
 from .cache import RedisObjectStore
 from .ledger import DeadLetters, Ledger, Pending, connect
-from .registry import Registry
+from .registry import CONNECTION_PREFIX, Registry
 from .runtime import FleetRuntime, Handling, Messenger
 from .transport import restore_unacked
 from .wire import Delivery, bad_request, from_wire, parse_delivery, to_wire
@@ -63,7 +63,7 @@ class Host:
         self.node = node
         self.id = f"{node}#{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self.store = connect(conf.relay_store_url)
-        self.registry = Registry(self.store, conf.relay_host_ttl)
+        self.registry = Registry(connect(conf.relay_store_url, name=CONNECTION_PREFIX + self.id), conf.relay_host_ttl)
         self.ledger = Ledger(self.store, conf.relay_lease_ttl)
         self.dead = DeadLetters(self.store)
         self.messenger = Messenger(app, self.ledger)

@@ -38,8 +38,10 @@ def key(*parts: str) -> str:
     return PREFIX + ":".join(parts)
 
 
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=10)
+def connect(url: str, name: str | None = None) -> redis.Redis:
+    """A client of the store; `name` is given to its connections (CLIENT SETNAME)."""
+    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=10,
+                                client_name=name)
 
 
 def journal_keys(name: str) -> list[str]:

@@ -8,9 +8,12 @@ Keys (prefix `relay:`):
 
 A host id is one incarnation of a worker process ("NODE#PID.RANDOM"): a worker
 restarted under the same node name is a new host, so it never inherits a lease
-it did not acquire. A host found silent for longer than the host TTL is
-removed (`reap`); its heartbeat then fails, and it knows it was declared dead
-and must give up every server it thought it had.
+it did not acquire. A host is declared dead (`reap`) when it was silent for
+longer than the host TTL (paused, cut off), or at once when its heartbeat
+connection, named `relay-host:ID`, is gone from the store's client list at two
+reaps in a row (the process died: the kernel closed its sockets). A host
+declared dead learns it when its next heartbeat fails, and gives up every
+server it thought it had.
 """
 
 from __future__ import annotations
@@ -47,15 +50,24 @@ end
 return gone
 """
 
-# Takes a server whose owner is no registered host; counts a restart when it had one.
+# Takes a server whose owner is no registered host; counts a restart when it had one. The dead
+# owner's lease goes too (the fence, not the lease, keeps a dead owner from writing), so the new
+# owner need not wait for it to expire.
 CLAIM = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if owner and owner ~= '' and redis.call('HEXISTS', KEYS[2], owner) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[1])
-if owner and owner ~= '' then redis.call('HINCRBY', KEYS[1], 'restarts', 1) end
+if owner and owner ~= '' then
+  redis.call('HINCRBY', KEYS[1], 'restarts', 1)
+  local lease = redis.call('GET', KEYS[3])
+  if lease and string.sub(lease, 1, string.len(owner) + 1) == owner .. ' ' then redis.call('DEL', KEYS[3]) end
+end
 return 1
 """
+
+
+CONNECTION_PREFIX = "relay-host:"
 
 
 def node_of(host: str) -> str:
@@ -70,6 +82,7 @@ class Registry:
         self._heartbeat = r.register_script(HEARTBEAT)
         self._reap = r.register_script(REAP)
         self._claim = r.register_script(CLAIM)
+        self.suspects: set[str] = set()  # hosts whose connection was missing at the last reap
 
     # ------------------------------------------------------------ hosts
 
@@ -82,7 +95,15 @@ class Registry:
         return bool(self._heartbeat(keys=[key("hosts")], args=[host, "0"]))
 
     def reap(self) -> list[str]:
-        return [h.decode() for h in self._reap(keys=[key("hosts"), key("host", "")], args=[self.host_ttl])]
+        """Declares dead the hosts silent past the host TTL or whose connection closed; returns them."""
+        gone = [h.decode() for h in self._reap(keys=[key("hosts"), key("host", "")], args=[self.host_ttl])]
+        connected = {c.get("name", "") for c in self.r.client_list()}
+        missing = {h for h in self.live_hosts() if CONNECTION_PREFIX + h not in connected}
+        for host in missing & self.suspects:
+            self.remove_host(host)
+            gone.append(host)
+        self.suspects = missing - set(gone)
+        return gone
 
     def live_hosts(self) -> list[str]:
         return sorted(h.decode() for h in self.r.hkeys(key("hosts")))
@@ -150,7 +171,7 @@ class Registry:
 
     def claim(self, name: str, host: str) -> bool:
         """Takes an orphan for this host, unless another host claimed it first."""
-        return bool(self._claim(keys=[key("server", name), key("hosts")], args=[host]))
+        return bool(self._claim(keys=[key("server", name), key("hosts"), key("lease", name)], args=[host]))
 
     def hand_off(self, name: str, host: str) -> None:
         """A clean stop: the server is left unowned, for a live host to claim at once (no restart counted)."""
