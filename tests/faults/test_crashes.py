@@ -47,7 +47,7 @@ def test_handler_effects_once_through_two_owner_kills(fleet, client) -> None:
         fleet.kill(victim)
         killed = time.monotonic()
         fleet.start(victim.split("@")[0])
-        wait_until(lambda: hop_info()["host"] != dead_host and hop_info()["status"] == "running", 30,
+        wait_until(lambda dead=dead_host: hop_info()["host"] != dead and hop_info()["status"] == "running", 30,
                    "hop running again")
         failovers.append(time.monotonic() - killed)
     figures = settle(client, "sink", total, timeout=120)
