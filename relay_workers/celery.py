@@ -19,6 +19,7 @@ log = logging.getLogger("relay.workers")
 app = Celery("relay", include=["relay_workers.tasks"])
 app.config_from_object("config.settings")
 app.conf.task_routes = {"relay.eval": {"queue": "relay.eval"}}
+app.conf.worker_consumer = "relay_workers.consumer:Consumer"
 
 WILDCARD = "relay.*"
 EVAL_QUEUE = "relay.eval"
