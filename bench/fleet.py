@@ -5,7 +5,10 @@ Run: python bench/fleet.py [--calls N]
   no-op task (`relay.ping`) sent and awaited the same way: throughput and
   p50/p99 latency, sequential, one producer;
 - the first run of an @llvm function on worker A (compiles) against its first
-  run on worker B (loads A's object code from Redis) and a warm run.
+  run on worker B (loads A's object code from Redis) and a warm run;
+- state size: the same trivial call (`state.n += 1`) on servers holding 10,
+  100,000 and 1,000,000 entries in another state field (a message writes
+  what it touched, not the whole state).
 """
 
 from __future__ import annotations
@@ -62,10 +65,11 @@ def run(fleet: Fleet, calls: int) -> None:
         time.sleep(0.05)
     for _ in range(20):  # warm both paths
         client.call("echo", "hi", 1)
-        client.app.send_task("relay.ping", queue="relay.echo").get(timeout=30)
-    print(f"# fleet benchmark on {describe()}; Redis broker, solo-pool workers, {calls} sequential round trips")
+        client.app.send_task("relay.ping", queue="only-wa").get(timeout=30)
+    print(f"# fleet benchmark on {describe()}; Redis broker, workers with the default pool, "
+          f"{calls} sequential round trips")
     print(f"{'round trip':<34} {'per s':>10} {'p50 ms':>9} {'p99 ms':>9}")
-    bare = timed_calls(lambda: client.app.send_task("relay.ping", queue="relay.echo").get(timeout=30), calls)
+    bare = timed_calls(lambda: client.app.send_task("relay.ping", queue="only-wa").get(timeout=30), calls)
     relay = timed_calls(lambda: client.call("echo", "hi", 1), calls)
     print(row("bare Celery no-op (relay.ping)", bare))
     print(row("RelayClient.call (trivial handler)", relay))
@@ -87,7 +91,39 @@ def run(fleet: Fleet, calls: int) -> None:
         print(f"{label:<34} {t['seconds'] * 1e3:>10.2f} {t['compiled']:>9} {t['loaded_from_store']:>9}")
     print(f"worker B's first run is {(first_b['timings']['seconds'] - warm_a['timings']['seconds']) * 1e3:.2f} ms "
           "slower than a warm run")
+    state_size(client, calls)
     client.close()
+
+
+STATEFUL = """
+server {name} {{
+    state {{ n: 0, m: {{}} }}
+    receive fn fill(count) {{ for i in 0..count {{ state.m[str(i)] = i }}
+        len(keys(state.m)) }}
+    receive fn bump() {{ state.n += 1
+        state.n }}
+}}
+"""
+
+
+def state_size(client, calls: int) -> None:
+    sizes = (10, 100_000, 1_000_000)
+    for size in sizes:
+        client.deploy(STATEFUL.format(name=f"s{size}"))
+    while not all(s["status"] == "running" for s in client.servers()):
+        time.sleep(0.05)
+    print(f"{'trivial call, state size':<34} {'per s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+    p50 = {}
+    for size in sizes:
+        name = f"s{size}"
+        assert client.call(name, "fill", size, timeout=300) == size
+        for _ in range(20):
+            client.call(name, "bump")
+        samples = timed_calls(lambda n=name: client.call(n, "bump"), calls)
+        p50[size] = statistics.median(samples)
+        print(row(f"{size:,} entries in state.m", samples))
+    print(f"p50 ratio 100,000 / 10 entries: {p50[100_000] / p50[10]:.2f}x; "
+          f"1,000,000 / 10: {p50[1_000_000] / p50[10]:.2f}x")
 
 
 if __name__ == "__main__":
