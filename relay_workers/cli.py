@@ -106,7 +106,7 @@ def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
         print(client.send(args.server, args.handler, *_json_args(args.args)))
         return 0
     if command == "dead-letters":
-        letters = client.dead_letters.list()
+        letters = client.dead_letters()
         if args.json:
             print(json.dumps(letters))
         else:

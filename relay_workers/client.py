@@ -68,7 +68,7 @@ class RelayClient:
         self.registry = Registry(r, settings.relay_host_ttl)
         self.ledger = Ledger(r, settings.relay_lease_ttl)
         self.messenger = Messenger(self.app, self.ledger)
-        self.dead_letters = DeadLetters(r)
+        self.dead = DeadLetters(r)
 
     def close(self) -> None:
         self.app.close()
@@ -80,7 +80,8 @@ class RelayClient:
         self.close()
 
     def unreachable(self, exc: BaseException) -> FleetUnreachable:
-        return FleetUnreachable(f"cannot reach the fleet at {self.store_url} / {self.broker_url} ({exc})",
+        reason = " ".join(str(exc).split())
+        return FleetUnreachable(f"cannot reach the fleet at {self.store_url} / {self.broker_url} ({reason})",
                                 kind="unreachable")
 
     # ------------------------------------------------------------ jobs
@@ -93,7 +94,7 @@ class RelayClient:
         except celery.exceptions.TimeoutError:
             raise RelayError(f"no reply from the fleet within {timeout:g} s (is a worker running "
                              "`celery -A relay_workers worker -Q 'relay.*'`?)", kind="timeout") from None
-        except UNREACHABLE as exc:
+        except (*UNREACHABLE, RuntimeError) as exc:  # RuntimeError: Celery's result backend gave up reconnecting
             raise self.unreachable(exc) from None
         return EvalResult(data["value"], data["output"], data["error"], data["tiers"], data["timings"], data["worker"])
 
@@ -134,6 +135,13 @@ class RelayClient:
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None
         return message_id
+
+    def dead_letters(self) -> list[dict]:
+        """Input the fleet set aside: queue, reason, raw text (cut at 4 KiB), message id, time."""
+        try:
+            return self.dead.list()
+        except UNREACHABLE as exc:
+            raise self.unreachable(exc) from None
 
     def servers(self) -> list[dict[str, object]]:
         """Every deployed server: name, owner (worker node), status, restarts, version, queued messages."""

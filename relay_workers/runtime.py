@@ -18,17 +18,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from celery import Celery
 
 from relay_lang.actors import cycle_error
 from relay_lang.errors import Pos, RelayError
-from relay_lang.interpreter import Interpreter
 from relay_lang.values import Function, ServerRef, copy_data
 
 from .ledger import Ledger, Outgoing
 from .registry import Registry
 from .wire import from_wire, to_wire
+
+if TYPE_CHECKING:  # the producer side (RelayClient) must not load the interpreter and LLVM
+    from relay_lang.interpreter import Interpreter
 
 
 def remote_error(data: dict) -> RelayError:

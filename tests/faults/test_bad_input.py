@@ -37,7 +37,7 @@ def test_bad_input_is_set_aside_or_answered(fleet, client) -> None:
     broker.lpush("relay.seq", deep)
     broker.lpush("relay.eval", raw_celery_message("relay.eval", "relay.eval", "[" * 100_000 + "]" * 100_000)[1])
     dead_expected = 2 * len(garbage) + 2
-    wait_until(lambda: len(client.dead_letters.list()) >= dead_expected, 30, "the dead letters")
+    wait_until(lambda: len(client.dead_letters()) >= dead_expected, 30, "the dead letters")
 
     # malformed fields of relay.deliver: each a structured "bad request"
     bad_deliveries = {
@@ -75,7 +75,7 @@ def test_bad_input_is_set_aside_or_answered(fleet, client) -> None:
         client.send("seq", "add", "p", k)
     figures = settle(client, "seq", 50)
     assert client.eval("1 + 1").value == 2
-    letters = client.dead_letters.list()
+    letters = client.dead_letters()
     record("garbage, pickle, deep nesting, malformed fields, misrouted", dead_letters=len(letters),
            bad_requests=len(kinds), **figures)
     assert fleet.workers[worker].poll() is None
