@@ -1,15 +1,18 @@
 """Differential test: random programs of the numeric subset, run in both tiers.
 
 Hypothesis writes functions of numbers and arrays (arithmetic with IEEE edge
-values, math builtins, comparisons, branches, loops, indexing that may go out
-of range, pushes); each runs in the interpreter and compiled with
-`--tier llvm`. Outputs must be identical to the last bit, or the errors must be
-identical (message, position and stack).
+values and arbitrary doubles, `**` and `pow` on any base and exponent, math
+builtins, comparisons, branches, loops, loops that rebind or grow the array
+they walk, indexing that may go out of range, pushes, return annotations that
+may not hold); each runs in the interpreter and compiled with `--tier llvm`.
+Outputs must be identical to the last bit, or the errors must be identical
+(message, position and stack). Further properties: rebinding a called global
+with `set`, and nested loops stopped by the time limit.
 """
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import run_relay
@@ -21,8 +24,11 @@ BINARY_FNS = ["min", "max", "pow", "atan2"]
 LOCALS = ["x0", "x1", "x2"]
 
 
+DOUBLES = st.floats(allow_nan=False, allow_infinity=False).map(lambda x: f"({x!r})")
+
+
 def num_expr(depth: int = 3, names: tuple[str, ...] = tuple(LOCALS)) -> st.SearchStrategy[str]:
-    leaves = st.sampled_from(NUMBERS + ["a", "b", "len(arr)", *names])
+    leaves = st.one_of(st.sampled_from(NUMBERS + ["a", "b", "len(arr)", *names]), DOUBLES)
     if depth == 0:
         return leaves
     sub = num_expr(depth - 1, names)
@@ -32,6 +38,8 @@ def num_expr(depth: int = 3, names: tuple[str, ...] = tuple(LOCALS)) -> st.Searc
         st.builds(lambda x: f"-{x}", sub),
         st.builds(lambda f, x: f"{f}({x})", st.sampled_from(UNARY), sub),
         st.builds(lambda f, x, y: f"{f}({x}, {y})", st.sampled_from(BINARY_FNS), sub, sub),
+        st.builds(lambda x, y, f: f"{f(x, y)}", DOUBLES, DOUBLES,
+                  st.sampled_from([lambda x, y: f"({x} ** {y})", lambda x, y: f"pow({x}, {y})"])),
         st.builds(lambda i: f"arr[{i}]", st.sampled_from(["0", "1", "2", "0", "1", "len(arr) - 1", "0", "1", "5", "0.5", "-1"])),
     )
 
@@ -59,6 +67,10 @@ def statements(depth: int = 2) -> st.SearchStrategy[list[str]]:
         st.builds(lambda c, t, e: f"if {c} {t} else {e}", bool_expr(), block, block),
         st.builds(lambda n, body: f"for i{depth} in 0..{n} {body}", st.integers(0, 4), block),
         st.builds(lambda body: f"for v{depth} in arr {{ x2 += v{depth}; {body[2:]}", block),
+        st.builds(lambda e, body: f"for v{depth} in arr {{ arr = [{e}, v{depth}]; x1 += v{depth}; {body[2:]}",
+                  num_expr(1), block),
+        st.builds(lambda body: f"for v{depth} in arr {{ if len(arr) < 64 {{ arr.push(v{depth} * 2) }}; {body[2:]}",
+                  block),
         st.builds(lambda n, body: f"if true {{ let w = 0\n while w < {n} {{ w += 1; {body[2:]} }}", st.integers(0, 3), block),
     )
     return st.lists(st.one_of(simple, compound), max_size=4)
@@ -67,6 +79,7 @@ def statements(depth: int = 2) -> st.SearchStrategy[list[str]]:
 INITIALISERS = [num_expr(2, tuple(LOCALS[:k])) for k in range(len(LOCALS))]
 BODIES = statements()
 RESULTS = num_expr(2)
+RETURNS = st.sampled_from(["", "", "", " -> array", " -> array<number>", " -> any", " -> number", " -> bool"])
 
 
 @st.composite
@@ -75,7 +88,8 @@ def programs(draw: st.DrawFn) -> str:
     body = [f"    {s}" for s in draw(BODIES)]
     result = draw(RESULTS)
     values = draw(st.lists(st.sampled_from(NUMBERS), min_size=3, max_size=5))
-    return ("fn f(a, b, arr: array<number>) {\n" + "\n".join(lets + body) + f"\n    return [x0, x1, x2, {result}]\n}}\n"
+    header = f"fn f(a, b, arr: array<number>){draw(RETURNS)} {{\n"
+    return (header + "\n".join(lets + body) + f"\n    return [x0, x1, x2, {result}]\n}}\n"
             f"let arr = [{', '.join(values)}]\nprint(f({draw(st.sampled_from(NUMBERS))}, {draw(st.sampled_from(NUMBERS))}, arr))\n"
             "print(arr)\n")
 
@@ -94,3 +108,27 @@ def test_both_tiers_agree(source: str) -> None:
     compiled = outcome(source, "llvm")
     assert "compile error" not in compiled, compiled
     assert interpreted == compiled, source
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(num_expr(2, ()), num_expr(2, ()))
+def test_set_rebinding_is_seen_by_compiled_callers(first: str, second: str) -> None:
+    body = lambda e: e.replace("arr", "[x, 2, 3]").replace("a", "x").replace("b", "x")  # noqa: E731
+    source = (f"fn h(x) {{ {body(first)} }}\nfn f(n) {{ let s = 0\n for i in 0..n {{ s += h(i) }}\n s }}\n"
+              f"print(f(3))\nset h = fn(x) {{ {body(second)} }}\nprint(f(3))\n")
+    assert outcome(source, "interpret") == outcome(source, "auto"), source
+
+
+@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@example(["for i in 0..3000", "for i in 0..3000"])
+@given(st.lists(st.sampled_from(["while true", "for i in 0..3000", "for j in 0..1e9", "for k in 0..70000"]),
+                min_size=2, max_size=3))
+def test_nested_loops_stop_at_the_time_limit_in_both_tiers(headers: list[str]) -> None:
+    loops = "while true " + "".join(f"{{ {h} " for h in headers) + "{ s += 1 }" + " }" * len(headers)
+    source = f"fn f() {{ let s = 0\n {loops}\n s }}\nf()\n"
+    for tier in ("interpret", "llvm"):
+        try:
+            run_relay(source, tier=tier, time_limit=0.2)
+            raise AssertionError(f"{tier}: ran to the end")
+        except RelayError as err:
+            assert (err.kind, err.message) == ("limit", "time limit of 0.2 s exceeded"), (tier, str(err))

@@ -211,3 +211,45 @@ def test_a_compilation_that_would_not_finish_in_time_is_abandoned(tier: str, mon
     monkeypatch.setattr(engine, "compile_object", slow)
     src = "fn spin(n) { let s = 0\n while s >= 0 { s += n }\n s }\nspin(1)"
     stops_in_time(src, 0.3, tier)
+
+
+# ------------------------------------------------------------ tier parity
+
+
+def test_pow_is_the_interpreters_pow_to_the_last_bit() -> None:
+    src = """
+fn a(x) { 8 ** x }
+fn b(x) { 2 ** x }
+fn c(x) { x ** 2 }
+fn d(x) { x ** -1 }
+fn e(x) { pow(x, 0.5) }
+print(a(-20.123456789), b(161.5226605987939), c(295.86433752602596), d(800.2060340470493), e(931.6439878000418))
+"""
+    expected = "6.709770566594794e-19 4.1991928442535476e+48 87535.70621971422 0.00124967815469035 30.52284370434776\n"
+    assert both(src) == (expected, expected)
+
+
+def test_set_rebinding_a_function_is_seen_by_compiled_callers() -> None:
+    src = ("fn f(x) { return x * 2 }\nfn g(x) { let s = 0; for i in 0..1 { s += f(x) } return s }\n"
+           "print(g(3))\nset f = fn(x) { return x * 100 }\nprint(g(3))")
+    assert run_relay(src)[0] == "6\n300\n"
+
+
+def test_redefining_a_function_in_the_repl_is_seen_by_compiled_callers() -> None:
+    interp = Interpreter(out=io.StringIO(), repl=True)
+    assert interp.run("fn f(x) { return x * 2 }\nfn g(x) { let s = 0; for i in 0..1 { s += f(x) } return s }\ng(3)") == 6
+    interp.run("fn f(x) { return x * 100 }")
+    assert interp.run("g(3)") == 300
+
+
+@pytest.mark.parametrize("src", [
+    "fn g(x) -> bool { x * 2 }\nfn main() { g(3) }\nmain()",
+    "fn g(x) -> array { if x > 1 { return x } return 0 }\ng(3)",
+    "fn k(x) -> number { let y = x }\nfn m() { k(2) }\nm()",
+    "fn k(x) -> number { let y = x }\nk(2)",
+    "fn k(x) -> array<number> { [x] }\nfn m() { k(2)[0] }\nm()",
+])
+def test_return_annotations_are_checked_in_compiled_code(src: str) -> None:
+    interpreted, compiled = both(src)
+    assert interpreted == compiled
+    assert ("type error" in interpreted) == ("array<number>" not in src)

@@ -86,6 +86,13 @@ def param_type(ann: TypeAnn | None) -> str | None:
     return None
 
 
+def annotation_holds(ann: TypeAnn | None, t: str) -> bool:
+    """Whether every value of compiled type t passes the annotation (return annotations)."""
+    if ann is None or ann.name == "any":
+        return True
+    return {NUM: "number", BOOL: "bool", ARR: "array", NULL: "null"}[t] == ann.name and ann.elem in (None, "number")
+
+
 @dataclass(frozen=True)
 class Signature:
     """A function specialised on argument types."""

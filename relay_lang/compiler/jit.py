@@ -13,12 +13,14 @@ from . import engine
 from .cache import CompileCache, DirectoryStore, ObjectStore, cache_key
 from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, Typer, enumerate_nodes
 from .lower import (
+    AT_CALLER,
     ERR_ARGUMENT_TYPE,
     ERR_ARRAY_BUDGET,
     ERR_ARRAY_SIZE,
     ERR_DEPTH,
     ERR_INDEX,
     ERR_MEMORY,
+    ERR_RETURN_TYPE,
     ERR_STACK,
     ERR_TIME,
     MAX_ARRAY,
@@ -26,6 +28,7 @@ from .lower import (
 )
 
 LARGE_MODULE = 10_000  # AST nodes in a module's functions
+TYPE_NAMES = {NUM: "number", BOOL: "bool", ARR: "array", NULL: "null"}
 CTYPES = {NUM: ctypes.c_double, BOOL: ctypes.c_int8, ARR: ctypes.py_object, NULL: ctypes.c_int8}
 
 
@@ -69,6 +72,10 @@ class Compiled:
             err = RelayError(f"array: size must be a whole number >= 0, got {to_str(rt.err_x)}")
         elif code == ERR_ARRAY_BUDGET:
             err = RelayError(f"array: size {int(rt.err_x)} is over the memory budget of {MAX_ARRAY} elements")
+        elif code == ERR_RETURN_TYPE:
+            typed = self.group[rt.err_fn]
+            err = RelayError(f"{typed.sig.fn.name}: must return {typed.sig.fn.ret_type}, "
+                             f"returned {TYPE_NAMES[typed.ret]}", kind="type error")
         else:
             assert code == ERR_MEMORY
             err = RelayError("out of memory: the program allocates more than this worker can hold")
@@ -79,6 +86,8 @@ class Compiled:
             call = self.ordinals[fn_index][node]
             callee = call.callee.name if isinstance(call, Call) and isinstance(call.callee, Name) else "?"
             frames.extend([(callee, self.position(fn_index, node))] * repeats)
+        if rt.err_node == AT_CALLER and frames:
+            err.pos = frames[0][1]
         frames.append((self.sig.fn.name, None))  # the call from interpreted code: placed later
         err.native_stack = frames
         return err

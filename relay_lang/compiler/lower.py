@@ -55,7 +55,7 @@ from ..nodes import (
     While,
 )
 from ..resolver import Resolution
-from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, enumerate_nodes
+from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, annotation_holds, enumerate_nodes
 
 DOUBLE = ir.DoubleType()
 I1 = ir.IntType(1)
@@ -72,6 +72,8 @@ RT_TYPE = ir.LiteralStructType([I64, I64, I64, I64, I64, I64, DOUBLE, I64, I64, 
 ERR_INDEX, ERR_DEPTH, ERR_TIME, ERR_ARRAY_SIZE, ERR_ARRAY_BUDGET, ERR_MEMORY = 1, 2, 3, 4, 5, 6
 ERR_ARGUMENT_TYPE = 7  # not a Relay error: an array argument holds a non-number; the interpreter takes the call
 ERR_STACK = 8  # the native stack is full (err_y: the call depth)
+ERR_RETURN_TYPE = 9  # the function's return annotation does not hold its compiled return type
+AT_CALLER = -2  # err_node of an error the interpreter places at the caller's call, keeping the callee's frame
 SMALL_FLOATS = 256  # integral values 0..255 come from a table of shared float objects
 TICK_MASK = 0xFFFF
 MAX_ARRAY = 50_000_000
@@ -126,6 +128,13 @@ class ModuleBuilder:
         if fn is None:
             fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(ret, args), name)
             self.externals[name] = fn
+        return fn
+
+    def libm_pow(self) -> ir.Function:
+        """C's pow, which the interpreter's math.pow calls: `nobuiltin` keeps LLVM from rewriting
+        calls to it (8 ** x into exp2(3 * x), x ** 0.5 into sqrt), which would change last bits."""
+        fn = self.external("pow", DOUBLE, [DOUBLE, DOUBLE])
+        fn.attributes.add("nobuiltin")
         return fn
 
     def intrinsic(self, name: str, arity: int = 1) -> ir.Function:
@@ -303,6 +312,7 @@ class FunctionLowerer:
         self.fn_index = mb.index[typed.sig]
         self.ordinals = {id(n): k for k, n in enumerate_nodes(typed.sig.fn).items()}
         self.flags = ("fast",) if typed.sig in mb.fastmath else ()
+        self.bad_return = not annotation_holds(typed.sig.fn.ret_type, typed.ret)  # every return fails
         self.vars: dict[object, ir.AllocaInstr] = {}
         self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue target, break target)
         self.owned_arrays: list[ir.AllocaInstr] = []  # slots released at the exit: variables and temporaries
@@ -337,8 +347,11 @@ class FunctionLowerer:
             b.store(arg, self.vars[decl])
         self.prologue()
         self.body(self.t.sig.fn.body.stmts)
-        if not b.block.is_terminated:
-            b.branch(self.exit)
+        if not b.block.is_terminated:  # the implicit `return null` at the end
+            if self.bad_return:
+                self.fail(ERR_RETURN_TYPE, None, at=AT_CALLER)
+            else:
+                b.branch(self.exit)
         b.position_at_end(self.exit)
         for slot in self.owned_arrays:
             self.decref(b.load(slot))
@@ -369,10 +382,11 @@ class FunctionLowerer:
             with b.if_then(up, likely=False):
                 self.fail(ERR_TIME, node)
 
-    def fail(self, code: int, node: Node | None, x: ir.Value | None = None, y: ir.Value | None = None) -> None:
-        """Records an error (node None: at the call site) and leaves the function."""
+    def fail(self, code: int, node: Node | None, x: ir.Value | None = None, y: ir.Value | None = None,
+             at: int = -1) -> None:
+        """Records an error (node None: at the call site, or where `at` says) and leaves the function."""
         b = self.b
-        node_id = I64(-1 if node is None else self.ordinals[id(node)])
+        node_id = I64(at if node is None else self.ordinals[id(node)])
         b.call(self.mb.helpers["relay_fail"], [I64(code), I64(self.fn_index), node_id,
                                               x if x is not None else ir.Constant(DOUBLE, 0.0),
                                               y if y is not None else I64(0)])
@@ -429,7 +443,7 @@ class FunctionLowerer:
 
     def tail(self, s: Stmt) -> None:
         if isinstance(s, ExprStmt):
-            self.emit_return(s.expr)
+            self.emit_return(s.expr, s)
         elif isinstance(s, If):
             self.if_stmt(s, tail=True)
         else:
@@ -444,8 +458,13 @@ class FunctionLowerer:
         if tail and stmts and not self.b.block.is_terminated:
             self.tail(stmts[-1])
 
-    def emit_return(self, value: Expr | None) -> None:
+    def emit_return(self, value: Expr | None, node: Stmt) -> None:
         b = self.b
+        if self.bad_return:  # the value is computed, then the annotation fails, as in the interpreter
+            if value is not None:
+                self.release(*self.expr(value))
+            self.fail(ERR_RETURN_TYPE, node)
+            return
         if value is not None and self.t.ret != NULL:
             v, owner = self.expr(value)
             if self.t.ret == ARR and owner is None:
@@ -484,7 +503,7 @@ class FunctionLowerer:
             self.b.branch(self.loops[-1][0])
             self.b.position_at_end(self.fn.append_basic_block("after_continue"))
         elif t is Return:
-            self.emit_return(s.value)  # type: ignore[attr-defined]
+            self.emit_return(s.value, s)  # type: ignore[attr-defined]
         else:  # pragma: no cover - the typer lets nothing else through
             raise AssertionError(f"cannot lower {t.__name__}")
 
@@ -808,7 +827,7 @@ class FunctionLowerer:
             return b.fdiv(a, c, flags=self.flags)
         if op == "%":
             return b.frem(a, c, flags=self.flags)
-        return b.call(self.mb.intrinsic("llvm.pow", 2), [a, c])
+        return b.call(self.mb.libm_pow(), [a, c])
 
     def binary(self, e: Binary) -> ir.Value:
         b = self.b

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import RelayError
-from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Name, Program, While, walk
+from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Let, Name, Program, While, walk
 from ..resolver import Global, Resolution
 from .cache import CompileCache, DirectoryStore, ObjectStore
 from .engine import CompileTimeout
@@ -34,12 +34,39 @@ HOT_CALLS_WITH_LOOPS = 1
 HOT_CALLS = 20
 
 
+def global_changes(program: Program, res: Resolution) -> tuple[set[str], set[str]]:
+    """The globals a program binds, and those it binds after their declaration.
+
+    A global changes when it is assigned (`f = ...`), declared again (`set f = ...`,
+    a second `fn f`) or declared by a `let`.
+    """
+    bound: set[str] = set()
+    rebound: set[str] = set()
+    for n in walk(program):
+        name = _bound_name(n, res)
+        if name is None:
+            continue
+        if name in bound or not isinstance(n, FnDecl):
+            rebound.add(name)
+        bound.add(name)
+    return bound, rebound
+
+
+def _bound_name(n: object, res: Resolution) -> str | None:
+    if isinstance(n, Assign) and isinstance(n.target, Name) and isinstance(res.bindings.get(n.target), Global):
+        return n.target.name
+    if isinstance(n, Let) and isinstance(res.bindings.get(n), Global):
+        return n.name
+    if isinstance(n, FnDecl) and isinstance(res.bindings.get(n), Global):
+        return n.fn.name
+    return None
+
+
 def static_functions(program: Program, res: Resolution) -> dict[str, FnLit]:
-    """Top-level functions whose global name is never assigned: calls to them bind statically."""
-    assigned = {n.target.name for n in walk(program) if isinstance(n, Assign) and isinstance(n.target, Name)
-                and isinstance(res.bindings.get(n.target), Global)}
+    """Top-level functions whose global name never changes: calls to them bind statically."""
+    rebound = global_changes(program, res)[1]
     return {s.fn.name: s.fn for s in program.stmts
-            if isinstance(s, FnDecl) and isinstance(res.bindings.get(s), Global) and s.fn.name not in assigned}
+            if isinstance(s, FnDecl) and isinstance(res.bindings.get(s), Global) and s.fn.name not in rebound}
 
 
 def _has_loops(fn: FnLit) -> bool:
@@ -74,6 +101,8 @@ class Router:
         self.tier = tier
         self.cache = cache or CompileCache(store if store is not None else DirectoryStore())
         self.decisions: dict[int, tuple[str, str, str]] = {}  # id(FnLit) -> (name, tier, reason)
+        self.static_names: set[str] = set()  # globals that compiled code of earlier units calls statically
+        self.reverts: list[Callable[[], None]] = []  # each puts one function back on the interpreter
 
     # ------------------------------------------------------------ decisions
 
@@ -89,8 +118,18 @@ class Router:
         return lines
 
     def prepare(self, unit: Unit, program: Program, res: Resolution) -> None:
-        """Decides the tier of every function of a freshly compiled unit."""
+        """Decides the tier of every function of a freshly compiled unit.
+
+        A unit (a REPL entry) that binds a global earlier compiled code calls statically
+        puts all earlier functions back on the interpreter, which looks globals up.
+        """
+        if global_changes(program, res)[0] & self.static_names:
+            for revert in self.reverts:
+                revert()
+            self.reverts.clear()
+            self.static_names.clear()
         top_level = static_functions(program, res)
+        self.static_names |= set(top_level)
         compiler = Compiler(res, top_level, cache=self.cache)
         statics = {id(fn) for fn in top_level.values()}
         strict: list[tuple[FunctionCode, str, Signature]] = []
@@ -150,7 +189,9 @@ class Router:
             except CompileTimeout:
                 raise RelayError(self.interp.time_limit_message(), kind="limit") from None
             for (code, name, sig), c in zip(part, compiled):
-                code.py = self.entry(code.py, c)  # type: ignore[arg-type]
+                original: Callable = code.py  # type: ignore[assignment]
+                code.py = self.entry(original, c)
+                self.reverts.append(self.settler(code, sig.fn, original))
                 why = "@llvm" if has_directive(sig.fn, "llvm") else "--tier llvm"
                 self.note(sig.fn, name, "llvm", f"{why}, ({', '.join(sig.params)}) at O{level}")
 
@@ -160,11 +201,7 @@ class Router:
         calls = 0
         self.note(fn, name, "interpreter", f"not hot yet (compiles after {threshold} call{'s' if threshold > 1 else ''})")
 
-        def settle(py: Callable) -> None:
-            code.py = py
-            instance = self.interp.ns.get(f"g_{fn.name}")
-            if getattr(instance, "code", None) is code:
-                instance.py = py  # type: ignore[union-attr]
+        settle = self.settler(code, fn)
 
         def counting(c: tuple, *args: object) -> object:
             nonlocal calls
@@ -193,6 +230,16 @@ class Router:
             return entry(c, *args)
 
         code.py = counting
+        self.reverts.append(lambda: settle(original))
+
+    def settler(self, code: FunctionCode, fn: FnLit, py: Callable | None = None) -> Callable:
+        """A function that installs py (or its argument) as the code of fn, and of its global."""
+        def settle(new: Callable | None = py) -> None:
+            code.py = new
+            instance = self.interp.ns.get(f"g_{fn.name}")
+            if getattr(instance, "code", None) is code:
+                instance.py = new  # type: ignore[union-attr]
+        return settle
 
     def entry(self, original: Callable, compiled: Compiled) -> Callable:
         """The compiled function behind an argument-type check; other calls go to the interpreter."""
