@@ -147,5 +147,11 @@ BIG = BigStack()
 WATCHDOG = Watchdog()
 
 
-def raise_recursion_limit(max_depth: int) -> None:
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), max_depth * 6 + 2000))
+MAX_RECURSION_LIMIT = 1 << 30  # sys.setrecursionlimit takes a C int
+
+
+def raise_recursion_limit(max_depth: int, source_size: int = 0) -> None:
+    """Room for max_depth nested Relay calls, and for the front end and compiler's passes over a
+    source of source_size characters (a flat chain `1 + 1 + ...` nests one level per term)."""
+    needed = max(max_depth * 6 + 2000, source_size * 4 + 10_000)
+    sys.setrecursionlimit(min(max(sys.getrecursionlimit(), needed), MAX_RECURSION_LIMIT))

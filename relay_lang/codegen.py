@@ -62,6 +62,7 @@ from .resolver import Free, FunctionInfo, Global, Local, Resolution
 
 MAX_LOOP_NESTING = 18  # CPython allows 20 statically nested blocks per function
 
+LITERAL_STARTS = frozenset("'\"0123456789-.")  # how number and string literals begin in generated code
 ARITH_SLOW = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod", "**": "_pow"}
 COMPARE = ("<", "<=", ">", ">=")
 COMPOUND = {"+=": "+", "-=": "-", "*=": "*", "/=": "/", "%=": "%"}
@@ -231,6 +232,7 @@ class CodeGen:
         fn = self.fn
         if fn.kind == "fn":
             if fn.ret_type is not None and fn.ret_type.name != "any":
+                value = self.subject(value)
                 test = self.type_test(fn.ret_type, value)
                 code = self.const(fn.ret_type)
                 self.emit(f"if not ({test}): _bad_return({code}, {value!s}, {fn.relay_name!r})", pos)
@@ -386,7 +388,13 @@ class CodeGen:
         atom, kind = typed
         if kind == BOOL:
             return atom
+        atom = self.subject(atom)
         return f"{atom} is not False and {atom} is not None"
+
+    def subject(self, atom: str) -> str:
+        """An atom that may stand before `is`: a literal goes through a temporary first
+        (`'a' is None` is a SyntaxWarning in CPython, an error under -W error)."""
+        return self.assign_temp(atom, None) if atom[:1] in LITERAL_STARTS else atom
 
     def if_stmt(self, s: If, tail: bool = False) -> None:
         chain: list[tuple[Expr, Block]] = [(s.cond, s.then)]
@@ -584,7 +592,7 @@ class CodeGen:
         if not checks:
             self.emit(f"{t} = {a} {op} {b}", e.pos)
         elif b == "None" or a == "None":
-            other = a if b == "None" else b
+            other = self.subject(a if b == "None" else b)
             self.emit(f"{t} = {other} is {'not ' if negate else ''}None", e.pos)
         else:
             self.emit(f"if {checks}: {t} = {a} {op} {b}", e.pos)
@@ -622,6 +630,7 @@ class CodeGen:
         a, kind = self.typed(e.operand)
         t = self.temp()
         if e.op == "!":
+            a = self.subject(a)
             self.emit(f"{t} = {a} is False or {a} is None", e.pos)
             return t, BOOL
         if kind == NUM:

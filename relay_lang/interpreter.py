@@ -7,8 +7,10 @@ recursion and time budgets, and the actor runtime that hosts its servers.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TextIO
@@ -79,6 +81,7 @@ class Interpreter:
 
         The time budget is checked between the stages (each is linear in the source's length).
         """
+        raise_recursion_limit(self.max_depth, len(source))
         program = parse(source, file)
         self.check_budget()
         declared = set(self.globals_declared)
@@ -86,7 +89,9 @@ class Interpreter:
         self.check_budget()
         unit = generate(program, res, len(self.units), file)
         self.check_budget()
-        code = compile(unit.source, unit.filename, "exec")
+        with warnings.catch_warnings():  # the generated code is warning-free; a user's -W error changes nothing
+            warnings.simplefilter("ignore")
+            code = compile(unit.source, unit.filename, "exec")
         self.check_budget()
         self.ns[f"_K{len(self.units)}"] = unit.constants
         exec(code, self.ns)
@@ -163,7 +168,15 @@ class Interpreter:
         err.stack = stack
 
     def write(self, text: str) -> None:
-        self.out.write(text)
+        """Writes program output; characters the output's encoding lacks are escaped, a failing output is a Relay error."""
+        try:
+            self.out.write(text)
+        except UnicodeEncodeError as exc:
+            self.out.write(text.encode(exc.encoding, "backslashreplace").decode(exc.encoding))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise RelayError(f"print: cannot write the output ({exc.strerror or exc})") from None
 
     # ------------------------------------------------------------ budgets
 
@@ -177,7 +190,7 @@ class Interpreter:
         """Sets the job's time budget (read by compiled code without the GIL's help)."""
         self.clear_stop()  # nothing stale from a previous job
         self.time_limit = seconds
-        self.deadline_ns = 0 if seconds is None else time.monotonic_ns() + int(seconds * 1e9)
+        self.deadline_ns = 0 if seconds is None or seconds == math.inf else time.monotonic_ns() + int(seconds * 1e9)
 
     def time_limit_message(self) -> str:
         return f"time limit of {self.time_limit:g} s exceeded"
@@ -313,12 +326,18 @@ def run_program(source: str, file: str = "<input>", *, interp: Interpreter | Non
 
 
 def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float | None) -> Any:
-    """Runs job (Relay work on interp) on a big stack, stopped with a Relay error after time_limit seconds."""
+    """Runs job (Relay work on interp) on a big stack, stopped with a Relay error after time_limit seconds.
+
+    time_limit None or inf: no limit.
+    """
+    if time_limit is not None and not time_limit >= 0:
+        raise RelayError(f"the time limit must be a number of seconds >= 0, got {time_limit}", kind="limit")
     ticket = None
     interp.start_clock(time_limit)
-    if time_limit is not None:
+    if time_limit is not None and time_limit != math.inf:
         stop = RelayError(interp.time_limit_message(), kind="limit")
         ticket = WATCHDOG.watch(time_limit, lambda: interp.request_stop(stop))
+
     def checked() -> Any:
         with checking(interp.check_budget):
             return job()

@@ -136,7 +136,10 @@ class Lexer:
             digits = src[start + 2:self.i]
             if not digits.replace("_", "") or digits.startswith("_") or digits.endswith("_") or "__" in digits:
                 raise self.error(f"malformed hex number '{src[start:self.i]}'", start)
-            value = float(int(digits.replace("_", ""), 16))
+            try:
+                value = float(int(digits.replace("_", ""), 16))
+            except OverflowError:
+                raise self.error(f"hex number '{src[start:self.i]}' is too large (over 2^1024)", start) from None
         else:
             self.digits()
             if self.i + 1 < n and src[self.i] == "." and _is_digit(src[self.i + 1]):

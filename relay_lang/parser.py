@@ -222,10 +222,8 @@ class Parser:
         self.skip_newlines()
         if self.at_kw("else"):
             self.advance()
-            if self.at_kw("if"):
-                self.nest()
+            if self.at_kw("if"):  # a chain of `else if`, not nesting: not counted against MAX_NESTING
                 orelse = self.if_stmt()
-                self.depth -= 1
             else:
                 orelse = self.block("after 'else'")
         else:

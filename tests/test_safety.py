@@ -7,6 +7,7 @@ off the native stack kills a worker; each case here once did.
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import tracemalloc
 
 import pytest
 
-from conftest import ROOT, relay_cli, run_relay
+from conftest import RELAY, ROOT, relay_cli, run_relay
 from relay_lang.errors import RelayError
 from relay_lang.interpreter import Interpreter, run_program
 from relay_lang.values import copy_data
@@ -253,3 +254,90 @@ def test_return_annotations_are_checked_in_compiled_code(src: str) -> None:
     interpreted, compiled = both(src)
     assert interpreted == compiled
     assert ("type error" in interpreted) == ("array<number>" not in src)
+
+
+# ------------------------------------------------------------ no internal errors
+
+
+@pytest.mark.parametrize("src, expected", [
+    ("fn nothing() { }\nfn f() { let x = nothing(); return x == x }\nfn g() { let x = nothing(); return x != x }\n"
+     "print(f(), g())", "true false\n"),
+    ("fn nothing() { }\nfn h(x) { 1 }\nfn g() { let s = 0; for i in 0..3 { s += h(nothing()) } return s }\nprint(g())",
+     "3\n"),
+    ("fn k(n) { let s = 0; for i in 0..1 { s = len(array(n, 7)) } return s }\nprint(k(1/0))",
+     "ERROR test.relay:1:46: error: array: size must be a whole number >= 0, got inf\n  in k, called at test.relay:2:7"),
+])
+def test_compiled_edge_cases_are_relay_results(src: str, expected: str) -> None:
+    assert both(src) == (expected, expected)
+
+
+def test_numbers_too_large_for_a_double() -> None:
+    with pytest.raises(RelayError, match=r"syntax error: hex number '0x1F+' is too large \(over 2\^1024\)"):
+        run_relay("print(0x1" + "F" * 300 + ")")
+    assert run_relay('print(num("0x" + join(array(300, "F"), "")), num("0x1F"))')[0] == "null 31\n"
+
+
+@pytest.mark.parametrize("chain", [
+    "print(" + " + ".join(["1"] * 50000) + ")",
+    "fn f() { f }\nprint(type(f" + "()" * 50000 + "))",
+    "let a = [0]\na[0] = a\nprint(type(a" + "[0]" * 50000 + "))",
+    "print(" + " && ".join(["true"] * 50000) + ")",
+    "print(" + " ?? ".join(["null"] * 50000) + " ?? 1)",
+    "fn f(x) { let s = 0; for i in 0..1 { s = " + " + ".join(["x"] * 50000) + " } return s }\nprint(f(1))",
+])
+def test_flat_chains_of_any_length_run(chain: str) -> None:
+    out = run_relay(chain, time_limit=60)[0]
+    assert out in ("50000\n", "fn\n", "array\n", "true\n", "1\n")
+
+
+def test_a_flat_chain_is_not_limited_by_the_call_depth() -> None:
+    assert run_relay("print(" + "+".join(["1"] * 2000) + ")", max_depth=100)[0] == "2000\n"
+
+
+def test_else_if_chains_are_not_nesting() -> None:
+    src = "let x = 149\nif x == 0 { print(0) }" + "".join(f" else if x == {i} {{ print({i}) }}" for i in range(1, 150))
+    assert run_relay(src)[0] == "149\n"
+
+
+def test_generated_code_raises_no_python_warnings() -> None:
+    import warnings
+
+    from relay_lang.codegen import generate
+    from relay_lang.parser import parse
+    from relay_lang.resolver import resolve
+    programs = [p.read_text() for p in sorted((ROOT / "tests" / "conformance").glob("*.relay"))]
+    programs.append('fn f() -> null { 5 }\nprint(!"hello", !5, 5 == null, null != "a", "a" ?? 1)\n'
+                    'if 5 { print(1) }\nwhile "x" { break }\nprint(f())')
+    for src in programs:
+        program = parse(src, "t.relay")
+        unit = generate(program, resolve(program, set()), 0, "t.relay")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compile(unit.source, unit.filename, "exec")
+
+
+@pytest.mark.parametrize("env, args, out", [
+    ({"PYTHONWARNINGS": "error"}, [], "false false\n"),
+    ({"PYTHONIOENCODING": "ascii"}, [], "false false h\\xe9llo \\u2603\n"),
+    ({}, ["--time-limit", "inf"], "false false h\u00e9llo \u2603\n"),
+    ({}, ["--max-depth", "1000000000"], "false false h\u00e9llo \u2603\n"),
+])
+def test_the_users_environment_never_produces_a_traceback(tmp_path, monkeypatch, env, args, out) -> None:
+    prog = tmp_path / "p.relay"
+    prog.write_text('print(!"hello", 5 == null' + (', "h\u00e9llo \u2603"' if env.get("PYTHONWARNINGS") is None else "") + ")\n",
+                    encoding="utf-8")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    done = relay_cli("run", *args, str(prog))
+    assert (done.returncode, done.stdout, done.stderr) == (0, out, "")
+
+
+def test_a_full_disk_is_a_relay_error(tmp_path) -> None:
+    prog = tmp_path / "p.relay"
+    prog.write_text('for i in 0..100000 { print("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx") }\n')
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*RELAY, "run", str(prog)], stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=60)
+    assert done.returncode == 1
+    assert "error: print: cannot write the output (No space left on device)" in done.stderr
+    assert "Traceback" not in done.stderr

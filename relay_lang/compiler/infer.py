@@ -102,7 +102,7 @@ class Signature:
 
     @property
     def symbol(self) -> str:
-        types = "_".join({NUM: "d", BOOL: "b", ARR: "a"}[t] for t in self.params)
+        types = "_".join({NUM: "d", BOOL: "b", ARR: "a", NULL: "n"}[t] for t in self.params)
         return f"relay_{self.fn.name}_{types}"
 
 

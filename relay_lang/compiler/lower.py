@@ -735,7 +735,8 @@ class FunctionLowerer:
     def filled_array(self, count: ir.Value, fill: ir.Value, node: Node) -> tuple[ir.Value, Owner]:
         """array(n, v): one float object shared by every slot, as Python does with [v] * n."""
         b = self.b
-        ok = b.and_(b.fcmp_ordered(">=", count, ir.Constant(DOUBLE, 0.0)),
+        ok = b.and_(b.and_(b.fcmp_ordered(">=", count, ir.Constant(DOUBLE, 0.0)),
+                           b.fcmp_ordered("<", count, ir.Constant(DOUBLE, float("inf")))),  # inf is not whole
                     b.fcmp_ordered("==", b.call(self.mb.intrinsic("llvm.floor"), [count]), count))
         with b.if_then(b.not_(ok), likely=False):
             self.fail(ERR_ARRAY_SIZE, node, count)
@@ -834,6 +835,8 @@ class FunctionLowerer:
         left, _ = self.expr(e.left)
         right, _ = self.expr(e.right)
         if e.op in FCMP:
+            if self.t.exprs[e.left] == NULL:  # null == null
+                return ir.Constant(I1, int(e.op == "=="))
             if self.t.exprs[e.left] == BOOL:
                 return b.icmp_unsigned(e.op, left, right)
             if e.op == "!=":
