@@ -9,6 +9,11 @@ RELAY_LEASE_TTL        seconds a server's lease lasts unless its owner renews it
 RELAY_HOST_TTL         seconds without a heartbeat before a host is declared dead (default 8)
 RELAY_HEARTBEAT        seconds between a host's heartbeats and lease renewals (default 1)
 RELAY_MAX_MEMORY_KIB   prefork children are recycled past this (default 1 GiB)
+RELAY_HOST_MAX_MEMORY_MIB  a host past this hands its servers off and restarts its worker (default 2048)
+RELAY_MAX_RESTARTS, RELAY_RESTART_PERIOD  a server's restart intensity (default 5 restarts in 60 s)
+RELAY_MAX_ATTEMPTS     a message whose handling killed its owner this many times is set aside (default 3)
+RELAY_OUTPUT_LIMIT     characters a job or a message may print (default 1,000,000)
+RELAY_SUPERVISE_EVERY  seconds between the supervisor runs `celery -A relay_workers beat` schedules (default 2)
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import os
 
 
 def _seconds(name: str, default: float) -> float:
+    """A positive number from the environment; a bad value stops with one line saying which."""
     text = os.environ.get(name, str(default))
     try:
         value = float(text)
     except ValueError:
-        raise SystemExit(f"relay: {name}={text!r} is not a number of seconds") from None
-    if not 0 < value < 1e6:
-        raise SystemExit(f"relay: {name}={text!r} must be a positive number of seconds")
+        raise SystemExit(f"relay: {name}={text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise SystemExit(f"relay: {name}={text!r} must be a positive number")
     return value
 
 
@@ -53,6 +59,17 @@ relay_job_time_limit = _seconds("RELAY_JOB_TIME_LIMIT", 60)
 relay_lease_ttl = _seconds("RELAY_LEASE_TTL", 6)
 relay_host_ttl = _seconds("RELAY_HOST_TTL", 8)
 relay_heartbeat = _seconds("RELAY_HEARTBEAT", 1)
+relay_max_restarts = int(_seconds("RELAY_MAX_RESTARTS", 5))
+relay_restart_period = _seconds("RELAY_RESTART_PERIOD", 60)
+relay_max_attempts = int(_seconds("RELAY_MAX_ATTEMPTS", 3))
+relay_output_limit = int(_seconds("RELAY_OUTPUT_LIMIT", 1_000_000))
+relay_host_max_memory_mib = int(_seconds("RELAY_HOST_MAX_MEMORY_MIB", 2048))
+
+# The supervisor (relay_workers.supervisor) on a schedule; hosts also run it at once when they see a death.
+beat_schedule = {
+    "relay-supervise": {"task": "relay.supervise", "schedule": _seconds("RELAY_SUPERVISE_EVERY", 2),
+                        "options": {"queue": "relay.eval", "expires": 10}},
+}
 
 # llvmlite leaks a little per optimisation and MCJIT never frees code:
 # recycle pool children that grow (prefork pool).

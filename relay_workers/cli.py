@@ -17,7 +17,7 @@ from relay_lang.cli import _positive, build_parser, guarded, run_command
 from relay_lang.errors import RelayError
 from relay_lang.values import show
 
-FLEET_COMMANDS = ("eval", "deploy", "call", "send", "servers", "dead-letters")
+FLEET_COMMANDS = ("eval", "deploy", "call", "send", "servers", "restart", "dead-letters")
 
 
 def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,13 @@ def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", action="store_true", help="print the whole result as JSON")
     dep = sub.add_parser("deploy", help="start or hot-upgrade the servers a file declares", description=fleet)
     dep.add_argument("file")
+    dep.add_argument("--max-restarts", type=int, metavar="N",
+                     help="restarts allowed within --restart-period before the server is marked failed "
+                          "(default 5, or $RELAY_MAX_RESTARTS)")
+    dep.add_argument("--restart-period", type=_positive, metavar="SECONDS",
+                     help="the window of --max-restarts (default 60, or $RELAY_RESTART_PERIOD)")
+    dep.add_argument("--time-limit", type=_positive, metavar="SECONDS",
+                     help="time limit of one message (default and maximum: the workers' $RELAY_JOB_TIME_LIMIT, 60)")
     for name, what in (("call", "send a message and print the reply"), ("send", "enqueue a message")):
         cmd = sub.add_parser(name, help=what, description=fleet)
         cmd.add_argument("server")
@@ -38,9 +45,15 @@ def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
             cmd.add_argument("--timeout", type=_positive, default=30)
     srv = sub.add_parser("servers", help="list the deployed servers", description=fleet)
     srv.add_argument("--json", action="store_true")
-    dead = sub.add_parser("dead-letters", help="list input the fleet set aside (undecodable, unroutable)",
-                          description=fleet)
+    restart = sub.add_parser("restart", help="bring back a server (a failed one too) from its last commit",
+                             description=fleet)
+    restart.add_argument("server")
+    dead = sub.add_parser("dead-letters", help="list (or replay, or drop) what the fleet set aside: undecodable "
+                          "input, and messages whose handling killed their owner too often", description=fleet)
+    dead.add_argument("server", nargs="?", help="only this server's")
     dead.add_argument("--json", action="store_true")
+    dead.add_argument("--replay", metavar="ID", help="send this dead-lettered message again, and remove it")
+    dead.add_argument("--drop", metavar="ID", help="remove this dead letter")
 
 
 def _read(path: str) -> str:
@@ -96,8 +109,13 @@ def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
             print(show(from_wire(result.value)))
         return 0
     if command == "deploy":
-        for name, version in client.deploy(source, file=args.file):
+        for name, version in client.deploy(source, file=args.file, max_restarts=args.max_restarts,
+                                           restart_period=args.restart_period, time_limit=args.time_limit):
             print(f"deployed {name} (version {version})")
+        return 0
+    if command == "restart":
+        client.restart(args.server)
+        print(f"restarting {args.server}")
         return 0
     if command == "call":
         print(show(client.call(args.server, args.handler, *_json_args(args.args), timeout=args.timeout)))
@@ -106,12 +124,18 @@ def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
         print(client.send(args.server, args.handler, *_json_args(args.args)))
         return 0
     if command == "dead-letters":
-        letters = client.dead_letters()
+        if args.replay:
+            print(client.replay(args.replay))
+            return 0
+        if args.drop:
+            client.drop(args.drop)
+            return 0
+        letters = client.dead_letters(args.server)
         if args.json:
             print(json.dumps(letters))
         else:
             for d in letters:
-                print(f"{d['queue']:<24} {d.get('id') or '-':<36} {d['reason']}")
+                print(f"{d['id']:<36} {d['queue']:<20} {d.get('attempts', '-'):>3} {d['reason']}")
         return 0
     servers = client.servers()
     if args.json:
@@ -119,7 +143,8 @@ def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
     else:
         print(f"{'name':<20} {'owner':<28} {'status':<10} {'restarts':>8} {'queued':>7}")
         for s in servers:
-            print(f"{s['name']:<20} {s['owner'] or '-':<28} {s['status']:<10} {s['restarts']:>8} {s['queued']:>7}")
+            print(f"{s['name']:<20} {s['owner'] or '-':<28} {s['status']:<10} {s['restarts']:>8} {s['queued']:>7}"
+                  + (f"  ({s['reason']}; `relay restart {s['name']}` brings it back)" if s["status"] == "failed" else ""))
     return 0
 
 

@@ -98,17 +98,32 @@ class RelayClient:
             raise self.unreachable(exc) from None
         return EvalResult(data["value"], data["output"], data["error"], data["tiers"], data["timings"], data["worker"])
 
-    def deploy(self, source: str, file: str = "<deploy>") -> list[tuple[str, int]]:
+    def deploy(self, source: str, file: str = "<deploy>", max_restarts: int | None = None,
+               restart_period: float | None = None, time_limit: float | None = None) -> list[tuple[str, int]]:
         """Starts the servers a source declares, or hot-upgrades them (state kept); returns (name, version)
-        of each. The source must parse, resolve and declare a server, or nothing changes on the fleet."""
+        of each. The source must parse, resolve and declare a server, or nothing changes on the fleet.
+        The settings (restart intensity, a message's time limit) apply to every server of the source."""
         program = parse(source, file)
         resolve(program)
         names = [s.name for s in program.stmts if isinstance(s, ServerDecl)]
         if not names:
             raise RelayError("the source declares no server (deploy takes `server NAME { ... }` declarations)",
                              program.pos)
+        settings = {k: v for k, v in (("max_restarts", max_restarts), ("restart_period", restart_period),
+                                      ("time_limit", time_limit)) if v is not None}
+        for k, v in settings.items():
+            if type(v) not in (int, float) or not 0 < v < float("inf") or (k == "max_restarts" and v != int(v)):
+                raise RelayError(f"{k} must be a positive number, got {v!r}", kind="bad request")
         try:
-            return [(name, self.registry.register(name, source, file)) for name in names]
+            return [(name, self.registry.register(name, source, file, settings)) for name in names]
+        except UNREACHABLE as exc:
+            raise self.unreachable(exc) from None
+
+    def restart(self, server: str) -> None:
+        """Brings back a server, a failed one included, from its last commit (its restart history forgotten)."""
+        try:
+            if not self.registry.restart(server):
+                raise RelayError(f"no server named '{server}' is deployed")
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None
 
@@ -136,12 +151,29 @@ class RelayClient:
             raise self.unreachable(exc) from None
         return message_id
 
-    def dead_letters(self) -> list[dict]:
-        """Input the fleet set aside: queue, reason, raw text (cut at 4 KiB), message id, time."""
+    def dead_letters(self, server: str | None = None) -> list[dict]:
+        """Input the fleet set aside (of one server, or all): id, queue, reason, raw text (cut at 4 KiB),
+        time; messages set aside after too many attempts also have server, handler, args and attempts."""
         try:
-            return self.dead.list()
+            return self.dead.list(server)
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None
+
+    def replay(self, letter_id: str) -> str:
+        """Sends a dead-lettered message again (a new message id, returned) and removes the dead letter."""
+        letter = self.dead.get(letter_id)
+        if letter is None:
+            raise RelayError(f"no dead letter with id {letter_id!r}")
+        if "server" not in letter:
+            raise RelayError(f"dead letter {letter_id!r} is not a message to a server (it could not be decoded), "
+                             "so it cannot be replayed; drop it")
+        message_id = self.send(letter["server"], letter["handler"], *letter["args"])
+        self.dead.drop(letter_id)
+        return message_id
+
+    def drop(self, letter_id: str) -> None:
+        if not self.dead.drop(letter_id):
+            raise RelayError(f"no dead letter with id {letter_id!r}")
 
     def servers(self) -> list[dict[str, object]]:
         """Every deployed server: name, owner (worker node), status, restarts, version, queued messages."""
@@ -151,13 +183,15 @@ class RelayClient:
             for name, owner in self.registry.owners().items():
                 info = self.registry.server(name) or {}
                 holder = self.ledger.holder(name)
-                if owner in live:
+                if info.get("status") == "failed":
+                    status = "failed"
+                elif owner in live:
                     status = "running" if holder == owner else "starting"
                 else:
                     status = "orphaned" if owner else "unplaced"
                 out.append({"name": name, "owner": node_of(owner) if owner else "", "host": owner, "status": status,
-                            "restarts": int(info.get("restarts", 0)), "version": int(info.get("version", 0)),
-                            "queued": len(self.ledger.pending(name))})
+                            "reason": info.get("reason", ""), "restarts": int(info.get("restarts", 0)),
+                            "version": int(info.get("version", 0)), "queued": len(self.ledger.pending(name))})
             return out
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None

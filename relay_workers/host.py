@@ -5,8 +5,10 @@ and pool. Its parts, each on its own thread, so none can block another:
 
 - the heartbeat (`Host.beat`): registers this host's liveness, renews the
   leases of its servers (a lease whose fence moved on is lost: the server is
-  dropped and its queue no longer consumed), reaps dead hosts, claims orphaned
-  servers, and starts or stops an `Actor` per server assigned here;
+  dropped and its queue no longer consumed), runs the supervisor at once when
+  it notices a dead host or a server without a live owner
+  (relay_workers.supervisor), and starts or stops an `Actor` per server
+  assigned here; the supervisor wakes it when it gives it a server;
 - the inbox (`Inbox`): a kombu consumer of the `relay.NAME` queues of this
   host's servers. Each `relay.deliver` message is journalled at its server (if
   its producer did not already) and acknowledged; the server's actor is woken;
@@ -24,6 +26,7 @@ import io
 import json
 import logging
 import os
+import signal
 import threading
 import time
 import uuid
@@ -42,14 +45,25 @@ from relay_lang.values import Function, ServerRef
 
 from .cache import RedisObjectStore
 from .ledger import DeadLetters, Ledger, Pending, connect
+from .output import CappedOutput
 from .registry import CONNECTION_PREFIX, Registry
 from .runtime import FleetRuntime, Handling, Messenger
+from .supervisor import Policy, Supervisor
 from .transport import restore_unacked
 from .wire import Delivery, bad_request, from_wire, parse_delivery, to_wire
 
 log = logging.getLogger("relay.workers")
 
 STORE_ERRORS = (redis.RedisError, OSError)
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
 
 
 class NotOwner(Exception):
@@ -70,6 +84,10 @@ class Host:
         self.cache = CompileCache(RedisObjectStore(self.store))
         self.time_limit: float = conf.relay_job_time_limit
         self.heartbeat: float = conf.relay_heartbeat
+        self.max_attempts: int = conf.relay_max_attempts
+        self.output_limit: int = conf.relay_output_limit
+        self.max_memory = conf.relay_host_max_memory_mib * 1024 * 1024
+        self.supervisor = Supervisor(self.store, self.registry, Policy(conf.relay_max_restarts, conf.relay_restart_period))
         self.actors: dict[str, Actor] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -88,6 +106,8 @@ class Host:
 
     def stop(self) -> None:
         """A clean hand-off: no new messages, the running ones finish, leases released, servers left unowned."""
+        if self.stopping.is_set():
+            return
         self.stopping.set()
         self.inbox.stop()
         with self.lock:
@@ -104,8 +124,13 @@ class Host:
             log.warning("relay: clean hand-off failed (%s); the servers move when this host's lease lapses", exc)
 
     def _beat_loop(self) -> None:
-        while not self.stopping.wait(self.heartbeat):
-            self.beat()
+        while not self.stopping.is_set():
+            try:
+                self.registry.wait_for_wake(self.id, self.heartbeat)
+            except STORE_ERRORS:
+                self.stopping.wait(self.heartbeat)
+            if not self.stopping.is_set():
+                self.beat()
 
     def beat(self) -> None:
         """Liveness, leases, and which servers this host runs; independent of every handler."""
@@ -119,16 +144,18 @@ class Host:
             for name in self.ledger.renew(self.id, leases):
                 log.warning("relay: %s lost server %s to another host", self.id, name)
                 self.drop(name)
-            self.registry.reap()
-            for name in self.registry.orphans():
-                if self.registry.claim(name, self.id):
-                    restored = restore_unacked(self.app.conf.broker_url, f"relay.{name}")
-                    log.info("relay: %s takes server %s (%d unacknowledged messages restored)", self.id, name, restored)
+            if self.registry.deaths_noticed():
+                self.supervisor.run()
             mine = set(self.registry.assigned_to(self.id))
             with self.lock:
-                for name in mine - set(self.actors):
+                new = mine - set(self.actors)
+                for name in new:
                     self.actors[name] = Actor(self, name)
                     self.inbox.listen(name)
+            for name in new:
+                restored = restore_unacked(self.app.conf.broker_url, f"relay.{name}")
+                if restored:
+                    log.info("relay: %s restored %d unacknowledged messages of %s", self.id, restored, name)
             for name in set(self.actors) - mine:
                 self.drop(name)
             with self.lock:
@@ -137,6 +164,11 @@ class Host:
                 self.wake(name)
         except STORE_ERRORS as exc:
             log.warning("relay: heartbeat failed (%s); retrying", exc)
+        if resident_bytes() > self.max_memory:  # llvmlite and MCJIT never give compiled code back
+            log.warning("relay: %s uses %d MiB, over its %d MiB: handing its servers off and restarting",
+                        self.id, resident_bytes() >> 20, self.max_memory >> 20)
+            self.stop()
+            os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown; a process manager starts it again
 
     def drop(self, name: str) -> None:
         """Stops hosting a server: its queue is no longer consumed and its in-memory state is discarded."""
@@ -176,6 +208,7 @@ class Actor:
         self.name = name
         self.lease = ""
         self.version = 0
+        self.settings_time_limit = 0.0
         self.interp: Interpreter | None = None
         self.runtime: FleetRuntime | None = None
         self.instance: ServerInstance | None = None
@@ -244,6 +277,7 @@ class Actor:
 
     def load(self, version: int) -> None:
         info = self.host.registry.server(self.name) or {}
+        self.settings_time_limit = float(info.get("time_limit") or 0)
         if self.interp is None:
             self.interp = Interpreter(out=io.StringIO(), err=io.StringIO(), cache=self.host.cache, repl=True)
             self.runtime = FleetRuntime(self.host.messenger, self.host.registry, self.host.time_limit, self.declare)
@@ -252,7 +286,7 @@ class Actor:
         interp = self.interp
         self.version = version
         run_budgeted(interp, lambda: interp.run(info["source"], info.get("file", f"<server {self.name}>")),
-                     self.host.time_limit)
+                     self.time_limit)
         if self.instance is None:
             raise RelayError(f"the source deployed for server '{self.name}' does not declare it")
 
@@ -297,10 +331,15 @@ class Actor:
         if self.name in message.chain:
             self.commit(message, {"error": cycle_error(message.chain, self.name).to_dict()}, None)
             return
+        attempts = self.host.ledger.attempt(self.name, message.id)
+        if attempts > self.host.max_attempts:
+            self.quarantine(message, attempts - 1)
+            return
         handling = runtime.handling = Handling(message.id, [*message.chain, self.name])
+        interp.out = interp.err = CappedOutput(self.host.output_limit)
         try:
             value = run_budgeted(interp, lambda: instance.handle(interp, message.handler, from_wire(message.args)),
-                                 self.host.time_limit)
+                                 self.time_limit)
             reply: dict = {"value": to_wire(value)}
         except RelayError as err:
             reply = {"error": err.to_dict()}
@@ -308,6 +347,21 @@ class Actor:
         finally:
             runtime.handling = None
         self.commit(message, reply, handling)
+
+    def quarantine(self, message: Pending, attempts: int) -> None:
+        """A poison message: its handling killed its owner `attempts` times. Set aside; the server goes on."""
+        reason = (f"set aside after {attempts} attempts: its owner died (killed, out of memory, or cut off) "
+                  f"each time it handled {self.name}.{message.handler}")
+        log.error("relay: message %s to %s %s", message.id, self.name, reason)
+        self.host.dead.add(queue=f"relay.{self.name}", reason=reason, raw=json.dumps(message.args)[:4096],
+                           message_id=message.id, server=self.name, handler=message.handler, args=message.args,
+                           attempts=attempts)
+        self.commit(message, {"error": RelayError(f"message to {self.name}.{message.handler} {reason}",
+                                                  kind="dead letter").to_dict()}, None)
+
+    @property
+    def time_limit(self) -> float:
+        return min(self.settings_time_limit or self.host.time_limit, self.host.time_limit)
 
     def commit(self, message: Pending, reply: dict, handling: Handling | None) -> None:
         instance = self.instance

@@ -9,8 +9,10 @@ Keys (prefix `relay:`, NAME the server):
   applied:NAME     hash  message id -> JSON reply, for the last APPLIED_KEPT messages
   appliedlog:NAME  list  the same ids in the order they were applied (trims `applied`)
   state:NAME       hash  field -> JSON of that state field; "" -> messages applied (the checkpoint exists)
+  attempts:NAME    hash  message id -> times an owner started it without committing (poison messages)
   reply:ID         list  the reply of a message someone waits on (expires after REPLY_TTL)
-  dead             list  JSON dead letters (undecodable or unroutable input)
+  dead             hash  dead-letter id -> JSON (undecodable input, messages set aside after K attempts)
+  deadtime         zset  dead-letter id -> when it was set aside
 
 Every write of a server's state goes through `commit`, one Lua script that
 first compares the writer's token with `fence:NAME`: a paused or partitioned
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 
 import redis
@@ -119,11 +122,12 @@ if redis.call('LLEN', KEYS[7]) > tonumber(ARGV[7]) then
 end
 redis.call('ZREM', KEYS[4], ARGV[4])
 redis.call('HDEL', KEYS[5], ARGV[4])
+redis.call('HDEL', KEYS[9], ARGV[4])
 if ARGV[6] == '1' then
   redis.call('RPUSH', KEYS[8], ARGV[5])
   redis.call('EXPIRE', KEYS[8], ARGV[8])
 end
-local k = 9
+local k = 10
 for _ = 1, tonumber(ARGV[i]) do
   journal(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[i + 1], ARGV[i + 2])
   k = k + 5; i = i + 2
@@ -192,6 +196,11 @@ class Ledger:
             counts = pipe.execute()
         return [name for name, n in zip(names, counts) if n]
 
+    def attempt(self, name: str, message_id: str) -> int:
+        """Counts one more start of a message; the count is cleared when the message commits. A count
+        above 1 means an owner died (or was cut off) while handling it."""
+        return int(self.r.hincrby(key("attempts", name), message_id, 1))
+
     def applied(self, name: str, message_id: str) -> dict | None:
         reply = self.r.hget(key("applied", name), message_id)
         return json.loads(reply) if reply is not None else None
@@ -246,7 +255,8 @@ class Ledger:
         and the handler's outgoing messages into their receivers' journals. False: not the owner."""
         token = lease.split(" ")[-1]
         keys = [key("fence", name), key("lease", name), key("state", name), key("journal", name),
-                key("payload", name), key("applied", name), key("appliedlog", name), key("reply", message_id)]
+                key("payload", name), key("applied", name), key("appliedlog", name), key("reply", message_id),
+                key("attempts", name)]
         args: list[object] = [token, lease, self.lease_ms, message_id, json.dumps(reply), "1" if wait else "0",
                               APPLIED_KEPT, REPLY_TTL, len(fields)]
         for field, text in fields.items():
@@ -259,7 +269,8 @@ class Ledger:
 
 
 class DeadLetters:
-    """Input the fleet could not decode or route, kept with its reason for an operator."""
+    """Input the fleet set aside, kept with its reason for an operator: undecodable or unroutable
+    input, and messages whose handling killed their owner too often (poison messages)."""
 
     KEPT = 10_000
 
@@ -270,12 +281,31 @@ class DeadLetters:
     def at(cls, url: str) -> DeadLetters:
         return cls(connect(url))
 
-    def add(self, queue: str, reason: str, raw: str, message_id: str | None = None) -> None:
-        entry = {"queue": queue, "reason": reason, "raw": raw[:4096], "id": message_id, "time": time.time()}
+    def add(self, queue: str, reason: str, raw: str = "", message_id: str | None = None, **fields: object) -> str:
+        """Records a dead letter; returns its id (the message id when there is one)."""
+        letter_id = message_id or uuid.uuid4().hex
+        entry = {"id": letter_id, "queue": queue, "reason": reason, "raw": raw[:4096], "time": time.time(), **fields}
         with self.r.pipeline() as pipe:
-            pipe.rpush(key("dead"), json.dumps(entry))
-            pipe.ltrim(key("dead"), -self.KEPT, -1)
+            pipe.hset(key("dead"), letter_id, json.dumps(entry))
+            pipe.zadd(key("deadtime"), {letter_id: entry["time"]})
             pipe.execute()
+        excess = self.r.zcard(key("deadtime")) - self.KEPT
+        if excess > 0:
+            for old in self.r.zpopmin(key("deadtime"), excess):
+                self.r.hdel(key("dead"), old[0])
+        return letter_id
 
-    def list(self) -> list[dict]:
-        return [json.loads(x) for x in self.r.lrange(key("dead"), 0, -1)]
+    def list(self, server: str | None = None) -> list[dict]:
+        ids = self.r.zrange(key("deadtime"), 0, -1)
+        entries = [json.loads(x) for x in self.r.hmget(key("dead"), ids) if x is not None] if ids else []
+        return [e for e in entries if server is None or e.get("server") == server]
+
+    def get(self, letter_id: str) -> dict | None:
+        entry = self.r.hget(key("dead"), letter_id)
+        return json.loads(entry) if entry is not None else None
+
+    def drop(self, letter_id: str) -> bool:
+        with self.r.pipeline() as pipe:
+            pipe.hdel(key("dead"), letter_id)
+            pipe.zrem(key("deadtime"), letter_id)
+            return bool(pipe.execute()[0])

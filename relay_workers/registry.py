@@ -4,7 +4,10 @@ Keys (prefix `relay:`):
   hosts          hash  host id -> last heartbeat (the store's clock, seconds)
   host:ID        hash  node, pid, started
   servers        set   deployed server names
-  server:NAME    hash  source, file, version, owner (host id), restarts
+  server:NAME    hash  source, file, version, owner (host id), restarts, status ("failed" or absent),
+                       reason, and the server's settings (max_restarts, restart_period, time_limit)
+  restarts:NAME  zset  times of the server's recent restarts (the restart policy)
+  wake:HOST      list  the supervisor pushes here when it gives HOST a server
 
 A host id is one incarnation of a worker process ("NODE#PID.RANDOM"): a worker
 restarted under the same node name is a new host, so it never inherits a lease
@@ -50,21 +53,25 @@ end
 return gone
 """
 
-# Takes a server whose owner is no registered host; counts a restart when it had one. The dead
-# owner's lease goes too (the fence, not the lease, keeps a dead owner from writing), so the new
-# owner need not wait for it to expire.
-CLAIM = """
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner and owner ~= '' and redis.call('HEXISTS', KEYS[2], owner) == 1 then return 0 end
+# Gives a server to a host if its owner is still ARGV[1] (the supervisor read it so). When the server
+# had an owner (it died), that is a restart: counted, remembered for the restart policy, and the dead
+# owner's lease dropped (the fence, not the lease, keeps a dead owner from writing), so the new owner
+# need not wait for it to expire.
+ASSIGN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[1])
-if owner and owner ~= '' then
+local owner = redis.call('HGET', KEYS[1], 'owner') or ''
+if owner ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+if owner ~= '' then
   redis.call('HINCRBY', KEYS[1], 'restarts', 1)
-  local lease = redis.call('GET', KEYS[3])
-  if lease and string.sub(lease, 1, string.len(owner) + 1) == owner .. ' ' then redis.call('DEL', KEYS[3]) end
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
+  local lease = redis.call('GET', KEYS[2])
+  if lease and string.sub(lease, 1, string.len(owner) + 1) == owner .. ' ' then redis.call('DEL', KEYS[2]) end
 end
 return 1
 """
+
+SETTINGS = ("max_restarts", "restart_period", "time_limit")
 
 
 CONNECTION_PREFIX = "relay-host:"
@@ -81,7 +88,7 @@ class Registry:
         self.host_ttl = host_ttl
         self._heartbeat = r.register_script(HEARTBEAT)
         self._reap = r.register_script(REAP)
-        self._claim = r.register_script(CLAIM)
+        self._assign = r.register_script(ASSIGN)
         self.suspects: set[str] = set()  # hosts whose connection was missing at the last reap
 
     # ------------------------------------------------------------ hosts
@@ -95,15 +102,41 @@ class Registry:
         return bool(self._heartbeat(keys=[key("hosts")], args=[host, "0"]))
 
     def reap(self) -> list[str]:
-        """Declares dead the hosts silent past the host TTL or whose connection closed; returns them."""
+        """Declares dead the hosts silent past the host TTL or whose connection closed; returns them.
+
+        A missing connection is believed at once once the store has been up for longer than the host
+        TTL; just after the store restarted, hosts are still reconnecting, so it must be missing at two
+        reaps in a row."""
         gone = [h.decode() for h in self._reap(keys=[key("hosts"), key("host", "")], args=[self.host_ttl])]
         connected = {c.get("name", "") for c in self.r.client_list()}
         missing = {h for h in self.live_hosts() if CONNECTION_PREFIX + h not in connected}
-        for host in missing & self.suspects:
+        settled = int(self.r.info("server").get("uptime_in_seconds", 0)) > self.host_ttl
+        for host in missing if settled else missing & self.suspects:
             self.remove_host(host)
             gone.append(host)
         self.suspects = missing - set(gone)
         return gone
+
+    def deaths_noticed(self) -> bool:
+        """Cheap: is a registered host gone (silent past the host TTL, or its connection closed), or a
+        server without a live owner?"""
+        seconds, micros = self.r.time()
+        now = seconds + micros / 1e6
+        beats = {h.decode(): float(t) for h, t in self.r.hgetall(key("hosts")).items()}
+        connected = {c.get("name", "") for c in self.r.client_list()}
+        return (any(now - t > self.host_ttl or CONNECTION_PREFIX + h not in connected for h, t in beats.items())
+                or any(self.orphans()))
+
+    def wake(self, host: str) -> None:
+        with self.r.pipeline() as pipe:
+            pipe.lpush(key("wake", host), 1)
+            pipe.expire(key("wake", host), 10)
+            pipe.execute()
+
+    def wait_for_wake(self, host: str, timeout: float) -> None:
+        """Sleeps up to `timeout` seconds, less when the supervisor gives this host a server."""
+        if self.r.blpop([key("wake", host)], timeout=timeout) is not None:
+            self.r.delete(key("wake", host))
 
     def live_hosts(self) -> list[str]:
         return sorted(h.decode() for h in self.r.hkeys(key("hosts")))
@@ -125,19 +158,54 @@ class Registry:
         v = self.r.hget(key("server", name), "version")
         return int(v) if v is not None else None
 
-    def register(self, name: str, source: str, file: str) -> int:
-        """Records (or upgrades) a server, placed on a live host if it has no live owner; returns its version."""
+    def register(self, name: str, source: str, file: str, settings: dict[str, float] | None = None) -> int:
+        """Records (or upgrades) a server with its settings, placed on a live host if it has no live owner;
+        returns its version."""
         k = key("server", name)
         live = set(self.live_hosts())
         with self.r.pipeline() as pipe:
             pipe.hincrby(k, "version", 1)
-            pipe.hset(k, mapping={"source": source, "file": file})
+            pipe.hset(k, mapping={"source": source, "file": file, **(settings or {})})
             pipe.hsetnx(k, "restarts", 0)
             pipe.sadd(key("servers"), name)
             version = pipe.execute()[0]
-        if (self.r.hget(k, "owner") or b"").decode() not in live:
-            self.r.hset(k, "owner", self.place())
+        owner = (self.r.hget(k, "owner") or b"").decode()
+        if owner not in live and self.r.hget(k, "status") != b"failed":
+            host = self.place()
+            if host and self.assign(name, owner, host):
+                self.wake(host)
         return version
+
+    def assign(self, name: str, owner: str, host: str) -> bool:
+        """Gives the server to `host` unless its owner changed from `owner` meanwhile (see ASSIGN)."""
+        return bool(self._assign(keys=[key("server", name), key("lease", name), key("restarts", name)],
+                                 args=[owner, host, time.time()]))
+
+    def restarts_since(self, name: str, since: float) -> list[float]:
+        """Times of the server's restarts after `since`, oldest first (older ones are forgotten)."""
+        k = key("restarts", name)
+        self.r.zremrangebyscore(k, "-inf", f"({since}")
+        return [float(t) for t in self.r.zrangebyscore(k, since, "+inf")]
+
+    def mark_failed(self, name: str, owner: str, reason: str) -> None:
+        """Stops restarting the server; its queue, journal and state stay for `restart`."""
+        self.r.hset(key("server", name), mapping={"status": "failed", "reason": reason, "owner": ""})
+
+    def restart(self, name: str) -> bool:
+        """Brings back a failed (or any) server: its restart history is forgotten and it is placed anew."""
+        k = key("server", name)
+        if not self.r.exists(k):
+            return False
+        with self.r.pipeline() as pipe:
+            pipe.hdel(k, "status", "reason")
+            pipe.delete(key("restarts", name))
+            pipe.execute()
+        owner = (self.r.hget(k, "owner") or b"").decode()
+        if owner not in set(self.live_hosts()):
+            host = self.place()
+            if host and self.assign(name, owner, host):
+                self.wake(host)
+        return True
 
     def owners(self) -> dict[str, str]:
         """Every deployed server and its owner's host id ("" when never placed)."""
@@ -167,14 +235,17 @@ class Registry:
     def orphans(self) -> list[str]:
         """Servers whose owner is no live host (it died or stopped, or the server was never placed)."""
         live = set(self.live_hosts())
-        return [name for name, owner in self.owners().items() if owner not in live]
-
-    def claim(self, name: str, host: str) -> bool:
-        """Takes an orphan for this host, unless another host claimed it first."""
-        return bool(self._claim(keys=[key("server", name), key("hosts"), key("lease", name)], args=[host]))
+        names = [name for name, owner in self.owners().items() if owner not in live]
+        if not names:
+            return []
+        with self.r.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(key("server", name), "status")
+            statuses = pipe.execute()
+        return [name for name, status in zip(names, statuses) if status != b"failed"]
 
     def hand_off(self, name: str, host: str) -> None:
-        """A clean stop: the server is left unowned, for a live host to claim at once (no restart counted)."""
+        """A clean stop: the server is left unowned, for the supervisor to place at once (no restart counted)."""
         k = key("server", name)
         if (self.r.hget(k, "owner") or b"").decode() == host:
             self.r.hset(k, "owner", "")

@@ -2,6 +2,7 @@
 
 `relay.eval(source, options={})`: runs a program; returns a JSON object
   {"value", "output", "error", "tiers", "timings", "worker"}.
+`relay.supervise()`: one pass of the supervisor (beat runs it periodically).
 `relay.ping()`: a no-op (health checks; the benchmark's bare Celery round trip).
 `relay.deliver(...)` normally goes to `relay.SERVER` and is taken by the
   server's host, never the pool; one that reaches the pool (sent to the wrong
@@ -27,8 +28,10 @@ from relay_lang.interpreter import Interpreter, run_budgeted
 from .cache import RedisObjectStore
 from .celery import app
 from .ledger import Ledger, connect
+from .output import CappedOutput
 from .registry import Registry
 from .runtime import FleetRuntime, Messenger
+from .supervisor import Policy, Supervisor
 from .wire import parse_delivery, parse_eval, to_wire
 
 log = logging.getLogger("relay.workers")
@@ -41,7 +44,9 @@ class Resources:
     registry: Registry
     messenger: Messenger
     cache: CompileCache
+    supervisor: Supervisor
     time_limit: float
+    output_limit: int
 
 
 class FleetTask(Task):
@@ -56,8 +61,11 @@ class FleetTask(Task):
             conf = self.app.conf
             r = connect(conf.relay_store_url)
             ledger = Ledger(r, conf.relay_lease_ttl)
-            type(self)._resources = Resources(Registry(r, conf.relay_host_ttl), Messenger(self.app, ledger),
-                                              CompileCache(RedisObjectStore(r)), conf.relay_job_time_limit)
+            registry = Registry(r, conf.relay_host_ttl)
+            policy = Policy(conf.relay_max_restarts, conf.relay_restart_period)
+            type(self)._resources = Resources(registry, Messenger(self.app, ledger), CompileCache(RedisObjectStore(r)),
+                                              Supervisor(r, registry, policy), conf.relay_job_time_limit,
+                                              conf.relay_output_limit)
             type(self)._pid = os.getpid()
         assert self._resources is not None
         return self._resources
@@ -90,7 +98,7 @@ def eval_job(self: FleetTask, *args: object, **kwargs: object) -> dict:
         return _failed(err, node)
     res = self.resources
     limit = min(options.time_limit or res.time_limit, res.time_limit)
-    out = io.StringIO()
+    out = CappedOutput(res.output_limit)
     interp = Interpreter(out=out, err=out, cache=res.cache, tier=options.tier)
     FleetRuntime(res.messenger, res.registry, limit).attach(interp)
     value, error = None, None
@@ -118,6 +126,13 @@ def misrouted_delivery(self: FleetTask, *args: object, **kwargs: object) -> None
         reply = {"error": err.to_dict()}
     if reply is not None:
         self.backend.store_result(message_id, reply, "SUCCESS")
+
+
+@app.task(name="relay.supervise", bind=True, base=FleetTask, ignore_result=True)
+def supervise(self: FleetTask) -> None:
+    """One pass of the supervisor (relay_workers.supervisor): `celery -A relay_workers beat` runs it every
+    RELAY_SUPERVISE_EVERY seconds; hosts run the same pass at once when they see a death."""
+    self.resources.supervisor.run()
 
 
 @app.task(name="relay.ping")

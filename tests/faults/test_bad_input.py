@@ -67,8 +67,7 @@ def test_bad_input_is_set_aside_or_answered(fleet, client) -> None:
     misrouted = client.app.send_task("relay.deliver", args=["other", "add", ["m", 0]], queue="relay.seq")
     to_pool = client.app.send_task("relay.deliver", args=["other", "add", ["m", 1]], queue="relay.eval")
     unknown = client.app.send_task("relay.deliver", args=["nosuch", "add", []], queue="relay.seq")
-    assert misrouted.get(timeout=20) == {"value": 1}
-    assert to_pool.get(timeout=20) == {"value": 2}
+    assert {misrouted.get(timeout=20)["value"], to_pool.get(timeout=20)["value"]} == {1, 2}  # two paths: any order
     assert unknown.get(timeout=20)["error"]["message"] == "no server named 'nosuch' is deployed"
 
     for k in range(50):  # the worker and its servers go on

@@ -1,0 +1,121 @@
+"""The supervisor: the one place where restart decisions are made (run by the `relay.supervise` task).
+
+One pass (`Supervisor.run`), under a lock so that only one supervisor acts at
+a time however many beats and hosts ask:
+
+1. declare dead the hosts whose heartbeat stopped or whose connection closed
+   (relay_workers.registry);
+2. for each server with no live owner: if it was running on a host that died,
+   that is a restart. A server restarted more than its policy allows within
+   the policy's period (default 5 in 60 s, as OTP's intensity and period) is
+   marked failed — its queue, journal and state are kept — until `relay
+   restart NAME`. Restarts after the first within the period wait a backoff
+   (1, 2, 4 ... s, at most 30 s);
+3. place the server on the live host with the fewest servers, and wake that
+   host so it starts the server at once (from its last commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import redis
+
+from .ledger import key
+from .registry import Registry
+
+log = logging.getLogger("relay.workers")
+
+LOCK_MS = 10_000
+MAX_BACKOFF = 30.0
+
+RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class Policy:
+    """How often a server may be restarted: at most `max_restarts` within `period` seconds."""
+
+    max_restarts: int = 5
+    period: float = 60.0
+
+    @classmethod
+    def of(cls, info: dict[str, str], default: Policy) -> Policy:
+        return cls(int(info.get("max_restarts") or default.max_restarts),
+                   float(info.get("restart_period") or default.period))
+
+    def backoff(self, recent: int) -> float:
+        """Seconds to wait after the last restart before the next one, `recent` restarts into the period."""
+        return 0.0 if recent == 0 else min(MAX_BACKOFF, 2.0 ** (recent - 1))
+
+
+@dataclass
+class Report:
+    dead_hosts: list[str] = field(default_factory=list)
+    restarted: dict[str, str] = field(default_factory=dict)  # server -> new host
+    placed: dict[str, str] = field(default_factory=dict)  # never placed, or handed off cleanly
+    failed: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # in backoff
+    busy: bool = False  # another supervisor held the lock
+
+
+class Supervisor:
+    def __init__(self, r: redis.Redis, registry: Registry, default: Policy) -> None:
+        self.r = r
+        self.registry = registry
+        self.default = default
+        self._release = r.register_script(RELEASE_LOCK)
+
+    def run(self) -> Report:
+        token = uuid.uuid4().hex
+        if not self.r.set(key("supervisor"), token, nx=True, px=LOCK_MS):
+            return Report(busy=True)
+        try:
+            return self.supervise()
+        finally:
+            self._release(keys=[key("supervisor")], args=[token])
+
+    def supervise(self) -> Report:
+        report = Report(dead_hosts=self.registry.reap())
+        live = self.registry.live_hosts()
+        if not live:
+            return report
+        now = time.time()
+        load = dict.fromkeys(live, 0)
+        owners = self.registry.owners()
+        for owner in owners.values():
+            if owner in load:
+                load[owner] += 1
+        for name, owner in owners.items():
+            if owner in load:
+                continue
+            info = self.registry.server(name) or {}
+            if info.get("status") == "failed":
+                continue
+            if owner:  # its owner died: a restart, within the policy
+                policy = Policy.of(info, self.default)
+                recent = self.registry.restarts_since(name, now - policy.period)
+                if len(recent) >= policy.max_restarts:
+                    reason = f"restarted {len(recent)} times within {policy.period:g} s"
+                    self.registry.mark_failed(name, owner, reason)
+                    log.error("relay: server %s failed: %s", name, reason)
+                    report.failed.append(name)
+                    continue
+                if recent and now - recent[-1] < policy.backoff(len(recent)):
+                    report.waiting.append(name)
+                    continue
+            host = min(load, key=lambda h: (load[h], h))
+            if self.registry.assign(name, owner, host):
+                load[host] += 1
+                (report.restarted if owner else report.placed)[name] = host
+                self.registry.wake(host)
+        if report.restarted or report.failed or report.dead_hosts:
+            log.info("relay: supervisor: dead hosts %s, restarted %s, failed %s", report.dead_hosts,
+                     report.restarted, report.failed)
+        return report
