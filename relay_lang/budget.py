@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import queue
+import re
+import resource
 import sys
 import threading
 import time
@@ -18,6 +21,16 @@ from typing import Any
 
 BIG_STACK = 512 * 1024 * 1024  # bytes of C stack for the thread that runs Relay code
 _checks = threading.local()
+
+
+def reserve(nbytes: int) -> None:
+    """Operations about to allocate a large block at once (array(n), a long string) call this first.
+
+    It raises the running job's memory limit error when the block would not fit; outside a job it does nothing.
+    """
+    check = getattr(_checks, "reserve", None)
+    if check is not None:
+        check(nbytes)
 
 
 def checkpoint() -> None:
@@ -31,14 +44,14 @@ def checkpoint() -> None:
 
 
 @contextmanager
-def checking(check: Callable[[], None]) -> Iterator[None]:
-    """Makes `check` what `checkpoint` calls on this thread while the block runs."""
-    previous = getattr(_checks, "check", None)
-    _checks.check = check
+def checking(check: Callable[[], None], reserve: Callable[[int], None] | None = None) -> Iterator[None]:
+    """Makes `check` what `checkpoint` calls, and `reserve` what `reserve` calls, on this thread while the block runs."""
+    previous = getattr(_checks, "check", None), getattr(_checks, "reserve", None)
+    _checks.check, _checks.reserve = check, reserve
     try:
         yield
     finally:
-        _checks.check = previous
+        _checks.check, _checks.reserve = previous
 
 
 class BigStack:
@@ -143,8 +156,87 @@ class Watchdog:
             on_timeout()
 
 
+class MemoryWatch:
+    """One thread that reads the process's resident memory every POLL seconds while jobs are watched,
+    and calls `on_exceeded()` of each job whose ceiling (in resident bytes) it passes."""
+
+    POLL = 0.005
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.jobs: dict[int, tuple[int, Callable[[], None]]] = {}
+        self.ids = itertools.count()
+        self.thread: threading.Thread | None = None
+
+    def watch(self, ceiling: int, on_exceeded: Callable[[], None]) -> int:
+        with self.cond:
+            ticket = next(self.ids)
+            self.jobs[ticket] = (ceiling, on_exceeded)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._loop, name="relay-memory", daemon=True)
+                self.thread.start()
+            self.cond.notify()
+            return ticket
+
+    def cancel(self, ticket: int) -> None:
+        with self.cond:
+            self.jobs.pop(ticket, None)
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self.jobs:
+                    self.cond.wait()
+                self.cond.wait(self.POLL)
+                resident = resident_bytes()
+                over = [ticket for ticket, (ceiling, _) in self.jobs.items() if resident > ceiling]
+                calls = [self.jobs.pop(ticket)[1] for ticket in over]
+            for on_exceeded in calls:
+                on_exceeded()
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int:
+    """The process's resident memory now (Linux); elsewhere its peak so far."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+DEFAULT_MEMORY_LIMIT = 1 << 30
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*\Z", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `256M`, `2G`, `1.5G`, `64K` or a plain number of bytes (units are powers of 1024)."""
+    m = _SIZE.match(text)
+    if m is None:
+        raise ValueError(f"not a size: {text!r} (use a number with K, M, G or T, like 256M or 2G)")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+
+
+def format_size(nbytes: int) -> str:
+    for unit, scale in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if nbytes >= scale and nbytes % scale == 0:
+            return f"{nbytes // scale}{unit}"
+    return f"{nbytes} bytes"
+
+
+def memory_limit_from_env() -> int:
+    """$RELAY_MEMORY_LIMIT, or the default (1G) when it is unset or not a size."""
+    try:
+        return parse_size(os.environ.get("RELAY_MEMORY_LIMIT", "") or "1G")
+    except ValueError:
+        return DEFAULT_MEMORY_LIMIT
+
+
 BIG = BigStack()
 WATCHDOG = Watchdog()
+MEMORY_WATCH = MemoryWatch()
 
 
 MAX_RECURSION_LIMIT = 1 << 30  # sys.setrecursionlimit takes a C int

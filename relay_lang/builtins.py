@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import numeric
-from .budget import checkpoint
+from .budget import checkpoint, reserve
 from .errors import RelayError
 from .lexer import Lexer
 from .values import CHECK_EVERY, MAX_STRING, Builtin, ServerRef, to_str, type_name
@@ -105,6 +105,7 @@ def b_array(n: object, fill: object = None) -> list:
     size = _count("array", n, "size")
     if size > MAX_ARRAY:
         raise RelayError(f"array: size {size} is over the memory budget of {MAX_ARRAY} elements")
+    reserve(8 * size)
     return [fill] * size
 
 
@@ -132,6 +133,8 @@ def b_join(a: object, sep: object = "") -> str:
         if size > MAX_STRING:
             raise RelayError(f"join: result over the memory budget of {MAX_STRING} characters")
         parts.extend(chunk)
+    ascii_only = separator.isascii() and all(p.isascii() for p in parts)
+    reserve((1 if ascii_only else 4) * size)
     return separator.join(parts)
 
 
@@ -139,6 +142,7 @@ def b_split(s: object, sep: object) -> list:
     text = _string("split", s)
     separator = _string("split", sep, "separator")
     if separator == "":
+        reserve(8 * len(text))  # a pointer each; one-character strings are shared
         return list(text)
     return text.split(separator)
 

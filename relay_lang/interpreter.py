@@ -17,7 +17,16 @@ from typing import Any, TextIO
 
 from . import numeric, ops
 from .actors import LocalRuntime, Runtime, ServerInstance
-from .budget import BIG, WATCHDOG, checking, raise_recursion_limit
+from .budget import (
+    BIG,
+    MEMORY_WATCH,
+    WATCHDOG,
+    checking,
+    format_size,
+    memory_limit_from_env,
+    raise_recursion_limit,
+    resident_bytes,
+)
 from .builtins import ARITY, make_builtins
 from .codegen import FunctionCode, Unit, generate
 from .compiler.cache import CompileCache, ObjectStore
@@ -45,6 +54,9 @@ class Interpreter:
         self.stop_error: RelayError | None = None
         self.time_limit: float | None = None
         self.deadline_ns = 0  # time.monotonic_ns() when the time budget runs out; 0: none
+        self.memory_limit: int | None = memory_limit_from_env()  # bytes a job may add to the process; None: any
+        self.memory_ceiling = 0  # resident bytes the running job must stay under; 0: none
+        self.memory_budget = 0  # the running job's memory limit, in bytes
         self.router = Router(self, tier, store, cache)
         self.runtime: Runtime = runtime if runtime is not None else LocalRuntime(self)
         self.depth = [0]
@@ -185,6 +197,7 @@ class Interpreter:
         self.stop_error = error
         self.ns["_stop"] = True
         self.ns["_LIMIT"] = -1
+        self.router.request_stop()
 
     def start_clock(self, seconds: float | None) -> None:
         """Sets the job's time budget (read by compiled code without the GIL's help)."""
@@ -198,8 +211,22 @@ class Interpreter:
     def clear_stop(self) -> None:
         self.stop_error = None
         self.deadline_ns = 0
+        self.memory_ceiling = 0
         self.ns["_stop"] = False
         self.ns["_LIMIT"] = self.max_depth
+
+    def start_memory(self, limit: int | None) -> None:
+        """Sets the job's memory budget: what it may add to the process's resident memory from now."""
+        self.memory_budget = limit or 0
+        self.memory_ceiling = 0 if limit is None else resident_bytes() + limit
+
+    def memory_limit_message(self) -> str:
+        return f"memory limit of {format_size(self.memory_budget)} exceeded"
+
+    def reserve_memory(self, nbytes: int) -> None:
+        """Raises the memory limit error when nbytes more would not fit in the job's budget."""
+        if self.memory_ceiling and resident_bytes() + nbytes > self.memory_ceiling:
+            raise RelayError(self.memory_limit_message(), kind="limit")
 
     def check_budget(self) -> None:
         """Raises the job's limit error once it must stop; long operations on values call it."""
@@ -325,10 +352,12 @@ def run_program(source: str, file: str = "<input>", *, interp: Interpreter | Non
     return run_budgeted(interp, lambda: interp.run(source, file), time_limit)
 
 
-def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float | None) -> Any:
-    """Runs job (Relay work on interp) on a big stack, stopped with a Relay error after time_limit seconds.
+def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float | None,
+                 memory_limit: int | None = None) -> Any:
+    """Runs job (Relay work on interp) on a big stack, stopped with a Relay error after time_limit seconds
+    or once it adds more than memory_limit bytes to the process's resident memory.
 
-    time_limit None or inf: no limit.
+    time_limit None or inf: no limit. memory_limit None: interp.memory_limit ($RELAY_MEMORY_LIMIT, default 1G).
     """
     if time_limit is not None and not time_limit >= 0:
         raise RelayError(f"the time limit must be a number of seconds >= 0, got {time_limit}", kind="limit")
@@ -337,9 +366,15 @@ def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float 
     if time_limit is not None and time_limit != math.inf:
         stop = RelayError(interp.time_limit_message(), kind="limit")
         ticket = WATCHDOG.watch(time_limit, lambda: interp.request_stop(stop))
+    memory = memory_limit if memory_limit is not None else interp.memory_limit
+    interp.start_memory(memory)
+    memory_ticket = None
+    if memory is not None:
+        too_big = RelayError(interp.memory_limit_message(), kind="limit")
+        memory_ticket = MEMORY_WATCH.watch(interp.memory_ceiling, lambda: interp.request_stop(too_big))
 
     def checked() -> Any:
-        with checking(interp.check_budget):
+        with checking(interp.check_budget, interp.reserve_memory):
             return job()
 
     try:
@@ -347,4 +382,6 @@ def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float 
     finally:
         if ticket is not None:
             WATCHDOG.cancel(ticket)
+        if memory_ticket is not None:
+            MEMORY_WATCH.cancel(memory_ticket)
         interp.clear_stop()

@@ -10,8 +10,11 @@ import itertools
 import math
 
 from . import numeric
+from .budget import reserve
 from .errors import RelayError
 from .values import MAX_STRING, equal, format_number, type_name
+
+BIG_STRING = 1 << 20  # characters: a concatenation this long checks the memory budget first
 
 
 def _operands_error(verb: str, a: object, b: object) -> RelayError:
@@ -23,8 +26,11 @@ def add(a: object, b: object) -> object:
     if ta is float and tb is float:
         return a + b  # type: ignore[operator]
     if ta is str and tb is str:
-        if len(a) + len(b) > MAX_STRING:  # type: ignore[arg-type]
+        size = len(a) + len(b)  # type: ignore[arg-type]
+        if size > MAX_STRING:
             raise RelayError(f"string too long: over the memory budget of {MAX_STRING} characters")
+        if size > BIG_STRING:
+            reserve(size if a.isascii() and b.isascii() else 4 * size)  # type: ignore[union-attr]
         return a + b  # type: ignore[operator]
     raise _operands_error("add", a, b)
 
@@ -171,6 +177,7 @@ def range_array(start: object, end: object, limit: int) -> list[float]:
     if not isinstance(it, range) or len(it) > limit:
         raise RelayError(f"range {format_number(start)}..{format_number(end)} is too large to make an array "  # type: ignore[arg-type]
                          f"(over {limit} elements)")
+    reserve(32 * len(it))  # a pointer and a float each
     return [start + k for k in it]  # type: ignore[operator]
 
 
@@ -180,5 +187,6 @@ def iterate(obj: object) -> list:
     if t is list:
         return obj.copy()  # type: ignore[attr-defined]
     if t is dict or t is str:
+        reserve(8 * len(obj))  # type: ignore[arg-type]
         return list(obj)  # type: ignore[call-overload]
     raise RelayError(f"cannot iterate over {type_name(obj)} (for-in takes an array, a map or a string)")

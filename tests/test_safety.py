@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -341,3 +342,72 @@ def test_a_full_disk_is_a_relay_error(tmp_path) -> None:
     assert done.returncode == 1
     assert "error: print: cannot write the output (No space left on device)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------ the memory budget
+
+
+def test_sizes() -> None:
+    from relay_lang.budget import format_size, parse_size
+    assert [parse_size(s) for s in ("256M", "2G", "1.5G", "64k", "1000", "1GiB")] == \
+        [256 << 20, 2 << 30, 3 << 29, 64 << 10, 1000, 1 << 30]
+    assert format_size(256 << 20) == "256M" and format_size(1 << 30) == "1G"
+    with pytest.raises(ValueError):
+        parse_size("lots")
+
+
+GROWTH = {
+    "push": "let a = []\nwhile true { a.push(len(a) * 1.5) }",
+    "compiled push": "fn grow() { let a = []; while true { a.push(len(a) * 1.5) } }\ngrow()",
+    "compiled arrays": "fn big() { let keep = []; let s = 0; for i in 0..100 { s += len(array(30000000, i)) } s }\nbig()",
+    "nested arrays": "let a = []\nwhile true { a.push([1, 2, 3]) }",
+    "map": "let m = {}\nlet i = 0\nwhile true { m[str(i)] = i; i += 1 }",
+    "array(n)": "let keep = []\nwhile true { keep.push(array(50000000)) }",
+    "string": 'let s = "ab"\nfor i in 0..27 { s = s + s }',
+    "join": 'let s = "x"\nfor i in 0..24 { s = s + s }\nlet parts = array(10, s)\nprint(len(join(parts, "")))',
+    "split": 'let s = "x"\nfor i in 0..24 { s = s + s }\nlet keep = []\nfor i in 0..10 { keep.push(split(s, "")) }',
+    "for c in s": 'let s = "x"\nfor i in 0..24 { s = s + s }\nlet n = 0\nfor i in 0..10 { for c in s { n += 1 } }',
+    "tree": "fn tree(d) { if d == 0 { return [] } return [tree(d - 1), tree(d - 1)] }\nlet t = tree(25)",
+}
+
+
+@pytest.mark.parametrize("src", GROWTH.values(), ids=GROWTH.keys())
+def test_every_growth_is_charged_to_the_memory_budget(src: str, tmp_path, monkeypatch) -> None:
+    # A fresh process: memory an earlier test freed but the process kept would absorb the growth.
+    prog = tmp_path / "p.relay"
+    prog.write_text(src)
+    monkeypatch.setenv("RELAY_MEMORY_LIMIT", "64M")
+    done = relay_cli("run", "--time-limit", "60", str(prog))
+    assert done.returncode == 1
+    assert re.match(r"\S+p\.relay:\d+:\d+: limit: memory limit of 64M exceeded\n", done.stderr), done.stderr
+
+
+def test_the_memory_limit_is_an_argument_of_run_budgeted() -> None:
+    from relay_lang.interpreter import run_budgeted
+    interp = Interpreter(out=io.StringIO())
+    interp.memory_limit = None
+    src = "let a{} = []\nfor i in 0..3000000 {{ a{}.push(i) }}\nprint(len(a{}))"
+    with pytest.raises(RelayError, match="memory limit of 16M exceeded"):
+        run_budgeted(interp, lambda: interp.run(src.format(1, 1, 1), "t.relay"), None, memory_limit=16 << 20)
+    run_budgeted(interp, lambda: interp.run(src.format(2, 2, 2), "t.relay"), None)
+    assert interp.out.getvalue() == "3000000\n"
+
+
+@pytest.mark.parametrize("name", ["compiled push", "array(n)", "string"])
+def test_the_process_stays_within_the_memory_budget(tmp_path, name: str) -> None:
+    prog = tmp_path / "p.relay"
+    prog.write_text(GROWTH[name])
+    script = textwrap.dedent(f"""
+        import os, resource, subprocess, sys
+        base = subprocess.run([sys.executable, "-m", "relay_lang", "run", "/dev/null"], capture_output=True)
+        baseline = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        env = dict(os.environ, RELAY_MEMORY_LIMIT="128M")
+        done = subprocess.run([sys.executable, "-m", "relay_lang", "run", {str(prog)!r}], capture_output=True, env=env)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        print(done.returncode, (peak - baseline) // 1024, done.stderr.decode().splitlines()[0])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    code, grown, message = done.stdout.split(" ", 2)
+    assert code == "1" and "limit: memory limit of 128M exceeded" in message, done.stdout + done.stderr
+    assert int(grown) < 128 + 32, f"grew {grown} MB past the interpreter's own size"

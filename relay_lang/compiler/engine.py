@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import queue
 import sys
 import threading
@@ -54,12 +55,14 @@ class RuntimeState(ctypes.Structure):
         ("stop", ctypes.c_int64), ("depth", ctypes.c_int64), ("max_depth", ctypes.c_int64),
         ("err_code", ctypes.c_int64), ("err_fn", ctypes.c_int64), ("err_node", ctypes.c_int64),
         ("err_x", ctypes.c_double), ("err_y", ctypes.c_int64), ("ticks", ctypes.c_int64),
-        ("deadline_ns", ctypes.c_int64), ("stack_limit", ctypes.c_uint64), ("nframes", ctypes.c_int64),
+        ("deadline_ns", ctypes.c_int64), ("stack_limit", ctypes.c_uint64), ("memory_ceiling", ctypes.c_int64),
+        ("page_size", ctypes.c_int64), ("nframes", ctypes.c_int64),
         ("frames", ctypes.c_int64 * (3 * MAX_FRAMES)),
     ]
 
 
 RT = RuntimeState()
+RT.page_size = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # Float objects for the integral values 0..SMALL_FLOATS-1, shared by compiled code (floats are immutable).
 _SMALL = [float(i) for i in range(SMALL_FLOATS)]
 SMALL_TABLE = (ctypes.c_void_p * SMALL_FLOATS)(*[id(x) for x in _SMALL])
@@ -155,13 +158,22 @@ class Pipeline:
     slp_vectorization: bool
     loop_unrolling: bool
     inlining_threshold: int  # llvmlite truncates values above 255
+    large: bool = False  # a few linear passes (SCALAR_PASSES) instead of the level's pipeline
 
     @classmethod
-    def for_level(cls, opt: int) -> Pipeline:
+    def for_level(cls, opt: int, large: bool = False) -> Pipeline:
+        """The pipeline of an optimisation level; for a large module, passes whose time is linear in its size
+        (the full pipelines take time quadratic in a function's length or an expression's)."""
+        if large:
+            return cls(opt, loop_vectorization=False, slp_vectorization=False, loop_unrolling=False,
+                       inlining_threshold=0, large=True)
         # SLP vectorisation only at O3: Numba turned it off by default after
         # miscompilations (numba #8705, #8681).
         return cls(opt, loop_vectorization=opt >= 2, slp_vectorization=opt >= 3,
                    loop_unrolling=opt >= 2, inlining_threshold=[0, 75, 225, 250][opt])
+
+
+SCALAR_PASSES = ("sroa", "instruction_combine", "simplify_cfg", "new_gvn", "sccp", "dead_code_elimination")
 
 
 def environment_key(target: Target, pipeline: Pipeline) -> str:
@@ -177,7 +189,12 @@ def compile_object(ir_text: str, target: Target, pipeline: Pipeline) -> bytes:
     module = llvm.parse_assembly(ir_text)
     module.verify()
     tm = target.machine()
-    if pipeline.opt > 0:
+    if pipeline.large:
+        mpm = llvm.create_new_module_pass_manager()
+        for name in SCALAR_PASSES:
+            getattr(mpm, f"add_{name}_pass")()
+        mpm.run(module, llvm.create_pass_builder(tm, llvm.create_pipeline_tuning_options(speed_level=0)))
+    elif pipeline.opt > 0:
         pto = llvm.create_pipeline_tuning_options(speed_level=pipeline.opt)
         pto.loop_vectorization = pipeline.loop_vectorization
         pto.slp_vectorization = pipeline.slp_vectorization

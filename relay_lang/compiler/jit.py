@@ -20,6 +20,7 @@ from .lower import (
     ERR_DEPTH,
     ERR_INDEX,
     ERR_MEMORY,
+    ERR_MEMORY_LIMIT,
     ERR_RETURN_TYPE,
     ERR_STACK,
     ERR_TIME,
@@ -66,12 +67,15 @@ class Compiled:
         elif code == ERR_STACK:
             err = RelayError(f"recursion too deep: {rt.err_y} nested calls fill the native stack "
                              f"(--max-depth is {interp.max_depth})", kind="limit")
-        elif code == ERR_TIME:
-            err = RelayError(interp.time_limit_message(), kind="limit")
+        elif code == ERR_TIME:  # the deadline, or a stop requested (the memory limit, say)
+            stop = interp.stop_error
+            err = RelayError(stop.message if stop is not None else interp.time_limit_message(), kind="limit")
         elif code == ERR_ARRAY_SIZE:
             err = RelayError(f"array: size must be a whole number >= 0, got {to_str(rt.err_x)}")
         elif code == ERR_ARRAY_BUDGET:
             err = RelayError(f"array: size {int(rt.err_x)} is over the memory budget of {MAX_ARRAY} elements")
+        elif code == ERR_MEMORY_LIMIT:
+            err = RelayError(interp.memory_limit_message(), kind="limit")
         elif code == ERR_RETURN_TYPE:
             typed = self.group[rt.err_fn]
             err = RelayError(f"{typed.sig.fn.name}: must return {typed.sig.fn.ret_type}, "
@@ -124,11 +128,11 @@ class Compiler:
         for root in roots:
             group.extend(t for t in self._group(root) if t not in group)
         level = directive_level(sigs[0].fn)
-        # LLVM's optimising code generator takes time quadratic in a function's length; past
-        # LARGE_MODULE nodes the fast one (linear) emits the code, after the same IR optimisations.
+        # LLVM's optimisations and optimising code generator take time quadratic in a function's
+        # length; past LARGE_MODULE nodes linear passes and the fast code generator do the work.
         large = sum(len(enumerate_nodes(t.sig.fn)) for t in group) > LARGE_MODULE
         target = engine.Target.host(0 if large else level)
-        pipeline = engine.Pipeline.for_level(level)
+        pipeline = engine.Pipeline.for_level(level, large)
         fastmath = {t.sig for t in group if has_directive(t.sig.fn, "fastmath")}
         parts = [f"{node_hash(t.sig.fn)}:{','.join(t.sig.params)}:{t.sig in fastmath}" for t in group]
         key = cache_key(engine.environment_key(target, pipeline), parts)
@@ -175,6 +179,7 @@ def call_compiled(compiled: Compiled, interp, args: tuple) -> object:
     rt.stop = 1 if interp.stop_error is not None else 0
     rt.deadline_ns = interp.deadline_ns
     rt.stack_limit = engine.stack_limit()
+    rt.memory_ceiling = interp.memory_ceiling
     result = compiled.cfunc(*args)
     if rt.err_code:
         if rt.err_code == ERR_ARGUMENT_TYPE:

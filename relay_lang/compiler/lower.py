@@ -66,13 +66,15 @@ PTR = I8.as_pointer()
 MAX_FRAMES = 64
 # Runtime state shared with runtime.RuntimeState (ctypes); keep the two in step.
 RT_FIELDS = ("stop", "depth", "max_depth", "err_code", "err_fn", "err_node", "err_x", "err_y",
-             "ticks", "deadline_ns", "stack_limit", "nframes", "frames")
-RT_TYPE = ir.LiteralStructType([I64, I64, I64, I64, I64, I64, DOUBLE, I64, I64, I64, I64, I64,
+             "ticks", "deadline_ns", "stack_limit", "memory_ceiling", "page_size", "nframes", "frames")
+RT_TYPE = ir.LiteralStructType([I64, I64, I64, I64, I64, I64, DOUBLE, I64, I64, I64, I64, I64, I64, I64,
                                 ir.ArrayType(I64, 3 * MAX_FRAMES)])  # frames: (function, call node, repeats)
 ERR_INDEX, ERR_DEPTH, ERR_TIME, ERR_ARRAY_SIZE, ERR_ARRAY_BUDGET, ERR_MEMORY = 1, 2, 3, 4, 5, 6
 ERR_ARGUMENT_TYPE = 7  # not a Relay error: an array argument holds a non-number; the interpreter takes the call
 ERR_STACK = 8  # the native stack is full (err_y: the call depth)
 ERR_RETURN_TYPE = 9  # the function's return annotation does not hold its compiled return type
+ERR_MEMORY_LIMIT = 10  # the process's resident memory would pass the job's ceiling
+BIG_ALLOCATION = 1 << 20  # bytes: array(n) this large checks the memory budget first
 AT_CALLER = -2  # err_node of an error the interpreter places at the caller's call, keeping the callee's frame
 SMALL_FLOATS = 256  # integral values 0..255 come from a table of shared float objects
 TICK_MASK = 0xFFFF
@@ -142,6 +144,7 @@ class ModuleBuilder:
 
     def build(self) -> ir.Module:
         self.clock = self._clock_check()
+        self.memory_over = self._memory_check()
         self.helpers = LazyHelpers({"relay_fail": self._fail_helper, "relay_unwind": self._unwind_helper,
                                     "relay_float": self._float_helper})
         for t in self.group:
@@ -276,6 +279,75 @@ class ModuleBuilder:
         b.ret(result)
         return fn
 
+    def _memory_check(self) -> ir.Function:
+        """`i1 relay_memory_over(i64 extra)`: would `extra` more bytes pass the job's memory ceiling?
+
+        Reads the resident size from /proc/self/statm (no Python, no GIL); false when the job
+        has no ceiling or the file cannot be read.
+        """
+        fn = ir.Function(self.module, ir.FunctionType(I1, [I64]), "relay_memory_over")
+        fn.linkage = "internal"
+        fn.attributes.add("noinline")
+        fn.attributes.add("cold")
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        no = fn.append_basic_block("no")
+        read_bb = fn.append_basic_block("read")
+        ceiling = b.load(self.rt_field(b, "memory_ceiling"))
+        b.cbranch(b.icmp_signed("==", ceiling, I64(0)), no, read_bb)
+        b.position_at_end(no)
+        b.ret(ir.Constant(I1, 0))
+        b.position_at_end(read_bb)
+        path = b"/proc/self/statm\0"
+        text = ir.GlobalVariable(self.module, ir.ArrayType(I8, len(path)), "relay_statm_path")
+        text.linkage = "internal"
+        text.global_constant = True
+        text.initializer = ir.Constant(ir.ArrayType(I8, len(path)), bytearray(path))
+        opener = self.external("open", I32, [PTR, I32])
+        fd = b.call(opener, [b.bitcast(text, PTR), I32(0)])
+        opened = fn.append_basic_block("opened")
+        b.cbranch(b.icmp_signed("<", fd, I32(0)), no, opened)
+        b.position_at_end(opened)
+        buf = b.bitcast(b.alloca(ir.ArrayType(I8, 64)), PTR)
+        n = b.call(self.external("read", I64, [I32, PTR, I64]), [fd, buf, I64(63)])
+        b.call(self.external("close", I32, [I32]), [fd])
+        i = b.alloca(I64)
+        pages = b.alloca(I64)
+        b.store(I64(0), i)
+        b.store(I64(0), pages)
+
+        def char() -> ir.Value:
+            return b.load(b.gep(buf, [b.load(i)]))
+
+        skip_head, skip_body, digits_head, digits_body, done = (
+            fn.append_basic_block(name) for name in ("skip.head", "skip.body", "digits.head", "digits.body", "done"))
+        b.branch(skip_head)  # the first field (total size), up to a space
+        b.position_at_end(skip_head)
+        in_text = b.icmp_signed("<", b.load(i), n)
+        with b.if_then(b.not_(in_text)):
+            b.ret(ir.Constant(I1, 0))
+        b.cbranch(b.icmp_unsigned("==", char(), I8(ord(" "))), digits_body, skip_body)
+        b.position_at_end(skip_body)
+        b.store(b.add(b.load(i), I64(1)), i)
+        b.branch(skip_head)
+        b.position_at_end(digits_body)  # past the space: the second field, resident pages
+        b.store(b.add(b.load(i), I64(1)), i)
+        b.branch(digits_head)
+        b.position_at_end(digits_head)
+        more = fn.append_basic_block("digits.more")
+        b.cbranch(b.icmp_signed("<", b.load(i), n), more, done)
+        b.position_at_end(more)
+        c = char()
+        digit = b.and_(b.icmp_unsigned(">=", c, I8(ord("0"))), b.icmp_unsigned("<=", c, I8(ord("9"))))
+        add = fn.append_basic_block("digits.add")
+        b.cbranch(digit, add, done)
+        b.position_at_end(add)
+        b.store(b.add(b.mul(b.load(pages), I64(10)), b.zext(b.sub(c, I8(ord("0"))), I64)), pages)
+        b.branch(digits_body)
+        b.position_at_end(done)
+        resident = b.mul(b.load(pages), b.load(self.rt_field(b, "page_size")))
+        b.ret(b.icmp_signed(">", b.add(resident, fn.args[0]), ceiling))
+        return fn
+
     def _entry_wrapper(self, t: Typed) -> None:
         """A C-friendly entry point (bools as i8) for the ctypes trampoline.
 
@@ -381,6 +453,8 @@ class FunctionLowerer:
             up = b.call(self.mb.clock, [])
             with b.if_then(up, likely=False):
                 self.fail(ERR_TIME, node)
+            with b.if_then(b.call(self.mb.memory_over, [I64(0)]), likely=False):
+                self.fail(ERR_MEMORY_LIMIT, node)
 
     def fail(self, code: int, node: Node | None, x: ir.Value | None = None, y: ir.Value | None = None,
              at: int = -1) -> None:
@@ -743,6 +817,10 @@ class FunctionLowerer:
         with b.if_then(b.fcmp_ordered(">", count, ir.Constant(DOUBLE, MAX_ARRAY)), likely=False):
             self.fail(ERR_ARRAY_BUDGET, node, count)
         n = b.fptosi(count, I64)
+        size = b.mul(n, I64(8))
+        with b.if_then(b.icmp_signed(">", size, I64(BIG_ALLOCATION)), likely=False):
+            with b.if_then(b.call(self.mb.memory_over, [size]), likely=False):
+                self.fail(ERR_MEMORY_LIMIT, node)
         lst = b.call(self.mb.external("PyList_New", PTR, [I64]), [n])
         owner = self.own(lst)
         self.check_alloc(lst, node)
