@@ -156,7 +156,10 @@ class Lexer:
             text = src[start:self.i]
             value = float(text.replace("_", ""))
         if self.i < n and _is_ident_char(src[self.i]):
-            raise self.error(f"malformed number '{src[start:self.i + 1]}'", start)
+            end = self.i
+            while end < n and _is_ident_char(src[end]):
+                end += 1
+            raise self.error(f"malformed number '{src[start:end]}'", start)
         self.add("num", src[start:self.i], value, start)
 
     def digits(self) -> None:

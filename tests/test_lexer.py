@@ -45,6 +45,7 @@ def test_positions() -> None:
     ('"abc', "unterminated string", 1),
     ('x = "a\\q"', "unknown escape", 7),
     ("1__0", "malformed number", 1),
+    ("x = 12abc + 1", "malformed number '12abc'", 5),
     ("0x", "malformed hex", 1),
     ("1e+", "exponent", 2),
     ("a # b", "unexpected character", 3),
