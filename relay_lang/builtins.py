@@ -207,6 +207,8 @@ def make_builtins(interp: Interpreter) -> dict[str, Builtin]:
 
 
 def _server(fname: str, v: object) -> ServerRef:
+    if type(v) is str:  # Relay 0.3 names the server by a string
+        return ServerRef(v)
     if type(v) is not ServerRef:
         raise RelayError(f"{fname}: expected a server, got {type_name(v)}")
     return v  # type: ignore[return-value]

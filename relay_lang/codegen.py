@@ -70,6 +70,7 @@ TYPE_TESTS = {
     "number": "type({v}) is float", "string": "type({v}) is str", "bool": "type({v}) is bool",
     "null": "{v} is None", "array": "type({v}) is list", "map": "type({v}) is dict",
     "fn": "type({v}) in _FNTYPES", "server": "type({v}) is _ServerRef",
+    "function": "type({v}) in _FNTYPES", "object": "type({v}) is dict",  # Relay 0.3's names
 }
 
 # Static types the generator tracks for atoms, to skip checks it can prove.

@@ -267,9 +267,16 @@ class Interpreter:
         if t is list:
             if name in ("push", "pop"):
                 return self._call_builtin(name, (obj, *args))
-            raise RelayError(f"arrays have no method '{name}' (they have push and pop)")
+            if name == "get" and len(args) == 1:  # Relay 0.3
+                return ops.index(obj, args[0])
+            raise RelayError(f"arrays have no method '{name}' (they have push, pop and get)")
         if t is dict:
             f = obj.get(name)  # type: ignore[attr-defined]
+            if f is None and name == "get" and len(args) == 1:  # Relay 0.3's state.get(key)
+                return ops.index(obj, args[0])
+            if f is None and name == "set" and len(args) == 2:  # and state.set(key, value)
+                ops.set_index(obj, args[0], args[1])
+                return args[1]
             if f is None:
                 raise RelayError(f"map has no function field '{name}'")
             return self.call(f, args)

@@ -45,7 +45,7 @@ from .nodes import (
     While,
 )
 
-TYPE_NAMES = ("number", "string", "bool", "null", "array", "map", "fn", "server", "any")
+TYPE_NAMES = ("number", "string", "bool", "null", "array", "map", "fn", "server", "any", "function", "object")
 DIRECTIVES = ("llvm", "interpret", "optimize", "fastmath")
 ASSIGN_OPS = ("=", "+=", "-=", "*=", "/=", "%=")
 MAX_NESTING = 100  # brackets, blocks and unary operators, all together
@@ -346,7 +346,7 @@ class Parser:
                 self.skip_newlines()
                 if not self.at_op("{"):
                     raise self.error("expected '{' after 'state' (the initial state is a map literal)")
-                state = self.map_literal()
+                state = self.map_literal(typed=True)
                 continue
             if self.at_kw("receive"):
                 self.advance()
@@ -490,9 +490,16 @@ class Parser:
                 return ArrayLit(tok.pos, tuple(items))
             if tok.text == "{":
                 return self.map_literal()
+            name = self.peek()
+            if tok.text == ":" and name.kind in ("ident", "kw") and name.pos.line == tok.pos.line \
+                    and name.pos.col == tok.pos.col + 1:  # a Relay 0.3 symbol, `:hello`: the string "hello"
+                self.advance()
+                self.advance()
+                return Str(tok.pos, name.text)
         raise self.error(f"expected an expression, found {tok.describe()}")
 
-    def map_literal(self) -> MapLit:
+    def map_literal(self, typed: bool = False) -> MapLit:
+        """`{k: v, ...}`; with typed (a server's state), Relay 0.3's `k: type = v` fields too."""
         start = self.expect_op("{", "")
         keys: list[str] = []
         seen: set[str] = set()
@@ -516,6 +523,11 @@ class Parser:
             self.skip_newlines()
             self.expect_op(":", "after the map key")
             self.skip_newlines()
+            if typed and self.tok.kind in ("ident", "kw") and self.tok.text in TYPE_NAMES and self.peek().kind == "op" \
+                    and self.peek().text == "=":
+                self.type_ann()  # documentation: the field's type is not checked
+                self.advance()
+                self.skip_newlines()
             keys.append(text)
             values.append(self.expression())
             self.skip_newlines()

@@ -216,3 +216,25 @@ def test_memory_budget() -> None:
     assert "over the memory budget" in error("array(1e12, 0)").message
     assert "over the memory budget" in error('let s = "ab"\nfor i in 0..40 { s = s + s }').message
     assert "too large" in error("let r = 0..1e10").message
+
+
+def test_relay_0_3_forms(run) -> None:
+    src = """
+server counter_server {
+    state { count: number = 0, name: string = "c" }
+    receive fn increment() { state.set("count", state.get("count") + 1) }
+    receive fn get() { state.count }
+}
+message("counter_server", "increment")
+send("counter_server", "increment")
+print(message("counter_server", "get"))
+fn apply(f: function, m: object) -> object { f(m) }
+print(apply(fn(m) { m }, {a: :hello}))
+let arr = [1, 2, 3]
+print(arr.get(1), :sym == "sym", {k: :v})
+"""
+    assert run(src) == '2\n{a: "hello"}\n2 true {k: "v"}\n'
+    with pytest.raises(RelayError, match="no server named 'nope' is running"):
+        run('message("nope", "x")')
+    with pytest.raises(RelayError, match="apply: parameter 'f' expects function, got number"):
+        run("fn apply(f: function) { f() }\napply(1)")
