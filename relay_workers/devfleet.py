@@ -90,18 +90,29 @@ class Fleet:
                    PYTHONPATH=str(ROOT), **settings)
         return cls(env, logs or Path(tempfile.mkdtemp(prefix="relay-fleet-logs-")))
 
-    def start(self, name: str, queues: str = "relay.*", pool: list[str] | None = None, wait: bool = True) -> str:
-        """Starts `celery -A relay_workers worker -Q QUEUES -n NAME@relay-test [POOL ARGS]`; returns the node name."""
+    def start(self, name: str, queues: str = "relay.*", pool: list[str] | None = None, wait: bool = True,
+              prefix: list[str] | None = None) -> str:
+        """Starts `celery -A relay_workers worker -Q QUEUES -n NAME@relay-test [POOL ARGS]` (behind `prefix`,
+        e.g. prlimit); returns the node name."""
         node = f"{name}@relay-test"
         log = open(self.logs / f"{name}.log", "a")
         self.workers[node] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "relay_workers", "worker", "-Q", queues, "-n", node,
+            [*(prefix or []), sys.executable, "-m", "celery", "-A", "relay_workers", "worker", "-Q", queues, "-n", node,
              *(pool or []), "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         if wait:
             self.wait_hosting(node)
         return node
+
+    def start_beat(self) -> None:
+        """`celery -A relay_workers beat`: runs the supervisor on its schedule."""
+        log = open(self.logs / "beat.log", "a")
+        self.workers["beat"] = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "relay_workers", "beat", "--loglevel", "INFO",
+             "-s", str(self.logs / "beat-schedule")],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
 
     def log(self, node: str) -> str:
         return (self.logs / f"{node.split('@')[0]}.log").read_text()

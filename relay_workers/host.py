@@ -130,7 +130,10 @@ class Host:
             except STORE_ERRORS:
                 self.stopping.wait(self.heartbeat)
             if not self.stopping.is_set():
-                self.beat()
+                try:
+                    self.beat()
+                except Exception:  # noqa: BLE001 - out of memory for a moment, say: the heartbeat must go on
+                    log.exception("relay: heartbeat failed")
 
     def beat(self) -> None:
         """Liveness, leases, and which servers this host runs; independent of every handler."""

@@ -104,13 +104,16 @@ class Registry:
     def reap(self) -> list[str]:
         """Declares dead the hosts silent past the host TTL or whose connection closed; returns them.
 
-        A missing connection is believed at once once the store has been up for longer than the host
-        TTL; just after the store restarted, hosts are still reconnecting, so it must be missing at two
-        reaps in a row."""
-        gone = [h.decode() for h in self._reap(keys=[key("hosts"), key("host", "")], args=[self.host_ttl])]
+        Silence counts only once the store has been up for a host TTL. A missing connection is believed at once when the store has been up for more than half the host
+        TTL; just after the store restarted, hosts are still reconnecting (each at its next heartbeat),
+        so then it must be missing at two reaps in a row."""
+        uptime = int(self.r.info("server").get("uptime_in_seconds", 0))
+        gone = []
+        if uptime > self.host_ttl:  # no host could beat while the store was down: give them a TTL to come back
+            gone = [h.decode() for h in self._reap(keys=[key("hosts"), key("host", "")], args=[self.host_ttl])]
         connected = {c.get("name", "") for c in self.r.client_list()}
         missing = {h for h in self.live_hosts() if CONNECTION_PREFIX + h not in connected}
-        settled = int(self.r.info("server").get("uptime_in_seconds", 0)) > self.host_ttl
+        settled = uptime > self.host_ttl / 2
         for host in missing if settled else missing & self.suspects:
             self.remove_host(host)
             gone.append(host)

@@ -9,8 +9,9 @@ a time however many beats and hosts ask:
    that is a restart. A server restarted more than its policy allows within
    the policy's period (default 5 in 60 s, as OTP's intensity and period) is
    marked failed — its queue, journal and state are kept — until `relay
-   restart NAME`. Restarts after the first within the period wait a backoff
-   (1, 2, 4 ... s, at most 30 s);
+   restart NAME`. A server that dies again within CRASH_LOOP seconds of its
+   last restart waits a backoff first (1, 2, 4 ... s by the restarts in the
+   period, at most 30 s); one that ran for longer restarts at once;
 3. place the server on the live host with the fewest servers, and wake that
    host so it starts the server at once (from its last commit).
 """
@@ -31,6 +32,7 @@ log = logging.getLogger("relay.workers")
 
 LOCK_MS = 10_000
 MAX_BACKOFF = 30.0
+CRASH_LOOP = 5.0  # seconds: a server dying again this soon after its restart is backed off
 
 RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -50,9 +52,11 @@ class Policy:
         return cls(int(info.get("max_restarts") or default.max_restarts),
                    float(info.get("restart_period") or default.period))
 
-    def backoff(self, recent: int) -> float:
-        """Seconds to wait after the last restart before the next one, `recent` restarts into the period."""
-        return 0.0 if recent == 0 else min(MAX_BACKOFF, 2.0 ** (recent - 1))
+    def backoff(self, recent: list[float], now: float) -> float:
+        """Seconds still to wait before the next restart, given the times of the restarts in the period."""
+        if not recent or now - recent[-1] >= CRASH_LOOP:
+            return 0.0
+        return max(0.0, recent[-1] + min(MAX_BACKOFF, 2.0 ** (len(recent) - 1)) - now)
 
 
 @dataclass
@@ -107,7 +111,7 @@ class Supervisor:
                     log.error("relay: server %s failed: %s", name, reason)
                     report.failed.append(name)
                     continue
-                if recent and now - recent[-1] < policy.backoff(len(recent)):
+                if policy.backoff(recent, now) > 0:
                     report.waiting.append(name)
                     continue
             host = min(load, key=lambda h: (load[h], h))
