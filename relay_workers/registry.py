@@ -104,9 +104,10 @@ class Registry:
     def reap(self) -> list[str]:
         """Declares dead the hosts silent past the host TTL or whose connection closed; returns them.
 
-        Silence counts only once the store has been up for a host TTL. A missing connection is believed at once when the store has been up for more than half the host
-        TTL; just after the store restarted, hosts are still reconnecting (each at its next heartbeat),
-        so then it must be missing at two reaps in a row."""
+        Silence counts only once the store has been up for a host TTL (no host could beat while it was
+        down). A missing connection is believed at once when the store has been up for more than half
+        the host TTL; just after the store restarted, hosts are still reconnecting (each at its next
+        heartbeat), so then it must be missing at two reaps in a row."""
         uptime = int(self.r.info("server").get("uptime_in_seconds", 0))
         gone = []
         if uptime > self.host_ttl:  # no host could beat while the store was down: give them a TTL to come back
