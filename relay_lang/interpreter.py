@@ -34,7 +34,7 @@ from .compiler.router import Router
 from .errors import Pos, RelayError
 from .parser import parse
 from .resolver import resolve
-from .values import Builtin, Cell, Function, ServerRef, show, type_name
+from .values import Builtin, Cell, Function, ServerRef, show, type_name, with_article
 
 DEFAULT_MAX_DEPTH = 10_000
 
@@ -321,7 +321,7 @@ def _bad_arg(code: FunctionCode, i: int, value: object) -> None:
     got = type_name(value)
     if ann is not None and ann.elem and type(value) is list:
         bad = next(x for x in value if type(x) is not float)
-        got = f"array with a {type_name(bad)} element"
+        got = f"array with {with_article(type_name(bad))} element"
     err = RelayError(f"{code.name or 'function'}: parameter '{code.params[i]}' expects {ann}, got {got}",
                      kind="type error")
     err.at_call_site = True

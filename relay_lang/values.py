@@ -89,6 +89,11 @@ def type_name(v: object) -> str:
     return TYPE_NAMES[type(v)]
 
 
+def with_article(word: str) -> str:
+    """The word with its indefinite article: `a number`, `an array`."""
+    return f"{'an' if word[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {word}"
+
+
 # ------------------------------------------------------------------ formatting
 
 
@@ -293,7 +298,7 @@ class _Copier(_Walk):
         if t is float or t is str or t is bool or v is None or t is ServerRef:
             return v
         if t is not list and t is not dict:
-            raise RelayError(f"cannot send {self.what} containing a {type_name(v)}: messages carry only data "
+            raise RelayError(f"cannot send {self.what} containing {with_article(type_name(v))}: messages carry only data "
                              "(numbers, strings, bools, null, arrays, maps and server references)")
         key = id(v)
         done = self.copies.get(key)

@@ -411,3 +411,13 @@ def test_the_process_stays_within_the_memory_budget(tmp_path, name: str) -> None
     code, grown, message = done.stdout.split(" ", 2)
     assert code == "1" and "limit: memory limit of 128M exceeded" in message, done.stdout + done.stderr
     assert int(grown) < 128 + 32, f"grew {grown} MB past the interpreter's own size"
+
+
+# ------------------------------------------------------------ messages
+
+
+def test_articles_agree_with_their_nouns() -> None:
+    with pytest.raises(RelayError, match="g: parameter 'a' expects array<number>, got array with an array element"):
+        run_relay("fn g(a: array<number>) { 1 }\ng([[1]])")
+    with pytest.raises(RelayError, match="'y' holds a number, assigned an array<number>"):
+        run_relay("@llvm\nfn f(x) { let y = 1; y = [1]; y }")

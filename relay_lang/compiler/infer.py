@@ -52,6 +52,7 @@ from ..nodes import (
     walk,
 )
 from ..resolver import Decl, Free, Global, Local, Resolution
+from ..values import with_article
 
 NUM, BOOL, ARR, NULL = "number", "bool", "array<number>", "null"
 MATH1 = ("abs", "sqrt", "sin", "cos", "tan", "atan", "exp", "log", "floor", "ceil", "round")
@@ -202,7 +203,7 @@ class _FunctionTyper:
     def expect(self, e: Expr, want: str, context: str) -> str:
         t = self.expr(e)
         if t != want:
-            raise Unsupported(f"{context} must be a {want} in compiled code, got {t}", e.pos)
+            raise Unsupported(f"{context} must be {with_article(want)} in compiled code, got {t}", e.pos)
         return t
 
     # ---------------------------------------------------------------- statements
@@ -249,7 +250,7 @@ class _FunctionTyper:
             raise Unsupported("variables captured by closures are not supported by @llvm", node.pos)
         old = self.typed.locals.get(binding.decl)
         if old is not None and old != t:
-            raise Unsupported(f"'{binding.decl.name}' holds a {old} and a {t}", node.pos)
+            raise Unsupported(f"'{binding.decl.name}' holds {with_article(old)} and {with_article(t)}", node.pos)
         self.typed.locals[binding.decl] = t
 
     def stmt(self, s: Stmt) -> None:
@@ -302,13 +303,13 @@ class _FunctionTyper:
                 raise Unsupported("variables captured by closures are not supported by @llvm", target.pos)
             old = self.typed.locals[binding.decl]
             if old != value or (s.op != "=" and old != NUM):
-                raise Unsupported(f"'{target.name}' holds a {old}, assigned a {value}", s.pos)
+                raise Unsupported(f"'{target.name}' holds {with_article(old)}, assigned {with_article(value)}", s.pos)
             self.typed.exprs[target] = old
         elif isinstance(target, Index):
             self.expect(target.obj, ARR, "an indexed value")
             self.expect(target.index, NUM, "an index")
             if value != NUM:
-                raise Unsupported(f"arrays in compiled code hold numbers, assigned a {value}", s.value.pos)
+                raise Unsupported(f"arrays in compiled code hold numbers, assigned {with_article(value)}", s.value.pos)
         else:
             raise self.unsupported(target)
 
