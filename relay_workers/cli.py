@@ -12,12 +12,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from relay_lang.cli import _positive, build_parser, guarded, run_command
 from relay_lang.errors import RelayError
 from relay_lang.values import show
 
 FLEET_COMMANDS = ("eval", "deploy", "call", "send", "servers", "restart", "dead-letters")
+
+
+def add_host_commands(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="start a complete local fleet (Redis, workers, beat, Flower) until Ctrl-C",
+                        description="Starts a private redis-server (unless RELAY_STORE_URL is set), workers, beat "
+                                    "and Flower, prints where they listen and the export lines to reach them.")
+    up.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes (default 2)")
+    up.add_argument("--data", metavar="DIR",
+                    help="data and logs (default ~/.relay/up or $RELAY_UP_DIR; with --demo a new temporary folder)")
+    up.add_argument("--no-flower", action="store_true", help="do not start Flower")
+    up.add_argument("--demo", action="store_true",
+                    help="deploy the examples, show calls, sends, an eval, a kill -9 and the restart; then stop")
 
 
 def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
@@ -151,7 +164,12 @@ def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser, sub = build_parser()
     add_fleet_commands(sub)
+    add_host_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "up":
+        from .up import default_data_dir, run
+        return guarded(lambda: run(args.workers, Path(args.data) if args.data else default_data_dir(args.demo), args.demo,
+                                   not args.no_flower))
     if args.command in FLEET_COMMANDS:
         return guarded(lambda: run_fleet_command(args))
     return guarded(lambda: run_command(args))

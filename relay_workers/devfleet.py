@@ -33,18 +33,20 @@ class RedisServer:
     """redis-server on a free port; `noeviction` as a broker needs; with `appendonly` it keeps its data
     across a restart (appendfsync always: a restart loses nothing)."""
 
-    def __init__(self, workdir: Path, appendonly: bool = False) -> None:
+    def __init__(self, workdir: Path, appendonly: bool = False, fsync: str = "always") -> None:
         self.exe = shutil.which("redis-server")
         if self.exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server; .ci/test does it)")
         self.port = free_port()
         self.workdir = workdir
         self.appendonly = appendonly
+        self.fsync = fsync
+        workdir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
-        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        persistence = ["--appendonly", "yes", "--appendfsync", self.fsync] if self.appendonly else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
             [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
              "--maxmemory-policy", "noeviction", "--dir", str(self.workdir)],
@@ -78,9 +80,10 @@ class RedisServer:
 class Fleet:
     """Worker processes sharing one broker and store."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
+    def __init__(self, env: dict[str, str], logs: Path, domain: str = "relay-test") -> None:
         self.env = env
         self.logs = logs
+        self.domain = domain  # workers are NAME@DOMAIN
         self.workers: dict[str, subprocess.Popen] = {}
 
     @classmethod
@@ -94,7 +97,7 @@ class Fleet:
               prefix: list[str] | None = None) -> str:
         """Starts `celery -A relay_workers worker -Q QUEUES -n NAME@relay-test [POOL ARGS]` (behind `prefix`,
         e.g. prlimit); returns the node name."""
-        node = f"{name}@relay-test"
+        node = f"{name}@{self.domain}"
         log = open(self.logs / f"{name}.log", "a")
         self.workers[node] = subprocess.Popen(
             [*(prefix or []), sys.executable, "-m", "celery", "-A", "relay_workers", "worker", "-Q", queues, "-n", node,
@@ -107,11 +110,14 @@ class Fleet:
 
     def start_beat(self) -> None:
         """`celery -A relay_workers beat`: runs the supervisor on its schedule."""
-        log = open(self.logs / "beat.log", "a")
-        self.workers["beat"] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "relay_workers", "beat", "--loglevel", "INFO",
-             "-s", str(self.logs / "beat-schedule")],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.start_process("beat", ["beat", "--loglevel", "INFO", "-s", str(self.logs / "beat-schedule")])
+
+    def start_process(self, name: str, args: list[str], **env: str) -> None:
+        """`celery -A relay_workers ARGS...` (beat, flower), logged to NAME.log."""
+        log = open(self.logs / f"{name}.log", "a")
+        self.workers[name] = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "relay_workers", *args],
+            cwd=ROOT, env=dict(self.env, **env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
     def log(self, node: str) -> str:
