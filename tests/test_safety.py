@@ -421,3 +421,10 @@ def test_articles_agree_with_their_nouns() -> None:
         run_relay("fn g(a: array<number>) { 1 }\ng([[1]])")
     with pytest.raises(RelayError, match="'y' holds a number, assigned an array<number>"):
         run_relay("@llvm\nfn f(x) { let y = 1; y = [1]; y }")
+
+
+def test_compiled_stacks_keep_as_many_frames_as_the_interpreters() -> None:
+    src = ("fn f(n, a: array<number>) {\n  if n == 0 { return a[5] }\n  if n % 2 == 0 { return f(n - 1, a) }\n"
+           "  return f(n - 1, a)\n}\nf(300, [1])")
+    interpreted, compiled = both(src)
+    assert interpreted == compiled and "... 286 more frames ..." in compiled

@@ -63,7 +63,7 @@ I8 = ir.IntType(8)
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = I8.as_pointer()
-MAX_FRAMES = 64
+MAX_FRAMES = 10_000  # runs of frames kept (as many as the default depth limit); deeper ones are counted
 # Runtime state shared with runtime.RuntimeState (ctypes); keep the two in step.
 RT_FIELDS = ("stop", "depth", "max_depth", "err_code", "err_fn", "err_node", "err_x", "err_y",
              "ticks", "deadline_ns", "stack_limit", "memory_ceiling", "page_size", "nframes", "frames")
