@@ -50,6 +50,10 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 broker_connection_retry_on_startup = True
 
+# Flower shows what the fleet does: workers send task events (server messages too, see relay_workers.events).
+worker_send_task_events = True
+task_send_sent_event = True
+
 # Redis: undecodable items on a relay queue are set aside, not fatal (relay_workers.transport).
 broker_transport_options = {"visibility_timeout": 3600, "relay_dead_letters_url": relay_store_url}
 if broker_url.startswith(("redis://", "rediss://")):

@@ -44,6 +44,7 @@ from relay_lang.interpreter import Interpreter, run_budgeted
 from relay_lang.values import Function, ServerRef
 
 from .cache import RedisObjectStore
+from .events import MessageEvents
 from .ledger import DeadLetters, Ledger, Pending, connect
 from .output import CappedOutput
 from .registry import CONNECTION_PREFIX, Registry
@@ -81,6 +82,7 @@ class Host:
         self.ledger = Ledger(self.store, conf.relay_lease_ttl)
         self.dead = DeadLetters(self.store)
         self.messenger = Messenger(app, self.ledger)
+        self.events = MessageEvents(app, node, bool(conf.worker_send_task_events))
         self.cache = CompileCache(RedisObjectStore(self.store))
         self.time_limit: float = conf.relay_job_time_limit
         self.heartbeat: float = conf.relay_heartbeat
@@ -340,6 +342,7 @@ class Actor:
             return
         handling = runtime.handling = Handling(message.id, [*message.chain, self.name])
         interp.out = interp.err = CappedOutput(self.host.output_limit)
+        started = self.host.events.started(message.id, self.name, message.handler, message.args)
         try:
             value = run_budgeted(interp, lambda: instance.handle(interp, message.handler, from_wire(message.args)),
                                  self.time_limit)
@@ -350,6 +353,7 @@ class Actor:
         finally:
             runtime.handling = None
         self.commit(message, reply, handling)
+        self.host.events.finished(message.id, reply, started)
 
     def quarantine(self, message: Pending, attempts: int) -> None:
         """A poison message: its handling killed its owner `attempts` times. Set aside; the server goes on."""

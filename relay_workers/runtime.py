@@ -28,7 +28,7 @@ from relay_lang.values import Function, ServerRef, copy_data
 
 from .ledger import Ledger, Outgoing
 from .registry import Registry
-from .wire import from_wire, to_wire
+from .wire import describe, from_wire, to_wire
 
 if TYPE_CHECKING:  # the producer side (RelayClient) must not load the interpreter and LLVM
     from relay_lang.interpreter import Interpreter
@@ -64,7 +64,7 @@ class Messenger:
     def ring(self, server: str, handler: str, args: list, message_id: str, chain: list[str]) -> None:
         """The broker message that wakes the server's owner (the journal holds the message itself)."""
         self.app.send_task("relay.deliver", args=[server, handler, args, message_id, chain],
-                           queue=f"relay.{server}", task_id=message_id)
+                           queue=f"relay.{server}", task_id=message_id, argsrepr=describe(server, handler, args))
 
     def call(self, server: str, handler: str, args: list, message_id: str, chain: list[str],
              timeout: float) -> dict:

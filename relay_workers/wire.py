@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from relay_lang.errors import RelayError
-from relay_lang.values import ServerRef, copy_data
+from relay_lang.values import ServerRef, copy_data, show
 
 MAX_NESTING = 200  # levels of arrays and maps in a value from a producer
 TIERS = ("auto", "interpret", "llvm")
@@ -40,6 +40,15 @@ def _encode(v: object) -> object:
     if type(v) is dict:
         return {k: _encode(x) for k, x in v.items()}  # type: ignore[attr-defined]
     return v
+
+
+def describe(server: str, handler: str, args: list) -> str:
+    """A message as people read it, `counter.add(5, "x")` (Flower's task list), cut at 1,000 characters."""
+    try:
+        shown = ", ".join(show(from_wire(a)) for a in args)
+    except RelayError:
+        shown = "..."
+    return f"{server}.{handler}({shown})"[:1000]
 
 
 def from_wire(value: object, depth: int = 0) -> object:

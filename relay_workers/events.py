@@ -1,0 +1,60 @@
+"""Celery task events for server messages, so that Flower (and `celery events`) shows them.
+
+Server messages never run as Celery tasks (docs/fleet.md), so the host sends
+the events a worker would: `task-received`, `task-started`, then
+`task-succeeded` or `task-failed`, named `relay.deliver`, with the message id
+as the task id and the server, handler and arguments readable in `args`
+(`counter.add(1, 2)`). Sent only when the worker sends task events
+(`worker_send_task_events`, on by default in config/settings.py, or `-E`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from celery import Celery
+
+from .wire import describe
+
+log = logging.getLogger("relay.workers")
+
+
+class MessageEvents:
+    def __init__(self, app: Celery, hostname: str, enabled: bool) -> None:
+        self.app = app
+        self.hostname = hostname
+        self.enabled = enabled
+        self.lock = threading.Lock()  # one dispatcher, one connection, many server threads
+        self.dispatcher = None
+
+    def _send(self, kind: str, **fields: object) -> None:
+        if not self.enabled:
+            return
+        try:
+            with self.lock:
+                if self.dispatcher is None:
+                    self.dispatcher = self.app.events.Dispatcher(self.app.connection_for_write(),
+                                                                 hostname=self.hostname, enabled=True)
+                self.dispatcher.send(kind, **fields)
+        except Exception as exc:  # noqa: BLE001 - events are for watching: never fail a message for them
+            log.warning("relay: could not send a task event (%s)", exc)
+            with self.lock:
+                self.dispatcher = None
+
+    def started(self, message_id: str, server: str, handler: str, args: list) -> float:
+        self._send("task-received", uuid=message_id, name="relay.deliver", args=describe(server, handler, args),
+                   kwargs="{}",
+                   root_id=message_id, parent_id=None, retries=0, eta=None, expires=None)
+        self._send("task-started", uuid=message_id)
+        return time.monotonic()
+
+    def finished(self, message_id: str, reply: dict, started: float) -> None:
+        runtime = time.monotonic() - started
+        if "error" in reply:
+            self._send("task-failed", uuid=message_id, exception=str(reply["error"].get("text", ""))[:1000],
+                       traceback="", runtime=runtime)
+        else:
+            self._send("task-succeeded", uuid=message_id, result=json.dumps(reply["value"])[:1000], runtime=runtime)

@@ -1,0 +1,64 @@
+"""Flower watches the fleet: its API lists the workers and the relay tasks, server messages included."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+
+from relay_workers.devfleet import Fleet, RedisServer, free_port
+
+
+@pytest.fixture
+def watched(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    fleet = Fleet.on(server.url, logs=tmp_path)
+    port = free_port()
+    fleet.start("w1")
+    fleet.start_process("flower", ["flower", f"--port={port}", "--address=127.0.0.1"],
+                        FLOWER_UNAUTHENTICATED_API="true")
+    yield fleet, f"http://127.0.0.1:{port}"
+    fleet.stop_all()
+    server.stop()
+
+
+def get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def wait_for(fn, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("Flower did not show it in time")
+        time.sleep(0.3)
+
+
+def test_flower_lists_workers_and_relay_tasks(watched) -> None:
+    fleet, flower = watched
+    wait_for(lambda: urllib.request.urlopen(f"{flower}/healthcheck"))
+    client = fleet.client()
+    client.deploy("server counter { state { n: 0 }\n receive fn add(k) { state.n += k\n state.n } }")
+    wait_for(lambda: all(s["status"] == "running" for s in client.servers()))
+    time.sleep(1)  # Flower subscribes to the events
+    message_id = client.send("counter", "add", 5)
+    assert client.call("counter", "add", 2) == 7
+    assert client.eval("counter.add(1)").value == 8
+    client.close()
+    workers = wait_for(lambda: get(f"{flower}/api/workers?refresh=1"))
+    assert "w1@relay-test" in workers and workers["w1@relay-test"].get("stats"), workers
+    tasks = wait_for(lambda: (t := get(f"{flower}/api/tasks")) and message_id in t and
+                     sum(v["name"] == "relay.eval" for v in t.values()) and t)
+    shown = tasks[message_id]
+    print({k: (v["name"], v["state"], v.get("args")) for k, v in tasks.items()})
+    assert (shown["name"], shown["state"], shown["args"]) == ("relay.deliver", "SUCCESS", "counter.add(5)")
+    assert "Inspect method" not in (fleet.logs / "flower.log").read_text()
