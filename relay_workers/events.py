@@ -10,14 +10,15 @@ as the task id and the server, handler and arguments readable in `args`
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 
 from celery import Celery
 
-from .wire import describe
+from relay_lang.values import show
+
+from .wire import describe, from_wire
 
 log = logging.getLogger("relay.workers")
 
@@ -57,4 +58,4 @@ class MessageEvents:
             self._send("task-failed", uuid=message_id, exception=str(reply["error"].get("text", ""))[:1000],
                        traceback="", runtime=runtime)
         else:
-            self._send("task-succeeded", uuid=message_id, result=json.dumps(reply["value"])[:1000], runtime=runtime)
+            self._send("task-succeeded", uuid=message_id, result=show(from_wire(reply["value"]))[:1000], runtime=runtime)
