@@ -348,15 +348,17 @@ def run_with_big_stack(fn: Callable[[], Any], max_depth: int = DEFAULT_MAX_DEPTH
 
 def run_program(source: str, file: str = "<input>", *, interp: Interpreter | None = None,
                 time_limit: float | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
-                out: TextIO | None = None, err: TextIO | None = None, tier: str = "auto") -> object:
+                out: TextIO | None = None, err: TextIO | None = None, tier: str = "auto",
+                memory_limit: int | None = None) -> object:
     """Runs a whole program within its budgets; returns its value or raises RelayError.
 
     `max_depth`, `out`, `err` and `tier` configure a new interpreter; they are unused when `interp` is given.
+    `memory_limit` (bytes) overrides the interpreter's (`$RELAY_MEMORY_LIMIT`, default 1G).
     """
     if interp is not None and tier != "auto":
         raise ValueError("give the tier to the Interpreter you pass, not to run_program")
     interp = interp if interp is not None else Interpreter(out=out, err=err, max_depth=max_depth, tier=tier)
-    return run_budgeted(interp, lambda: interp.run(source, file), time_limit)
+    return run_budgeted(interp, lambda: interp.run(source, file), time_limit, memory_limit)
 
 
 def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float | None,

@@ -391,6 +391,8 @@ def test_the_memory_limit_is_an_argument_of_run_budgeted() -> None:
         run_budgeted(interp, lambda: interp.run(src.format(1, 1, 1), "t.relay"), None, memory_limit=16 << 20)
     run_budgeted(interp, lambda: interp.run(src.format(2, 2, 2), "t.relay"), None)
     assert interp.out.getvalue() == "3000000\n"
+    with pytest.raises(RelayError, match="memory limit of 8M exceeded"):
+        run_program(src.format(3, 3, 3), "t.relay", interp=interp, memory_limit=8 << 20)
 
 
 @pytest.mark.parametrize("name", ["compiled push", "array(n)", "string"])
