@@ -176,7 +176,8 @@ class RelayClient:
             raise RelayError(f"no dead letter with id {letter_id!r}")
 
     def servers(self) -> list[dict[str, object]]:
-        """Every deployed server: name, owner (worker node), status, restarts, version, queued messages."""
+        """Every deployed server: name, owner (worker node), host (its incarnation), status, reason (when
+        failed), restarts, version, queued and applied messages."""
         try:
             live = set(self.registry.live_hosts())
             out = []
@@ -191,7 +192,8 @@ class RelayClient:
                     status = "orphaned" if owner else "unplaced"
                 out.append({"name": name, "owner": node_of(owner) if owner else "", "host": owner, "status": status,
                             "reason": info.get("reason", ""), "restarts": int(info.get("restarts", 0)),
-                            "version": int(info.get("version", 0)), "queued": len(self.ledger.pending(name))})
+                            "version": int(info.get("version", 0)), "queued": len(self.ledger.pending(name)),
+                            "applied": self.ledger.applied_count(name)})
             return out
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None

@@ -242,6 +242,10 @@ class Ledger:
 
     # ------------------------------------------------------------ state
 
+    def applied_count(self, name: str) -> int:
+        """Messages the server has applied since it was first deployed."""
+        return int(self.r.hget(key("state", name), CHECKPOINTED) or 0)
+
     def load_state(self, name: str) -> dict[str, str] | None:
         """The checkpointed state fields as JSON texts, or None when the server never committed."""
         data = self.r.hgetall(key("state", name))
