@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from .budget import parse_size
 from .errors import RelayError
 from .interpreter import DEFAULT_MAX_DEPTH, Interpreter, run_program
 
@@ -16,6 +17,24 @@ def _positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
+
+
+def _size(text: str) -> int:
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive size, like 256M or 2G")
+    return value
+
+
+def _env_depth() -> int:
+    text = os.environ.get("RELAY_MAX_DEPTH", str(DEFAULT_MAX_DEPTH))
+    try:
+        return int(text)
+    except ValueError:
+        raise SystemExit(f"relay: RELAY_MAX_DEPTH={text!r} is not a whole number") from None
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
@@ -29,7 +48,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     run.add_argument("--explain", action="store_true", help="print each function's tier and why")
     run.add_argument("--time-limit", type=_positive, metavar="SECONDS",
                      help="stop the program with an error after this many seconds")
-    run.add_argument("--max-depth", type=int, default=int(os.environ.get("RELAY_MAX_DEPTH", DEFAULT_MAX_DEPTH)),
+    run.add_argument("--memory-limit", type=_size, metavar="SIZE",
+                     help="stop the program with an error once it adds more than SIZE to the process's memory "
+                          "(256M, 2G; default $RELAY_MEMORY_LIMIT or 1G)")
+    run.add_argument("--max-depth", type=int, default=_env_depth(),
                      help=f"Relay call depth limit (default {DEFAULT_MAX_DEPTH}, or $RELAY_MAX_DEPTH)")
     repl = sub.add_parser("repl", help="interactive prompt")
     repl.add_argument("--max-depth", type=int, default=DEFAULT_MAX_DEPTH)
@@ -46,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     interp = Interpreter(max_depth=args.max_depth, tier=args.tier)
     status = 0
     try:
-        run_program(source, args.file, interp=interp, time_limit=args.time_limit)
+        run_program(source, args.file, interp=interp, time_limit=args.time_limit, memory_limit=args.memory_limit)
     except RelayError as err:
         sys.stdout.flush()
         print(err, file=sys.stderr)
