@@ -99,10 +99,12 @@ class RelayClient:
         return EvalResult(data["value"], data["output"], data["error"], data["tiers"], data["timings"], data["worker"])
 
     def deploy(self, source: str, file: str = "<deploy>", max_restarts: int | None = None,
-               restart_period: float | None = None, time_limit: float | None = None) -> list[tuple[str, int]]:
+               restart_period: float | None = None, time_limit: float | None = None,
+               memory_limit: int | None = None) -> list[tuple[str, int]]:
         """Starts the servers a source declares, or hot-upgrades them (state kept); returns (name, version)
         of each. The source must parse, resolve and declare a server, or nothing changes on the fleet.
-        The settings (restart intensity, a message's time limit) apply to every server of the source."""
+        The settings (restart intensity, a message's time limit and memory budget in bytes) apply to every
+        server of the source."""
         program = parse(source, file)
         resolve(program)
         names = [s.name for s in program.stmts if isinstance(s, ServerDecl)]
@@ -110,7 +112,7 @@ class RelayClient:
             raise RelayError("the source declares no server (deploy takes `server NAME { ... }` declarations)",
                              program.pos)
         settings = {k: v for k, v in (("max_restarts", max_restarts), ("restart_period", restart_period),
-                                      ("time_limit", time_limit)) if v is not None}
+                                      ("time_limit", time_limit), ("memory_limit", memory_limit)) if v is not None}
         for k, v in settings.items():
             if type(v) not in (int, float) or not 0 < v < float("inf") or (k == "max_restarts" and v != int(v)):
                 raise RelayError(f"{k} must be a positive number, got {v!r}", kind="bad request")

@@ -214,6 +214,7 @@ class Actor:
         self.lease = ""
         self.version = 0
         self.settings_time_limit = 0.0
+        self.memory_limit: int | None = None  # the server's own budget; None: the workers' default
         self.interp: Interpreter | None = None
         self.runtime: FleetRuntime | None = None
         self.instance: ServerInstance | None = None
@@ -283,6 +284,7 @@ class Actor:
     def load(self, version: int) -> None:
         info = self.host.registry.server(self.name) or {}
         self.settings_time_limit = float(info.get("time_limit") or 0)
+        self.memory_limit = int(float(info["memory_limit"])) if info.get("memory_limit") else None
         if self.interp is None:
             self.interp = Interpreter(out=io.StringIO(), err=io.StringIO(), cache=self.host.cache, repl=True)
             self.runtime = FleetRuntime(self.host.messenger, self.host.registry, self.host.time_limit, self.declare)
@@ -345,7 +347,7 @@ class Actor:
         started = self.host.events.started(message.id, self.name, message.handler, message.args)
         try:
             value = run_budgeted(interp, lambda: instance.handle(interp, message.handler, from_wire(message.args)),
-                                 self.time_limit)
+                                 self.time_limit, self.memory_limit)
             reply: dict = {"value": to_wire(value)}
         except RelayError as err:
             reply = {"error": err.to_dict()}

@@ -5,7 +5,7 @@ Keys (prefix `relay:`):
   host:ID        hash  node, pid, started
   servers        set   deployed server names
   server:NAME    hash  source, file, version, owner (host id), restarts, status ("failed" or absent),
-                       reason, and the server's settings (max_restarts, restart_period, time_limit)
+                       reason, and the server's settings (max_restarts, restart_period, time_limit, memory_limit)
   restarts:NAME  zset  times of the server's recent restarts (the restart policy)
   wake:HOST      list  the supervisor pushes here when it gives HOST a server
 
@@ -70,9 +70,6 @@ if owner ~= '' then
 end
 return 1
 """
-
-SETTINGS = ("max_restarts", "restart_period", "time_limit")
-
 
 CONNECTION_PREFIX = "relay-host:"
 
