@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from relay_lang.cli import _positive, build_parser, guarded, run_command
+from relay_lang.cli import build_parser, guarded, positive_seconds, run_command, size_argument
 from relay_lang.errors import RelayError
 from relay_lang.values import show
 
@@ -33,29 +33,48 @@ def add_host_commands(sub: argparse._SubParsersAction) -> None:
                     help="deploy the examples, show calls, sends, an eval, a kill -9 and the restart; then stop")
 
 
+def add_gateway_command(sub: argparse._SubParsersAction) -> None:
+    gw = sub.add_parser("gateway", help="serve the fleet over HTTP: REST, JSON-RPC 2.0, metrics (docs/gateway.md)",
+                        description="Serves the fleet over HTTP with uvicorn. Clients send `Authorization: Bearer "
+                                    "$RELAY_GATEWAY_TOKEN`; the fleet's URLs come from RELAY_BROKER_URL, "
+                                    "RELAY_RESULT_BACKEND and RELAY_STORE_URL.")
+    gw.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    gw.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    gw.add_argument("--insecure", action="store_true",
+                    help="serve without authentication when RELAY_GATEWAY_TOKEN is not set (refused otherwise)")
+    gw.add_argument("--timeout", type=positive_seconds, default=60, metavar="SECONDS",
+                    help="longest wait of a request for the fleet; longer asked timeouts are capped (default 60)")
+    gw.add_argument("--read-timeout", type=positive_seconds, default=10, metavar="SECONDS",
+                    help="time a client has to send its request body, else 408 (default 10)")
+    gw.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
+                    help="largest request body, else 413 (default 1048576)")
+
+
 def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
     fleet = "the fleet's URLs come from RELAY_BROKER_URL, RELAY_RESULT_BACKEND and RELAY_STORE_URL"
     ev = sub.add_parser("eval", help="run a program on the fleet", description=fleet)
     ev.add_argument("file", nargs="?", help="a Relay file (default: the code given with -c, or stdin)")
     ev.add_argument("-c", "--code", help="the program text")
-    ev.add_argument("--timeout", type=_positive, default=60)
+    ev.add_argument("--timeout", type=positive_seconds, default=60)
     ev.add_argument("--json", action="store_true", help="print the whole result as JSON")
     dep = sub.add_parser("deploy", help="start or hot-upgrade the servers a file declares", description=fleet)
     dep.add_argument("file")
     dep.add_argument("--max-restarts", type=int, metavar="N",
                      help="restarts allowed within --restart-period before the server is marked failed "
                           "(default 5, or $RELAY_MAX_RESTARTS)")
-    dep.add_argument("--restart-period", type=_positive, metavar="SECONDS",
+    dep.add_argument("--restart-period", type=positive_seconds, metavar="SECONDS",
                      help="the window of --max-restarts (default 60, or $RELAY_RESTART_PERIOD)")
-    dep.add_argument("--time-limit", type=_positive, metavar="SECONDS",
+    dep.add_argument("--time-limit", type=positive_seconds, metavar="SECONDS",
                      help="time limit of one message (default and maximum: the workers' $RELAY_JOB_TIME_LIMIT, 60)")
+    dep.add_argument("--memory-limit", type=size_argument, metavar="SIZE",
+                     help="memory budget of one message (256M, 2G; default the workers' $RELAY_MEMORY_LIMIT or 1G)")
     for name, what in (("call", "send a message and print the reply"), ("send", "enqueue a message")):
         cmd = sub.add_parser(name, help=what, description=fleet)
         cmd.add_argument("server")
         cmd.add_argument("handler")
         cmd.add_argument("args", nargs="*", metavar="JSON_ARG", help="each argument as JSON (5, '\"text\"', '[1, 2]')")
         if name == "call":
-            cmd.add_argument("--timeout", type=_positive, default=30)
+            cmd.add_argument("--timeout", type=positive_seconds, default=30)
     srv = sub.add_parser("servers", help="list the deployed servers", description=fleet)
     srv.add_argument("--json", action="store_true")
     restart = sub.add_parser("restart", help="bring back a server (a failed one too) from its last commit",
@@ -123,7 +142,8 @@ def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
         return 0
     if command == "deploy":
         for name, version in client.deploy(source, file=args.file, max_restarts=args.max_restarts,
-                                           restart_period=args.restart_period, time_limit=args.time_limit):
+                                           restart_period=args.restart_period, time_limit=args.time_limit,
+                                           memory_limit=args.memory_limit):
             print(f"deployed {name} (version {version})")
         return 0
     if command == "restart":
@@ -165,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser, sub = build_parser()
     add_fleet_commands(sub)
     add_host_commands(sub)
+    add_gateway_command(sub)
     args = parser.parse_args(argv)
+    if args.command == "gateway":
+        from .gateway import run_gateway
+        return guarded(lambda: run_gateway(args))
     if args.command == "up":
         from .up import default_data_dir, run
         return guarded(lambda: run(args.workers, Path(args.data) if args.data else default_data_dir(args.demo), args.demo,

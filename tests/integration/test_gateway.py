@@ -1,0 +1,382 @@
+"""The HTTP gateway as users run it: `relay gateway` as a process in front of a real redis-server and real
+`celery -A relay_workers worker -Q 'relay.*'` processes, spoken to with a plain HTTP client (httpx), JSON-RPC
+as a Relay 0.3 client would, and schemathesis over its OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import redis
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from prometheus_client.parser import text_string_to_metric_families
+from schemathesis import GenerationMode
+
+from relay_workers.devfleet import ROOT, Fleet, RedisServer, free_port
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_BODY = 65536
+READ_TIMEOUT = 2
+
+COUNTER = """
+server counter {
+    state { count: 0 }
+    receive fn incr(by: number) { state.count += by; state.count }
+    receive fn fail() { state.count = -1; error("refused") }
+    receive fn put(entry) { entry.name + "=" + str(entry.n) }
+    receive fn nap(seconds: number) { let t = clock()
+        while clock() - t < seconds {}
+        seconds }
+    receive fn get() { state.count }
+}
+"""
+TALLY = "server tally {\n    state { n: 0 }\n    receive fn add(k: number) { state.n += k; state.n }\n}\n"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory) -> Iterator[Fleet]:
+    store = RedisServer(tmp_path_factory.mktemp("gateway-redis"))
+    f = Fleet.on(store.url, logs=tmp_path_factory.mktemp("gateway-logs"))
+    try:
+        nodes = [f.start(name, wait=False) for name in ("gw1", "gw2")]
+        for node in nodes:
+            f.wait_hosting(node)
+        yield f
+    finally:
+        f.stop_all()
+        store.stop()
+
+
+def start_gateway(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "relay_workers.cli", "gateway", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """Stops a process we started (by its PID, its group too); returns its output."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+    except ProcessLookupError:
+        out, _ = proc.communicate()
+    return out.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def gateway(fleet) -> Iterator[str]:
+    port = free_port()
+    proc = start_gateway(dict(fleet.env, RELAY_GATEWAY_TOKEN=TOKEN), "--port", str(port), "--timeout", "20",
+                         "--read-timeout", str(READ_TIMEOUT), "--max-body", str(MAX_BODY))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the gateway did not start:\n{stop(proc)}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        out = stop(proc)
+        assert "Traceback" not in out, out
+
+
+@pytest.fixture(scope="module")
+def http(gateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway, headers=AUTH, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def deployed(http) -> None:
+    for source in (COUNTER, TALLY):
+        assert http.post("/v1/deploy", json={"source": source}).status_code == 200
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if {s["status"] for s in http.get("/v1/servers").json()} == {"running"}:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"servers not running: {http.get('/v1/servers').json()}")
+
+
+def is_error(response: httpx.Response, status: int, kind: str) -> dict:
+    """An error response: the status, a JSON body with the Relay error's fields, no traceback or HTML."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["kind"] == kind and {"message", "file", "line", "col", "stack", "text"} <= set(error)
+    assert "Traceback" not in response.text
+    return error
+
+
+# ---------------------------------------------------------------- start-up, auth, health
+
+def test_refuses_to_start_without_a_token(fleet) -> None:
+    env = {k: v for k, v in fleet.env.items() if k != "RELAY_GATEWAY_TOKEN"}
+    proc = start_gateway(env, "--port", str(free_port()))
+    out = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 2 and "RELAY_GATEWAY_TOKEN is not set" in out and "--insecure" in out
+
+
+def test_auth_health_and_docs(gateway, http) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
+        for method, path in (("GET", "/v1/servers"), ("POST", "/rpc"), ("GET", "/metrics"), ("POST", "/v1/eval")):
+            response = httpx.request(method, gateway + path, headers=headers, json={"source": "1"})
+            assert is_error(response, 401, "unauthorized") and response.headers["www-authenticate"] == "Bearer"
+    assert httpx.get(f"{gateway}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{gateway}/readyz").json()
+    assert ready["status"] == "ready" and ready["hosts"] == 2
+    spec = httpx.get(f"{gateway}/openapi.json").json()
+    assert {"/v1/eval", "/v1/deploy", "/v1/servers/{name}/{handler}", "/v1/servers/{name}/{handler}/send",
+            "/v1/servers", "/v1/servers/{name}", "/v1/dead-letters", "/v1/servers/{name}/restart", "/healthz",
+            "/readyz", "/metrics", "/rpc", "/jsonrpc"} <= set(spec["paths"])
+    docs = httpx.get(f"{gateway}/docs")
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+
+
+# ---------------------------------------------------------------- REST
+
+def test_deploy_call_send_and_servers(http, deployed) -> None:
+    assert http.post("/v1/servers/counter/incr", json=[2]).json() == {"value": 2}
+    sent = http.post("/v1/servers/counter/incr/send", json=[3])
+    assert sent.status_code == 202 and len(sent.json()["message_id"]) == 32
+    for _ in range(2):  # a retry with the same message id is applied once
+        assert http.post("/v1/servers/counter/incr/send?message_id=once-1", json=[10]).json() == {"message_id": "once-1"}
+    assert http.post("/v1/servers/counter/incr", params={"message_id": "c-1"}, json=[0]).json() == {"value": 15}
+    assert http.post("/v1/servers/counter/incr", params={"message_id": "c-1"}, json=[0]).json() == {"value": 15}
+    error = is_error(http.post("/v1/servers/counter/fail"), 422, "error")
+    assert error["message"] == "refused" and error["line"] == 5 and error["file"] == "<deploy>"
+    assert http.post("/v1/servers/counter/get").json() == {"value": 15}  # the failed handler rolled back
+    one = http.get("/v1/servers/counter").json()
+    assert one["status"] == "running" and one["owner"].endswith("@relay-test") and one["failed"] is False
+    assert one["queued"] == 0 and one["restarts"] == 0 and one["state_bytes"] > 0 and one["messages_applied"] >= 5
+    assert {s["name"] for s in http.get("/v1/servers").json()} == {"counter", "tally"}
+    assert is_error(http.get("/v1/servers/nobody"), 404, "not found")["message"] == "no server named 'nobody' is deployed"
+    assert "has no handler 'nope'" in is_error(http.post("/v1/servers/counter/nope"), 404, "not found")["message"]
+    assert is_error(http.post("/v1/servers/nobody/incr/send", json=[1]), 404, "not found")
+    assert "expects 1 argument, got 2" in is_error(http.post("/v1/servers/counter/incr", json=[1, 2]), 422,
+                                                   "bad request")["message"]
+    assert is_error(http.post("/v1/servers/counter/incr", json={"by": 1}), 422, "bad request")
+    assert is_error(http.post("/v1/servers/counter/incr", json=[{"$num": "big"}]), 422, "bad request")
+    bad = is_error(http.post("/v1/deploy", json={"source": "server s {\n  receive fn f( {}\n}"}), 422, "syntax error")
+    assert bad["line"] == 2 and bad["col"]
+    assert is_error(http.post("/v1/deploy", json={"source": "1 + 1"}), 422, "error")
+
+
+def test_eval(http, deployed) -> None:
+    result = http.post("/v1/eval", json={"source": 'fn sq(x) { x * x }\nprint("hi", sq(3))\nsq(4) + 0.5'}).json()
+    assert result["value"] == 16.5 and result["output"] == "hi 9\n" and result["error"] is None
+    assert result["worker"].endswith("@relay-test") and "seconds" in result["timings"] and result["tiers"]
+    failed = http.post("/v1/eval", json={"source": "let a = [1]\na[3]"})
+    assert failed.status_code == 200 and failed.json()["error"]["line"] == 2
+    assert http.post("/v1/eval", json={"source": "counter.get()", "server": "counter"}).json()["value"] >= 0
+    assert is_error(http.post("/v1/eval", json={"source": "1", "server": "nobody"}), 404, "not found")
+    started = time.monotonic()
+    slow = http.post("/v1/eval", json={"source": "let t = clock()\nwhile clock() - t < 2 {}", "timeout": 1})
+    assert "within 1 s" in is_error(slow, 504, "timeout")["message"] and time.monotonic() - started < 1.9
+
+
+def test_restart_and_dead_letters(fleet, http, deployed) -> None:
+    assert http.post("/v1/servers/tally/restart").json() == {"restarting": "tally"}
+    assert is_error(http.post("/v1/servers/nobody/restart"), 404, "not found")
+    assert http.post("/v1/servers/tally/add", json=[0], params={"timeout": 20}).status_code == 200
+    redis.Redis.from_url(fleet.env["RELAY_BROKER_URL"]).lpush("relay.eval", b"not a kombu message")
+    deadline = time.monotonic() + 10
+    while not (letters := http.get("/v1/dead-letters").json()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert letters and letters[0]["queue"] == "relay.eval" and letters[0]["reason"]
+    assert http.get("/v1/dead-letters", params={"server": "tally"}).json() == []
+
+
+def test_metrics_cover_the_fleet(http, deployed) -> None:
+    http.post("/v1/servers/counter/incr", json=[0])
+    text = http.get("/metrics").text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("relay_store_up", ())] == 1 and samples[("relay_hosts", ())] == 2
+    assert samples[("relay_servers", (("status", "running"),))] == 2
+    assert samples[("relay_server_messages_applied_total", (("server", "counter"),))] >= 5
+    assert samples[("relay_server_queue_length", (("server", "counter"),))] == 0
+    assert samples[("relay_server_restarts_total", (("server", "tally"),))] == 0
+    assert samples[("relay_server_failed", (("server", "tally"),))] == 0
+    assert samples[("relay_server_acquisitions_total", (("server", "tally"),))] >= 1
+    assert sum(v for (name, _), v in samples.items() if name == "relay_host_leases") == 2
+    assert sum(v for (name, _), v in samples.items() if name == "relay_host_servers") == 2
+    assert samples[("relay_dead_letters", ())] >= 0 and ("relay_eval_queue_length", ()) in samples
+    route = (("method", "POST"), ("route", "/v1/servers/{name}/{handler}"), ("status", "200"))
+    assert samples[("relay_gateway_requests_total", route)] >= 1
+    assert samples[("relay_gateway_fleet_operations_total", (("operation", "call"), ("outcome", "ok")))] >= 1
+    assert any(name == "relay_gateway_request_duration_seconds_bucket" for name, _ in samples)
+    assert any(name == "relay_gateway_fleet_operation_duration_seconds_bucket" for name, _ in samples)
+
+
+# ---------------------------------------------------------------- JSON-RPC, as a Relay 0.3 client
+
+def rpc(gateway: str, payload: object, **headers: str) -> httpx.Response:
+    return httpx.post(f"{gateway}/rpc", json=payload, headers={**AUTH, **headers}, timeout=30)
+
+
+def test_json_rpc(gateway, http, deployed) -> None:
+    one = rpc(gateway, {"jsonrpc": "2.0", "method": "counter.incr", "params": [1], "id": 1})
+    assert one.status_code == 200 and set(one.json()) == {"jsonrpc", "result", "id"} and one.json()["id"] == 1
+    named = rpc(gateway, {"jsonrpc": "2.0", "method": "counter.put", "params": {"name": "ada", "n": 3}, "id": "a"})
+    assert named.json() == {"jsonrpc": "2.0", "result": "ada=3", "id": "a"}
+    before = http.post("/v1/servers/tally/add", json=[0]).json()["value"]
+    note = rpc(gateway, {"jsonrpc": "2.0", "method": "tally.add", "params": [5]})
+    assert note.status_code == 204 and note.content == b""
+    assert http.post("/v1/servers/tally/add", json=[0]).json()["value"] == before + 5  # applied in order
+    batch = rpc(gateway, [{"jsonrpc": "2.0", "method": "tally.add", "params": [1], "id": 1},
+                          {"jsonrpc": "2.0", "method": "tally.add", "params": [1]},
+                          {"jsonrpc": "2.0", "method": "nobody.add", "params": [], "id": 2},
+                          {"jsonrpc": "1.0", "method": "tally.add", "id": 3}, 7])
+    answers = {a["id"]: a for a in batch.json() if a["id"] is not None}
+    assert batch.status_code == 200 and len(batch.json()) == 4 and "result" in answers[1]
+    assert answers[2]["error"]["code"] == -32601 and answers[3]["error"]["code"] == -32600
+    assert rpc(gateway, [{"jsonrpc": "2.0", "method": "tally.add", "params": [1]}]).status_code == 204
+
+    def code(payload: object, status: int = 200, **headers: str) -> dict:
+        response = rpc(gateway, payload, **headers) if not isinstance(payload, bytes) else httpx.post(
+            f"{gateway}/rpc", content=payload, headers=AUTH)
+        assert response.status_code == status and response.json()["jsonrpc"] == "2.0"
+        return response.json()["error"]
+
+    assert code(b'{"jsonrpc": "2.0", "method": ', 400)["code"] == -32700
+    assert code({"method": "counter.get", "id": 1}, 400)["code"] == -32600
+    assert code({"jsonrpc": "2.0", "method": "counter.get", "params": 5, "id": 1}, 400)["code"] == -32600
+    assert code([], 400)["code"] == -32600
+    assert code({"jsonrpc": "2.0", "method": "nodot", "id": 1})["code"] == -32601
+    assert "has no handler" in code({"jsonrpc": "2.0", "method": "counter.nope", "id": 1})["data"]["message"]
+    assert code({"jsonrpc": "2.0", "method": "counter.incr", "params": [1, 2], "id": 1})["code"] == -32602
+    failed = code({"jsonrpc": "2.0", "method": "counter.fail", "id": 1})
+    assert failed["code"] == -32000 and failed["message"] == "Server error"
+    assert failed["data"]["message"] == "refused" and failed["data"]["line"] == 5 and "stack" in failed["data"]
+    slow = code({"jsonrpc": "2.0", "method": "counter.nap", "params": [1.5], "id": 9}, **{"X-Relay-Timeout": "0.3"})
+    assert slow["code"] == -32603 and slow["data"]["kind"] == "timeout"
+
+
+def test_jsonrpc_raw_source(gateway) -> None:
+    answer = httpx.post(f"{gateway}/jsonrpc", content="fn f(x) { x * 2 }\n[f(1), f(2.5), \"x\"]", headers=AUTH)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    assert answer.text == '[2, 5, "x"]'
+    assert is_error(httpx.post(f"{gateway}/jsonrpc", content="1 +", headers=AUTH), 422, "syntax error")["line"] == 1
+
+
+# ---------------------------------------------------------------- bad input at the edge
+
+def test_bad_input_at_the_edge(gateway, http) -> None:
+    assert is_error(http.post("/v1/eval", content=b"x" * (MAX_BODY + 1)), 413, "too large")
+    chunks = (b"[" + b"1," * 1000 for _ in range(100))  # chunked, no length declared
+    assert is_error(http.post("/rpc", content=chunks), 413, "too large")
+    assert is_error(http.get("/nowhere"), 404, "not found")
+    assert is_error(http.delete("/v1/servers"), 405, "method not allowed")
+    assert is_error(http.post("/v1/eval", content=b"{not json", headers={"content-type": "application/json"}), 400,
+                    "bad request")
+    assert is_error(http.post("/v1/eval", json={"source": 5}), 422, "bad request")
+    assert is_error(http.post("/v1/eval", json={"source": "1", "timeout": -1}), 422, "bad request")
+    assert is_error(http.post("/v1/servers/counter/incr", json=[[[[1]]]] * 2), 422, "bad request")
+    assert is_error(http.post("/rpc", headers={"X-Relay-Timeout": "soon"}, json={}), 422, "bad request")
+
+
+def test_slow_clients_do_not_hold_up_others(gateway) -> None:
+    port = int(gateway.rsplit(":", 1)[1])
+    slow_body = socket.create_connection(("127.0.0.1", port))
+    slow_body.sendall(b"POST /v1/eval HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
+                      + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"sou")
+    slow_headers = socket.create_connection(("127.0.0.1", port))
+    slow_headers.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    try:
+        started = time.monotonic()
+        assert httpx.get(f"{gateway}/healthz").status_code == 200 and time.monotonic() - started < 0.5
+        slow_body.settimeout(READ_TIMEOUT + 5)
+        raw = b""
+        while not raw.endswith(b"}}") and (chunk := slow_body.recv(65536)):
+            raw += chunk
+        answer = raw.decode()
+        assert answer.startswith("HTTP/1.1 408") and '"kind":"timeout"' in answer
+        assert time.monotonic() - started >= READ_TIMEOUT - 0.1
+    finally:
+        slow_body.close()
+        slow_headers.close()
+
+
+def test_burst_of_500_concurrent_calls(gateway, http, deployed) -> None:
+    before = http.post("/v1/servers/tally/add", json=[0]).json()["value"]
+
+    async def burst() -> list[tuple[int, float, str]]:
+        limits = httpx.Limits(max_connections=500, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=gateway, headers=AUTH, timeout=60, limits=limits) as c:
+            async def one() -> tuple[int, float, str]:
+                started = time.perf_counter()
+                response = await c.post("/v1/servers/tally/add", json=[1])
+                return response.status_code, time.perf_counter() - started, response.text
+            return await asyncio.gather(*(one() for _ in range(500)))
+
+    started = time.perf_counter()
+    results = asyncio.run(burst())
+    wall = time.perf_counter() - started
+    failures = [text for status, _, text in results if status != 200]
+    assert not failures, failures[:3]
+    times = sorted(t for _, t, _ in results)
+    p50, p99 = statistics.median(times), times[int(len(times) * 0.99) - 1]
+    print(f"\nburst of 500 concurrent calls: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, all in {wall:.2f} s")
+    assert http.post("/v1/servers/tally/add", json=[0]).json()["value"] == before + 500
+
+
+# ---------------------------------------------------------------- schemathesis over /openapi.json
+
+EXAMPLES = int(os.environ.get("RELAY_SCHEMATHESIS_EXAMPLES", "25"))  # per operation and generation mode
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
+def test_schemathesis(gateway, deployed, mode: GenerationMode) -> None:
+    """Generated requests (valid ones, then invalid ones) for every operation of /openapi.json: no 5xx,
+    no hang, every error a JSON body."""
+    schema = schemathesis.openapi.from_url(f"{gateway}/openapi.json")
+    sent = 0
+    statuses: dict[int, int] = {}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    for operation in operations:
+
+        @given(case=operation.as_strategy(mode))
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+                  phases=[Phase.explicit, Phase.generate, Phase.shrink], database=None)
+        def check(case) -> None:
+            nonlocal sent
+            sent += 1
+            case.headers = {**{k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}, **AUTH}
+            started = time.monotonic()
+            response = case.call(base_url=gateway, timeout=25)
+            where = f"{case.method} {case.formatted_path} {case.query} {case.body!r:.300}"
+            assert time.monotonic() - started < 25, where
+            assert response.status_code < 500, f"{where}: {response.status_code} {response.text}"
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code >= 400:
+                assert response.headers["content-type"][0].startswith("application/json"), f"{where}: {response.text}"
+                body = response.json()
+                assert "error" in body and "Traceback" not in response.text, f"{where}: {response.text}"
+
+        try:
+            check()
+        except Unsatisfiable:  # nothing in this operation can be made invalid (no parameters, no body)
+            assert mode is GenerationMode.NEGATIVE
+    print(f"\nschemathesis ({mode.value}): {sent} requests over {len(operations)} operations, "
+          f"statuses {dict(sorted(statuses.items()))}")
