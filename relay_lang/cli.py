@@ -12,14 +12,14 @@ from .errors import RelayError
 from .interpreter import DEFAULT_MAX_DEPTH, Interpreter, run_program
 
 
-def _positive(text: str) -> float:
+def positive_seconds(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
 
 
-def _size(text: str) -> int:
+def size_argument(text: str) -> int:
     try:
         value = parse_size(text)
     except ValueError as exc:
@@ -46,9 +46,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     run.add_argument("--tier", choices=("auto", "interpret", "llvm"), default="auto",
                      help="execution tier for the whole program (default: auto)")
     run.add_argument("--explain", action="store_true", help="print each function's tier and why")
-    run.add_argument("--time-limit", type=_positive, metavar="SECONDS",
+    run.add_argument("--time-limit", type=positive_seconds, metavar="SECONDS",
                      help="stop the program with an error after this many seconds")
-    run.add_argument("--memory-limit", type=_size, metavar="SIZE",
+    run.add_argument("--memory-limit", type=size_argument, metavar="SIZE",
                      help="stop the program with an error once it adds more than SIZE to the process's memory "
                           "(256M, 2G; default $RELAY_MEMORY_LIMIT or 1G)")
     run.add_argument("--max-depth", type=int, default=_env_depth(),

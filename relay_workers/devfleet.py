@@ -110,14 +110,15 @@ class Fleet:
 
     def start_beat(self) -> None:
         """`celery -A relay_workers beat`: runs the supervisor on its schedule."""
-        self.start_process("beat", ["beat", "--loglevel", "INFO", "-s", str(self.logs / "beat-schedule")])
+        self.start_process("beat", ["celery", "-A", "relay_workers", "beat", "--loglevel", "INFO",
+                                    "-s", str(self.logs / "beat-schedule")])
 
-    def start_process(self, name: str, args: list[str], **env: str) -> None:
-        """`celery -A relay_workers ARGS...` (beat, flower), logged to NAME.log."""
+    def start_process(self, name: str, module_args: list[str], **env: str) -> None:
+        """`python -m MODULE ARGS...` (celery beat, flower, the gateway) in its own process group, logged to NAME.log."""
         log = open(self.logs / f"{name}.log", "a")
         self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "relay_workers", *args],
-            cwd=ROOT, env=dict(self.env, **env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", *module_args], cwd=ROOT, env=dict(self.env, **env), stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
     def log(self, node: str) -> str:

@@ -17,12 +17,14 @@ stops everything.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from relay_lang.values import show
@@ -38,6 +40,8 @@ class Up:
         self.count = workers
         self.data = data
         self.flower_port = free_port() if flower else 0
+        self.gateway_port = free_port()
+        self.token = os.environ.get("RELAY_GATEWAY_TOKEN") or secrets.token_urlsafe(24)
         self.redis: RedisServer | None = None
         self.fleet: Fleet | None = None
 
@@ -62,21 +66,30 @@ class Up:
         for i in range(1, self.count + 1):
             self.fleet.start(f"w{i}", wait=False)
         self.fleet.start_beat()
+        self.fleet.start_process("gateway", ["relay_workers.cli", "gateway", "--port", str(self.gateway_port)],
+                                 RELAY_GATEWAY_TOKEN=self.token)
         if self.flower_port:
-            self.fleet.start_process("flower", ["flower", f"--port={self.flower_port}", "--address=127.0.0.1"],
-                                     FLOWER_UNAUTHENTICATED_API="true")
+            self.fleet.start_process("flower", ["celery", "-A", "relay_workers", "flower", f"--port={self.flower_port}",
+                                                "--address=127.0.0.1"], FLOWER_UNAUTHENTICATED_API="true")
         for node in [n for n in self.fleet.workers if "@" in n]:
             self.fleet.wait_hosting(node)
+        exports = {**urls, "RELAY_GATEWAY": f"http://127.0.0.1:{self.gateway_port}", "RELAY_GATEWAY_TOKEN": self.token}
+        if self.flower_port:
+            exports["RELAY_FLOWER"] = f"http://127.0.0.1:{self.flower_port}"
+        bin_dir = Path(sys.executable).parent
+        env_line = "export " + " ".join(f"{k}={v}" for k, v in exports.items()) + f' PATH="{bin_dir}:$PATH"'
+        (self.data / "env").write_text(env_line + "\n")
         print(f"relay up: data and logs in {self.data}")
         if self.redis is not None:
             print(f"  redis-server   {base}  (append-only, in {self.data / 'redis'})")
         for node, proc in self.fleet.workers.items():
             print(f"  {node:<14} pid {proc.pid}")
+        print(f"  gateway        {exports['RELAY_GATEWAY']}  (Authorization: Bearer $RELAY_GATEWAY_TOKEN; docs at /docs)")
         if self.flower_port:
-            print(f"  flower         http://127.0.0.1:{self.flower_port}/")
-        print("Point relay, celery and Python producers at it with:")
-        bin_dir = Path(sys.executable).parent
-        print("  export " + " ".join(f"{k}={v}" for k, v in urls.items()) + f' PATH="{bin_dir}:$PATH"')
+            print(f"  flower         {exports['RELAY_FLOWER']}/")
+        print(f"Point relay, celery, curl and Python producers at it with `. {self.data / 'env'}`, which says:")
+        print("  " + env_line)
+        print("relay up: ready", flush=True)
 
     def keep_alive(self) -> list[str]:
         """A process manager's job: a worker that died is started again under its name; returns those."""
@@ -150,6 +163,14 @@ def run_demo(up: Up) -> int:
         print("\n== an eval job (deployed servers are names)")
         result = client.eval('let b = accounts.balances()\nprint("ada has", b.ada)\nb.ada + b.bob')
         print(f"output: {result.output.strip()}; value: {show(from_wire(result.value))}; ran on {result.worker}")
+        print("\n== over HTTP: the gateway")
+        gateway = f"http://127.0.0.1:{up.gateway_port}"
+        wait(lambda: urllib.request.urlopen(f"{gateway}/healthz", timeout=2), 30)
+        request = urllib.request.Request(f"{gateway}/v1/servers/accounts/balances", data=b"[]", method="POST",
+                                         headers={"Authorization": f"Bearer {up.token}",
+                                                  "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            print(f"POST {gateway}/v1/servers/accounts/balances -> {response.status} {response.read().decode()}")
         print("\n== kill -9 of the worker that owns accounts")
         owner = next(s for s in client.servers() if s["name"] == "accounts")
         fleet.kill(owner["owner"])

@@ -17,7 +17,7 @@ def watched(tmp_path):
     fleet = Fleet.on(server.url, logs=tmp_path)
     port = free_port()
     fleet.start("w1")
-    fleet.start_process("flower", ["flower", f"--port={port}", "--address=127.0.0.1"],
+    fleet.start_process("flower", ["celery", "-A", "relay_workers", "flower", f"--port={port}", "--address=127.0.0.1"],
                         FLOWER_UNAUTHENTICATED_API="true")
     yield fleet, f"http://127.0.0.1:{port}"
     fleet.stop_all()

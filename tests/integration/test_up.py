@@ -26,6 +26,7 @@ def test_relay_up_demo_runs_and_cleans_up(tmp_path) -> None:
     assert proc.returncode == 0, out
     for line in ("deployed accounts (version 1)", 'accounts.open("ada", 100) -> 100', "balances -> {ada: 90, bob: 30}",
                  "insufficient funds in bob", "output: ada has 90; value: 120", "the supervisor restarted accounts",
+                 '/v1/servers/accounts/balances -> 200 {"value":{"ada":90.0,"bob":30.0}}',
                  "relay up --demo: done"):
         assert line in out
     assert out.count("balances -> {ada: 90, bob: 30}") == 2  # the state survived the kill -9
