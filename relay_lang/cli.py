@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from collections.abc import Callable
@@ -37,9 +38,17 @@ def _env_depth() -> int:
         raise SystemExit(f"relay: RELAY_MAX_DEPTH={text!r} is not a whole number") from None
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("relay-lang")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     """The parser of `relay run` and `relay repl`; hosts (the fleet's CLI) add their own commands to it."""
     parser = argparse.ArgumentParser(prog="relay", description="Run Relay programs.")
+    parser.add_argument("--version", action="version", version=f"relay {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a Relay program")
     run.add_argument("file")
@@ -54,7 +63,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     run.add_argument("--max-depth", type=int, default=_env_depth(),
                      help=f"Relay call depth limit (default {DEFAULT_MAX_DEPTH}, or $RELAY_MAX_DEPTH)")
     repl = sub.add_parser("repl", help="interactive prompt")
-    repl.add_argument("--max-depth", type=int, default=DEFAULT_MAX_DEPTH)
+    repl.add_argument("--max-depth", type=int, default=DEFAULT_MAX_DEPTH,
+                      help=f"Relay call depth limit (default {DEFAULT_MAX_DEPTH})")
     return parser, sub
 
 

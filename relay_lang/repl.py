@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from .errors import RelayError, RelaySyntaxError
@@ -47,7 +48,7 @@ def repl(max_depth: int) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         _setup_readline()
-        print("Relay REPL. An empty line ends a multi-line entry early; Ctrl-D quits.")
+        print("Relay REPL. An empty line ends a multi-line entry early; Ctrl-C interrupts; Ctrl-D quits.")
     interp = Interpreter(max_depth=max_depth, repl=True)
     entry = 1
     while True:
@@ -60,6 +61,10 @@ def repl(max_depth: int) -> int:
                 if interactive:
                     print()
                 return 0
+            except KeyboardInterrupt:  # Ctrl-C at the prompt drops the entry being typed
+                print()
+                lines, prompt = [], "relay> "
+                continue
             lines.append(line)
             source = "\n".join(lines)
             if not incomplete(source) or (line == "" and len(lines) > 1):
@@ -68,7 +73,7 @@ def repl(max_depth: int) -> int:
         if not source.strip():
             continue
         try:
-            value = run_program(source, f"<repl {entry}>", interp=interp)
+            value = run_interruptibly(interp, source, f"<repl {entry}>")
         except RelayError as err:
             sys.stdout.flush()
             print(err, file=sys.stderr)
@@ -76,6 +81,18 @@ def repl(max_depth: int) -> int:
             if value is not None:
                 print(show(value))
         entry += 1
+
+
+def run_interruptibly(interp: Interpreter, source: str, file: str) -> object:
+    """Runs an entry; Ctrl-C stops it with a Relay error (the definitions made so far stay)."""
+    def interrupt(signum: int, frame: object) -> None:
+        interp.request_stop(RelayError("interrupted (Ctrl-C)", kind="interrupt"))
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        return run_program(source, file, interp=interp)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _read_line() -> str:

@@ -55,7 +55,8 @@ def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="run a program on the fleet", description=fleet)
     ev.add_argument("file", nargs="?", help="a Relay file (default: the code given with -c, or stdin)")
     ev.add_argument("-c", "--code", help="the program text")
-    ev.add_argument("--timeout", type=positive_seconds, default=60)
+    ev.add_argument("--timeout", type=positive_seconds, default=60, metavar="SECONDS",
+                    help="how long to wait for the result (default 60)")
     ev.add_argument("--json", action="store_true", help="print the whole result as JSON")
     dep = sub.add_parser("deploy", help="start or hot-upgrade the servers a file declares", description=fleet)
     dep.add_argument("file")
@@ -74,16 +75,17 @@ def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
         cmd.add_argument("handler")
         cmd.add_argument("args", nargs="*", metavar="JSON_ARG", help="each argument as JSON (5, '\"text\"', '[1, 2]')")
         if name == "call":
-            cmd.add_argument("--timeout", type=positive_seconds, default=30)
+            cmd.add_argument("--timeout", type=positive_seconds, default=30, metavar="SECONDS",
+                             help="how long to wait for the reply (default 30)")
     srv = sub.add_parser("servers", help="list the deployed servers", description=fleet)
-    srv.add_argument("--json", action="store_true")
+    srv.add_argument("--json", action="store_true", help="print the list as JSON")
     restart = sub.add_parser("restart", help="bring back a server (a failed one too) from its last commit",
                              description=fleet)
     restart.add_argument("server")
     dead = sub.add_parser("dead-letters", help="list (or replay, or drop) what the fleet set aside: undecodable "
                           "input, and messages whose handling killed their owner too often", description=fleet)
     dead.add_argument("server", nargs="?", help="only this server's")
-    dead.add_argument("--json", action="store_true")
+    dead.add_argument("--json", action="store_true", help="print the list as JSON")
     dead.add_argument("--replay", metavar="ID", help="send this dead-lettered message again, and remove it")
     dead.add_argument("--drop", metavar="ID", help="remove this dead letter")
 
@@ -128,6 +130,8 @@ def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
     if command == "eval":
         code = source if source is not None else args.code
         if code is None:
+            if sys.stdin.isatty():
+                print("relay eval: reading the program from stdin (end it with Ctrl-D)", file=sys.stderr)
             code = sys.stdin.read()
         result = client.eval(code, timeout=args.timeout, file=args.file or "<eval>")
         if args.json:

@@ -26,3 +26,11 @@ def test_a_bad_max_depth_in_the_environment_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "relay_lang", "run", str(prog)], capture_output=True, text=True,
                             env=dict(os.environ, RELAY_MAX_DEPTH="abc", PYTHONPATH=str(ROOT)), timeout=60)
     assert (result.returncode, result.stderr) == (1, "relay: RELAY_MAX_DEPTH='abc' is not a whole number\n")
+
+
+def test_version_and_help_say_what_they_mean() -> None:
+    version = relay_cli("--version")
+    assert version.returncode == 0 and version.stdout.startswith("relay ")
+    helped = relay_cli("run", "--help").stdout
+    for words in ("SECONDS", "(default 10000", "256M, 2G; default $RELAY_MEMORY_LIMIT or 1G"):
+        assert words in helped
