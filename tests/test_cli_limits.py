@@ -31,6 +31,6 @@ def test_a_bad_max_depth_in_the_environment_is_one_line(tmp_path: Path) -> None:
 def test_version_and_help_say_what_they_mean() -> None:
     version = relay_cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("relay ")
-    helped = relay_cli("run", "--help").stdout
+    helped = " ".join(relay_cli("run", "--help").stdout.split())
     for words in ("SECONDS", "(default 10000", "256M, 2G; default $RELAY_MEMORY_LIMIT or 1G"):
         assert words in helped
