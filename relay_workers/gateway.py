@@ -134,6 +134,13 @@ class Snapshot:
     eval_queue: int | None  # messages waiting on the broker's relay.eval queue (Redis broker only)
 
 
+def async_redis(url: str, connections: int) -> aioredis.Redis:
+    """A redis.asyncio client whose callers wait for one of its `connections` when all are busy."""
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=connections, timeout=None, socket_timeout=30,
+                                                    socket_connect_timeout=5, health_check_interval=10)
+    return aioredis.Redis(connection_pool=pool)
+
+
 class Fleet:
     """The gateway's handle on the fleet: RelayClient for writes, redis.asyncio for waits and reads."""
 
@@ -142,14 +149,12 @@ class Fleet:
         backend = str(self.client.app.conf.result_backend)
         if not backend.startswith(("redis://", "rediss://")):
             raise SystemExit(f"relay gateway: the result backend must be Redis (got {backend})")
-        options: dict[str, Any] = {"socket_timeout": 30, "socket_connect_timeout": 5, "health_check_interval": 10}
-        self.store = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            self.client.store_url, max_connections=STORE_CONNECTIONS, timeout=None, **options))
-        self.results = aioredis.Redis.from_url(backend, **options)
+        self.store = async_redis(self.client.store_url, STORE_CONNECTIONS)
+        self.results = async_redis(backend, 100)
         broker = self.client.broker_url
-        self.broker = aioredis.Redis.from_url(broker, **options) if broker.startswith(("redis://", "rediss://")) else None
+        self.broker = async_redis(broker, 10) if broker.startswith(("redis://", "rediss://")) else None
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="relay-gateway")
-        self.signatures: dict[tuple[str, int], dict[str, list[str]]] = {}
+        self.signatures: dict[str, tuple[int, dict[str, list[str]]]] = {}  # server -> (version, handlers)
 
     async def close(self) -> None:
         for r in (self.store, self.results, self.broker):
@@ -169,11 +174,10 @@ class Fleet:
         version, source, file = await self.store.hmget(key("server", server), "version", "source", "file")
         if version is None:
             raise not_found(f"no server named '{server}' is deployed")
-        cache_key = (server, int(version))
-        if cache_key not in self.signatures:
-            self.signatures[cache_key] = await self.blocking(handlers_of, server, source.decode(),
-                                                             (file or b"<deploy>").decode())
-        handlers = self.signatures[cache_key]
+        known_version, handlers = self.signatures.get(server, (None, {}))
+        if known_version != int(version):
+            handlers = await self.blocking(handlers_of, server, source.decode(), (file or b"<deploy>").decode())
+            self.signatures[server] = (int(version), handlers)
         if handler not in handlers:
             known = ", ".join(sorted(handlers)) or "none"
             raise not_found(f"server {server} has no handler '{handler}' (handlers: {known})")
@@ -268,7 +272,7 @@ class Fleet:
             servers.append(ServerRecord(name, host, state, (reason or b"").decode(), int(restarts or 0), int(version),
                                         queued, holder, max(0, fields - (applied is not None)), size or 0,
                                         int(applied or 0), int(fence or 0)))
-        eval_queue = await self.broker.llen("relay.eval") if self.broker is not None else None
+        eval_queue = await self.broker.llen("relay.eval") if self.broker is not None and not only else None
         return Snapshot(hosts, servers, values[1], eval_queue)
 
 
@@ -366,11 +370,14 @@ class Edge:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             async with asyncio.timeout(self.config.read_timeout):
-                body, too_large = await self.read_body(scope, receive)
+                read = await self.read_body(scope, receive)
         except TimeoutError:
             await error_response(RelayError(f"the request body did not arrive within {self.config.read_timeout:g} s",
                                             kind="timeout"), 408)(scope, receive, send)
             return
+        if read is None:  # the client went away
+            return
+        body, too_large = read
         if too_large:
             await error_response(RelayError(f"the request body is larger than {self.config.max_body} bytes",
                                             kind="too large"))(scope, receive, send)
@@ -399,9 +406,9 @@ class Edge:
             await error_response(RelayError(f"no answer within {self.config.timeout:g} s",
                                             kind="timeout"))(scope, receive, send)
 
-    async def read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
+    async def read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool] | None:
         """The body, and whether it was over the limit (the rest is read and dropped, so the client
-        gets its 413 instead of a reset connection)."""
+        gets its 413 instead of a reset connection); None when the client disconnected."""
         limit = self.config.max_body
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         too_large = declared.isdigit() and int(declared) > limit
@@ -410,7 +417,7 @@ class Edge:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                return None
             chunk = message.get("body", b"")
             size += len(chunk)
             too_large = too_large or size > limit
@@ -730,9 +737,11 @@ def create_app(config: GatewayConfig) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], responses={503: ERRORS[503]})
     async def readyz() -> dict:
-        """Readiness: the store and the result backend answer and at least one worker host is live."""
+        """Readiness: the store, the result backend and a Redis broker answer, and a worker host is live."""
         f = fleet()
         await f.results.ping()
+        if f.broker is not None:
+            await f.broker.ping()
         hosts = await f.store.hlen(key("hosts"))
         if not hosts:
             raise RelayError("no worker host is live (start `celery -A relay_workers worker -Q 'relay.*'`)",
