@@ -4,7 +4,7 @@ Docker is not available on these machines, so the stack compose.yaml
 describes is run from compose.yaml's own commands and environment, with the
 host `redis` rewritten to 127.0.0.1 and free ports, and then used as a user
 would: deploy, call, the gateway over HTTP with its token, Flower with its
-password.
+password; then the integration tests run against it (RELAY_TEST_STACK=external).
 """
 
 from __future__ import annotations
@@ -172,5 +172,12 @@ def test_the_stack_runs_from_compose_commands(tmp_path) -> None:
         flower = f"http://127.0.0.1:{stack.ports['flower']}"
         until(lambda: get(f"{flower}/api/workers", {"Authorization": f"Basic {auth}"}))
         client.close()
+        suite = subprocess.run(  # the integration tests, against this stack
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/integration/test_fleet.py"],
+            cwd=ROOT, capture_output=True, text=True, timeout=600,
+            env=dict(os.environ, RELAY_TEST_STACK="external", PYTHONPATH=str(ROOT),
+                     **{k: stack.local(env[k]) for k in ("RELAY_BROKER_URL", "RELAY_RESULT_BACKEND", "RELAY_STORE_URL")}))
+        print(suite.stdout[-2000:])
+        assert suite.returncode == 0 and " passed" in suite.stdout
     finally:
         stack.stop()
