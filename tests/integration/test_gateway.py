@@ -153,6 +153,34 @@ def test_auth_health_and_docs(gateway, http) -> None:
     assert docs.status_code == 200 and "swagger-ui" in docs.text
 
 
+def test_unreachable_store_is_503(fleet) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}"  # nothing listens there
+    port = free_port()
+    env = dict(fleet.env, RELAY_GATEWAY_TOKEN=TOKEN, RELAY_BROKER_URL=f"{dead}/0", RELAY_RESULT_BACKEND=f"{dead}/1",
+               RELAY_STORE_URL=f"{dead}/2")
+    proc = start_gateway(env, "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        with httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:
+            assert "cannot reach the fleet" in is_error(c.get("/readyz"), 503, "unreachable")["message"]
+            assert is_error(c.get("/v1/servers"), 503, "unreachable")
+            assert is_error(c.post("/v1/servers/counter/incr", json=[1]), 503, "unreachable")
+            assert is_error(c.post("/v1/deploy", json={"source": COUNTER}), 503, "unreachable")
+            assert "relay_store_up 0.0" in c.get("/metrics").text
+            answer = c.post("/rpc", json={"jsonrpc": "2.0", "method": "counter.get", "id": 1}).json()
+            assert answer["error"]["code"] == -32603 and answer["error"]["data"]["kind"] == "unreachable"
+    finally:
+        assert "Traceback" not in stop(proc)
+
+
 # ---------------------------------------------------------------- REST
 
 def test_deploy_call_send_and_servers(http, deployed) -> None:
