@@ -52,9 +52,8 @@ log = logging.getLogger("relay.gateway")
 T = TypeVar("T")
 
 STATUS_OF_KIND = {"bad request": 422, "not found": 404, "unauthorized": 401, "timeout": 504, "unreachable": 503,
-                  "too large": 413, "method not allowed": 405, "internal error": 500}
-KIND_OF_STATUS = {400: "bad request", 401: "unauthorized", 404: "not found", 405: "method not allowed",
-                  408: "timeout", 413: "too large", 422: "bad request"}
+                  "too large": 413, "internal error": 500}  # any other kind (a Relay error): 422
+KIND_OF_STATUS = {400: "bad request", 401: "unauthorized", 404: "not found", 405: "method not allowed", 422: "bad request"}
 MAX_BATCH = 1000  # JSON-RPC requests in one batch
 STORE_CONNECTIONS = 1000  # each call waiting for its reply holds one; more wait for a free one
 
@@ -70,14 +69,10 @@ class GatewayConfig:
     store_url: str | None = None
 
 
-def error_body(err: RelayError) -> dict:
-    return {"error": err.to_dict()}
-
-
 def error_response(err: RelayError, status: int | None = None) -> JSONResponse:
     status = status or STATUS_OF_KIND.get(err.kind, 422)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(error_body(err), status_code=status, headers=headers)
+    return JSONResponse({"error": err.to_dict()}, status_code=status, headers=headers)
 
 
 def not_found(message: str) -> RelayError:
