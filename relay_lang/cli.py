@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from .budget import parse_size
-from .errors import RelayError
+from .errors import Pos, RelayError, RelaySyntaxError
 from .interpreter import DEFAULT_MAX_DEPTH, Interpreter, run_program
 
 
@@ -68,13 +68,28 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     return parser, sub
 
 
+def read_source(path: str) -> str:
+    """A program's text; text that is not UTF-8 is a syntax error at its line and column."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = len(data[data.rfind(b"\n", 0, exc.start) + 1:exc.start].decode("utf-8", "replace")) + 1
+        raise RelaySyntaxError(f"invalid UTF-8 (byte 0x{data[exc.start]:02x}): Relay source is UTF-8 text",
+                               Pos(path, line, col)) from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     try:
-        with open(args.file, encoding="utf-8") as f:
-            source = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"relay: cannot read {args.file}: {exc}", file=sys.stderr)
+        source = read_source(args.file)
+    except OSError as exc:
+        print(f"relay: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except RelaySyntaxError as err:
+        print(err, file=sys.stderr)
+        return 1
     interp = Interpreter(max_depth=args.max_depth, tier=args.tier)
     status = 0
     try:

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from relay_lang.cli import build_parser, guarded, positive_seconds, run_command, size_argument
+from relay_lang.cli import build_parser, guarded, positive_seconds, read_source, run_command, size_argument
 from relay_lang.errors import RelayError
 from relay_lang.values import show
 
@@ -90,11 +90,6 @@ def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
     dead.add_argument("--drop", metavar="ID", help="remove this dead letter")
 
 
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
 def _json_args(texts: list[str]) -> list[object]:
     values = []
     for text in texts:
@@ -109,10 +104,13 @@ def _json_args(texts: list[str]) -> list[object]:
 def run_fleet_command(args: argparse.Namespace) -> int:
     from .client import FleetUnreachable, client_from_env
     try:
-        source = _read(args.file) if getattr(args, "file", None) else None
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"relay: cannot read {args.file}: {exc}", file=sys.stderr)
+        source = read_source(args.file) if getattr(args, "file", None) else None
+    except OSError as exc:
+        print(f"relay: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except RelayError as err:
+        print(err, file=sys.stderr)
+        return 1
     try:
         with client_from_env() as client:
             return _dispatch(client, args, source)

@@ -34,3 +34,11 @@ def test_version_and_help_say_what_they_mean() -> None:
     helped = " ".join(relay_cli("run", "--help").stdout.split())
     for words in ("SECONDS", "(default 10000", "256M, 2G; default $RELAY_MEMORY_LIMIT or 1G"):
         assert words in helped
+
+
+def test_invalid_utf8_is_placed_at_its_line_and_column(tmp_path: Path) -> None:
+    prog = tmp_path / "bad.relay"
+    prog.write_bytes(b'print(1)\nlet s = "ab\xffc"\n')
+    result = relay_cli("run", str(prog))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"{prog}:2:12: syntax error: invalid UTF-8 (byte 0xff): Relay source is UTF-8 text\n"
