@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from relay_lang.budget import checkpoint
 from relay_lang.errors import RelayError
 from relay_lang.values import ServerRef, copy_data, show
 
@@ -22,24 +23,40 @@ def bad_request(message: str) -> RelayError:
     return RelayError(message, kind="bad request")
 
 
+MAX_WIRE_ITEMS = 1_000_000  # elements of a value written out as JSON (shared parts count each time)
+
+
 def to_wire(value: object) -> object:
-    """A Relay data value as JSON-serialisable Python (non-finite numbers as {"$num": "inf"})."""
+    """A Relay data value as JSON-serialisable Python (non-finite numbers as {"$num": "inf"}).
+
+    JSON has no sharing: a value built as `x = [x, x]` is written out in full, so its size is bounded
+    (MAX_WIRE_ITEMS) and the job's time budget is checked while it is written."""
     value = copy_data(value, "a value across the fleet")
-    return _encode(value)
+    return _Encoder().encode(value)
 
 
-def _encode(v: object) -> object:
-    if type(v) is float:
-        if not math.isfinite(v):  # type: ignore[arg-type]
-            return {"$num": repr(v)}
+class _Encoder:
+    def __init__(self) -> None:
+        self.items = 0
+
+    def encode(self, v: object) -> object:
+        if type(v) is float:
+            if not math.isfinite(v):  # type: ignore[arg-type]
+                return {"$num": repr(v)}
+            return v
+        if type(v) is ServerRef:
+            return {"$server": v.name}  # type: ignore[attr-defined]
+        if type(v) is list or type(v) is dict:
+            self.items += len(v)  # type: ignore[arg-type]
+            if self.items > MAX_WIRE_ITEMS:
+                raise RelayError(f"a value too large to send across the fleet (over {MAX_WIRE_ITEMS:,} elements "
+                                 "once its shared parts are written out)", kind="limit")
+            if self.items & 0xFFF < len(v):  # type: ignore[arg-type]
+                checkpoint()
+            if type(v) is list:
+                return [self.encode(x) for x in v]  # type: ignore[attr-defined]
+            return {k: self.encode(x) for k, x in v.items()}  # type: ignore[attr-defined]
         return v
-    if type(v) is ServerRef:
-        return {"$server": v.name}  # type: ignore[attr-defined]
-    if type(v) is list:
-        return [_encode(x) for x in v]  # type: ignore[attr-defined]
-    if type(v) is dict:
-        return {k: _encode(x) for k, x in v.items()}  # type: ignore[attr-defined]
-    return v
 
 
 def describe(server: str, handler: str, args: list) -> str:
