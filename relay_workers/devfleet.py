@@ -94,7 +94,7 @@ class Fleet:
         return cls(env, logs or Path(tempfile.mkdtemp(prefix="relay-fleet-logs-")))
 
     def start(self, name: str, queues: str = "relay.*", pool: list[str] | None = None, wait: bool = True,
-              prefix: list[str] | None = None) -> str:
+              prefix: list[str] | None = None, **env: str) -> str:
         """Starts `celery -A relay_workers worker -Q QUEUES -n NAME@relay-test [POOL ARGS]` (behind `prefix`,
         e.g. prlimit); returns the node name."""
         node = f"{name}@{self.domain}"
@@ -102,7 +102,7 @@ class Fleet:
         self.workers[node] = subprocess.Popen(
             [*(prefix or []), sys.executable, "-m", "celery", "-A", "relay_workers", "worker", "-Q", queues, "-n", node,
              *(pool or []), "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT, env=dict(self.env, **env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         if wait:
             self.wait_hosting(node)

@@ -228,3 +228,30 @@ def test_endless_compiled_loop_and_runaway_allocation_are_relay_errors(fleet, cl
     assert "time limit of 3 s exceeded" in str(looped.value) and loop_s < 3 * 1.1 + 1
     assert "memory" in str(grabbed.value) and after == 1
     assert fleet.workers[worker].poll() is None and info(client, "limited")["restarts"] == 0
+
+
+def test_a_worker_past_its_memory_threshold_hands_off_and_exits(fleet, client) -> None:
+    big = fleet.start("big", pool=["-P", "solo"], RELAY_HOST_MAX_MEMORY_MIB="400")
+    deploy(client, SEQ.format(name="seq") + """
+let held = []
+server hog {
+    state { n: 0 }
+    receive fn grow() { for i in 0..60 { push(held, array(1000000, i)) }
+        state.n += 1
+        len(held) }
+}""")
+    fleet.start("spare")
+    for k in range(50):
+        client.send("seq", "add", "p", k)
+    assert client.call("hog", "grow", timeout=60) == 60  # about 480 MB, held in a global of the server
+    for k in range(50, 100):
+        client.send("seq", "add", "p", k)
+    wait_until(lambda: fleet.workers[big].poll() is not None, 30, "the worker to exit")
+    figures = settle(client, "seq", 100)
+    hog = info(client, "hog")
+    record("host past RELAY_HOST_MAX_MEMORY_MIB", exit_code=fleet.workers[big].returncode, **figures,
+           hog_restarts=hog["restarts"], hog_owner=hog["owner"])
+    assert "handing its servers off" in fleet.log(big)
+    assert (figures["lost"], figures["duplicated"], figures["order_violations"]) == (0, 0, 0)
+    assert hog["restarts"] == 0 and hog["owner"].startswith("spare@")  # handed off, not restarted
+    assert client.call("hog", "grow", timeout=60) == 60
