@@ -127,7 +127,8 @@ def test_bad_input_gets_structured_errors_and_nothing_is_lost(hosts, client) -> 
 
 
 def test_two_workers_share_the_compile_cache(fleet, client) -> None:
-    hosts = [fleet.start("w3", "relay.*,only-w3"), fleet.start("w4", "relay.*,only-w4")]
+    # two workers that run eval jobs only (no relay.*: they host no servers, so placement never uses them)
+    hosts = [fleet.start("w3", "only-w3", wait=False), fleet.start("w4", "only-w4", wait=False)]
     source = "@llvm\nfn tri(n) { let s = 0\n for i in 0..n { s += i * 3 }\n s }\ntri(1000)"
     first = client.app.send_task("relay.eval", args=[source], queue="only-w3").get(timeout=60)
     second = client.app.send_task("relay.eval", args=[source], queue="only-w4").get(timeout=60)
