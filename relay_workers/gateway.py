@@ -25,17 +25,20 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Annotated, Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay_lang.errors import RelayError
@@ -627,12 +630,22 @@ def create_app(config: GatewayConfig) -> FastAPI:
             FLEET_SECONDS.labels(operation).observe(time.perf_counter() - started)
 
     app = FastAPI(title="Relay gateway", version="0.1.0", lifespan=lifespan, responses=ERRORS,
+                  docs_url=None, redoc_url=None,  # the interactive docs below are served from this host, not a CDN
                   description="The Relay fleet over HTTP: eval jobs, deployment, messages to servers, the fleet's "
                               "state, JSON-RPC 2.0 (Relay 0.3's /rpc and /jsonrpc) and Prometheus metrics. "
                               "Every error is a JSON body `{\"error\": {kind, message, file, line, col, stack, text}}`. "
                               "See docs/gateway.md.")
     app.add_middleware(Edge, config=config)
     guarded = [Depends(authorize)]
+    app.mount("/docs/assets", StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        """Swagger UI, with its files from the fastapi-offline package (it works offline)."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Relay gateway",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon.png")
 
     @app.exception_handler(RelayError)
     async def relay_error(_request: Request, err: RelayError) -> JSONResponse:

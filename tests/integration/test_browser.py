@@ -1,4 +1,5 @@
-"""A real browser sees the fleet: headless Chromium opens Flower's task page after relay tasks ran.
+"""A real browser sees the fleet: headless Chromium opens Flower's task pages after relay tasks ran,
+and the gateway's interactive docs.
 
 Screenshots are saved as test artifacts in $RELAY_ARTIFACTS (default: artifacts/ in the checkout).
 """
@@ -58,3 +59,17 @@ def test_flower_task_page_shows_relay_tasks(watched) -> None:  # noqa: F811
     assert "counter.add(3)" in dom and "SUCCESS" in dom
     dom = browse(f"{flower}/workers", ARTIFACTS / "flower-workers.png")
     assert "w1@relay-test" in dom
+
+
+def test_gateway_docs_page_shows_the_api(watched) -> None:  # noqa: F811
+    from relay_workers.devfleet import free_port
+    fleet, _flower = watched
+    port = free_port()
+    fleet.start_process("gateway", ["relay_workers.cli", "gateway", "--port", str(port)], RELAY_GATEWAY_TOKEN="t0ken")
+    gateway = f"http://127.0.0.1:{port}"
+    wait_for(lambda: get(f"{gateway}/healthz"))
+    shot = ARTIFACTS / "gateway-docs.png"
+    dom = browse(f"{gateway}/docs", shot)
+    print(f"screenshot: {shot}")
+    assert "/v1/servers/{name}/{handler}" in dom and "/v1/eval" in dom and "/rpc" in dom
+    assert shot.stat().st_size > 10_000
