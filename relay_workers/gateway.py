@@ -35,7 +35,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
@@ -49,6 +49,7 @@ from relay_lang.values import show
 from .client import UNREACHABLE, RelayClient
 from .ledger import CHECKPOINTED, key
 from .registry import node_of
+from .stats import BUCKETS, CACHE_RESULTS, HISTOGRAMS, bucket_name
 from .wire import from_wire, to_wire
 
 log = logging.getLogger("relay.gateway")
@@ -320,6 +321,45 @@ def fleet_metrics(snap: Snapshot) -> list[Metric]:
     if snap.eval_queue is not None:
         families.append(GaugeMetricFamily("relay_eval_queue_length", "Eval jobs waiting on the broker's relay.eval queue",
                                           value=snap.eval_queue))
+    return families
+
+
+async def read_worker_stats(r: aioredis.Redis) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """The counters and histograms every worker flushes into the store (relay_workers.stats)."""
+    async with r.pipeline(transaction=False) as pipe:
+        pipe.hgetall(key("stats"))
+        for kind in HISTOGRAMS:
+            pipe.hgetall(key("hist", kind))
+        values = await pipe.execute()
+    decode = lambda raw: {k.decode(): float(v) for k, v in raw.items()}  # noqa: E731
+    return decode(values[0]), {kind: decode(h) for kind, h in zip(HISTOGRAMS, values[1:])}
+
+
+def worker_metrics(counters: dict[str, float], histograms: dict[str, dict[str, float]]) -> list[Metric]:
+    """What the workers did, fleet-wide: messages and eval jobs (count, errors, latency), compile cache, dead letters."""
+    families: list[Metric] = []
+    for name, text in (("messages_total", "Server messages applied by every host"),
+                       ("message_errors_total", "Server messages whose handler failed with a Relay error"),
+                       ("eval_jobs_total", "Eval jobs run by every worker"),
+                       ("eval_errors_total", "Eval jobs that ended with a Relay error"),
+                       ("dead_lettered_total", "Messages set aside after too many attempts (poison messages)")):
+        families.append(CounterMetricFamily(f"relay_{name.removesuffix('_total')}", text,
+                                            value=counters.get(name, 0)))
+    cache = CounterMetricFamily("relay_compile_cache_lookups", "Compile cache lookups by every worker: memory_hit "
+                                "(loaded in the process), store_hit (object code from the store), compiled (a miss: "
+                                "LLVM built it)", labels=["result"])
+    for result in CACHE_RESULTS:
+        cache.add_metric([result], counters.get(f"compile_cache_{result}", 0))
+    families.append(cache)
+    for kind, text in (("message", "Seconds a host took to apply a server message (handler and commit)"),
+                       ("eval", "Seconds an eval job ran on a worker")):
+        h = histograms.get(kind, {})
+        cumulative, running = [], 0.0
+        for bound in BUCKETS:
+            running += h.get(bucket_name(bound), 0)
+            cumulative.append((bucket_name(bound), running))
+        families.append(HistogramMetricFamily(f"relay_{kind}_seconds", text, buckets=cumulative,
+                                              sum_value=h.get("sum", 0.0)))
     return families
 
 
@@ -761,7 +801,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
         """Prometheus metrics: the whole fleet (read from the store now) and this gateway."""
         scrape = CollectorRegistry()
         try:
-            scrape.register(FleetCollector(fleet_metrics(await fleet().snapshot())))  # type: ignore[arg-type]
+            families = fleet_metrics(await fleet().snapshot()) + worker_metrics(*await read_worker_stats(fleet().store))
+            scrape.register(FleetCollector(families))  # type: ignore[arg-type]
         except UNREACHABLE:
             scrape.register(FleetCollector([GaugeMetricFamily("relay_store_up", fleet_metrics.__doc__ or "", value=0)]))  # type: ignore[arg-type]
         return Response(generate_latest(scrape) + generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -49,6 +49,7 @@ from .ledger import DeadLetters, Ledger, Pending, connect
 from .output import CappedOutput
 from .registry import CONNECTION_PREFIX, Registry
 from .runtime import FleetRuntime, Handling, Messenger
+from .stats import FleetStats
 from .supervisor import Policy, Supervisor
 from .transport import restore_unacked
 from .wire import Delivery, bad_request, from_wire, parse_delivery, to_wire
@@ -83,6 +84,7 @@ class Host:
         self.dead = DeadLetters(self.store)
         self.messenger = Messenger(app, self.ledger)
         self.events = MessageEvents(app, node, bool(conf.worker_send_task_events))
+        self.stats = FleetStats(self.store)
         self.cache = CompileCache(RedisObjectStore(self.store))
         self.time_limit: float = conf.relay_job_time_limit
         self.heartbeat: float = conf.relay_heartbeat
@@ -167,6 +169,8 @@ class Host:
                 names = list(self.actors)
             for name in self.ledger.has_pending(names):  # messages whose broker copy went elsewhere or was lost
                 self.wake(name)
+            self.stats.cache(self.cache.stats)
+            self.stats.flush()
         except STORE_ERRORS as exc:
             log.warning("relay: heartbeat failed (%s); retrying", exc)
         if resident_bytes() > self.max_memory:  # llvmlite and MCJIT never give compiled code back
@@ -356,6 +360,10 @@ class Actor:
             runtime.handling = None
         self.commit(message, reply, handling)
         self.host.events.finished(message.id, reply, started)
+        self.host.stats.count("messages_total")
+        if "error" in reply:
+            self.host.stats.count("message_errors_total")
+        self.host.stats.observe("message", time.monotonic() - started)
 
     def quarantine(self, message: Pending, attempts: int) -> None:
         """A poison message: its handling killed its owner `attempts` times. Set aside; the server goes on."""
@@ -367,6 +375,7 @@ class Actor:
                            attempts=attempts)
         self.commit(message, {"error": RelayError(f"message to {self.name}.{message.handler} {reason}",
                                                   kind="dead letter").to_dict()}, None)
+        self.host.stats.count("dead_lettered_total")
 
     @property
     def time_limit(self) -> float:

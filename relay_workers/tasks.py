@@ -31,6 +31,7 @@ from .ledger import Ledger, connect
 from .output import CappedOutput
 from .registry import Registry
 from .runtime import FleetRuntime, Messenger
+from .stats import FleetStats
 from .supervisor import Policy, Supervisor
 from .wire import parse_delivery, parse_eval, to_wire
 
@@ -45,6 +46,7 @@ class Resources:
     messenger: Messenger
     cache: CompileCache
     supervisor: Supervisor
+    stats: FleetStats
     time_limit: float
     output_limit: int
 
@@ -64,7 +66,7 @@ class FleetTask(Task):
             registry = Registry(r, conf.relay_host_ttl)
             policy = Policy(conf.relay_max_restarts, conf.relay_restart_period)
             type(self)._resources = Resources(registry, Messenger(self.app, ledger), CompileCache(RedisObjectStore(r)),
-                                              Supervisor(r, registry, policy), conf.relay_job_time_limit,
+                                              Supervisor(r, registry, policy), FleetStats(r), conf.relay_job_time_limit,
                                               conf.relay_output_limit)
             type(self)._pid = os.getpid()
         assert self._resources is not None
@@ -108,8 +110,15 @@ def eval_job(self: FleetTask, *args: object, **kwargs: object) -> dict:
     except RelayError as err:
         error = err.to_dict()
     stats = res.cache.stats
+    seconds = time.perf_counter() - started
+    res.stats.count("eval_jobs_total")
+    if error is not None:
+        res.stats.count("eval_errors_total")
+    res.stats.observe("eval", seconds)
+    res.stats.cache(stats)
+    res.stats.flush()
     return {"value": value, "output": out.getvalue(), "error": error, "tiers": interp.router.explain(),
-            "timings": {"seconds": time.perf_counter() - started, "compiled": stats.compiled - before[0],
+            "timings": {"seconds": seconds, "compiled": stats.compiled - before[0],
                         "loaded_from_store": stats.store_loads - before[1]},
             "worker": node}
 

@@ -237,6 +237,8 @@ def test_restart_and_dead_letters(fleet, http, deployed) -> None:
 
 def test_metrics_cover_the_fleet(http, deployed) -> None:
     http.post("/v1/servers/counter/incr", json=[0])
+    http.post("/v1/eval", json={"source": "@llvm\nfn sq(x) { x * x }\nsq(3)"})
+    time.sleep(2.5)  # hosts flush their figures at each heartbeat
     text = http.get("/metrics").text
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
@@ -255,6 +257,12 @@ def test_metrics_cover_the_fleet(http, deployed) -> None:
     assert samples[("relay_gateway_fleet_operations_total", (("operation", "call"), ("outcome", "ok")))] >= 1
     assert any(name == "relay_gateway_request_duration_seconds_bucket" for name, _ in samples)
     assert any(name == "relay_gateway_fleet_operation_duration_seconds_bucket" for name, _ in samples)
+    # what the workers did, fleet-wide (flushed into the store by every worker)
+    assert samples[("relay_messages_total", ())] >= 1 and samples[("relay_eval_jobs_total", ())] >= 1
+    assert samples[("relay_message_seconds_count", ())] >= 1 and samples[("relay_eval_seconds_count", ())] >= 1
+    assert samples[("relay_message_seconds_bucket", (("le", "+Inf"),))] == samples[("relay_message_seconds_count", ())]
+    assert sum(v for (name, labels), v in samples.items() if name == "relay_compile_cache_lookups_total") >= 1
+    assert ("relay_message_errors_total", ()) in samples and ("relay_dead_lettered_total", ()) in samples
 
 
 # ---------------------------------------------------------------- JSON-RPC, as a Relay 0.3 client
