@@ -105,21 +105,17 @@ def run_fleet_command(args: argparse.Namespace) -> int:
     from .client import FleetUnreachable, client_from_env
     try:
         source = read_source(args.file) if getattr(args, "file", None) else None
-    except OSError as exc:
-        print(f"relay: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    except RelayError as err:
-        print(err, file=sys.stderr)
-        return 1
-    try:
         with client_from_env() as client:
             return _dispatch(client, args, source)
     except FleetUnreachable as err:
         print(f"relay: {err.message}", file=sys.stderr)
         return 3
-    except RelayError as err:
+    except RelayError as err:  # invalid UTF-8 in the file included
         print(err, file=sys.stderr)
         return 1
+    except OSError as exc:  # the file or stdin (the fleet's connection errors are FleetUnreachable)
+        print(f"relay: cannot read {getattr(args, 'file', None) or 'stdin'}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
