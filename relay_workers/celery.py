@@ -45,11 +45,10 @@ class RelayHosting(bootsteps.StartStopStep):
         from relay_lang.compiler import engine
 
         from .host import Host
-        from .tasks import warm_up
         engine.initialise()  # LLVM's target now, not in the first job that compiles or loads code
         self.host = Host(w.app, w.hostname)
         self.host.start()
-        warm_up(self.host.cache)
+        self.host.warm_up()
 
     def stop(self, w) -> None:
         if self.host is not None:

@@ -57,6 +57,7 @@ from .wire import Delivery, bad_request, from_wire, parse_delivery, to_wire
 log = logging.getLogger("relay.workers")
 
 STORE_ERRORS = (redis.RedisError, OSError)
+WARM_UP = "@llvm\nfn relay_warm_up(x) { x + 1 }\nrelay_warm_up(1)"
 
 
 def resident_bytes() -> int:
@@ -107,6 +108,15 @@ class Host:
         self.beat_thread = threading.Thread(target=self._beat_loop, name="relay-heartbeat", daemon=True)
         self.beat_thread.start()
         log.info("relay: %s hosts Relay servers as %s", self.node, self.id)
+
+    def warm_up(self) -> None:
+        """Runs one tiny compiled program at worker start, so that the first job does not pay for first-time
+        imports and code paths (its object code comes from the shared store)."""
+        interp = Interpreter(out=io.StringIO(), err=io.StringIO(), cache=self.cache)
+        try:
+            run_budgeted(interp, lambda: interp.run(WARM_UP, "<warm-up>"), 30)
+        except RelayError as err:  # pragma: no cover - a broken compiler shows in every test
+            log.warning("relay: warm-up failed: %s", err)
 
     def stop(self) -> None:
         """A clean hand-off: no new messages, the running ones finish, leases released, servers left unowned."""

@@ -13,7 +13,6 @@ Errors are structured ({"kind", "message", "file", "line", "col", "stack",
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -71,19 +70,6 @@ class FleetTask(Task):
             type(self)._pid = os.getpid()
         assert self._resources is not None
         return self._resources
-
-
-WARM_UP = "@llvm\nfn relay_warm_up(x) { x + 1 }\nrelay_warm_up(1)"
-
-
-def warm_up(cache: CompileCache) -> None:
-    """Runs one tiny compiled program at worker start, so that the first job does not pay for
-    first-time imports and code paths (its object code comes from the shared store)."""
-    interp = Interpreter(out=io.StringIO(), err=io.StringIO(), cache=cache)
-    try:
-        run_budgeted(interp, lambda: interp.run(WARM_UP, "<warm-up>"), 30)
-    except RelayError as err:  # pragma: no cover - a broken compiler shows in every test
-        log.warning("relay: warm-up failed: %s", err)
 
 
 def _failed(err: RelayError, node: str) -> dict:
