@@ -33,17 +33,17 @@ def test_ctrl_c_interrupts_the_entry_and_keeps_definitions() -> None:
     try:
         read(fd, 30)
         os.write(fd, b"let x = 41\n")
-        read(fd, 1)
+        read(fd, 20)
         os.write(fd, b"while true { }\n")
         time.sleep(1.0)
         os.write(fd, b"\x03")
         interrupted = read(fd, 10, until="relay> ")
         os.write(fd, b"x + 1\n")
-        after = read(fd, 3)
+        after = read(fd, 20)
         os.write(fd, b"\x03")  # at the prompt: drops the line being typed, does not quit
-        read(fd, 1)
+        read(fd, 20)  # up to the new prompt
         os.write(fd, b"x\n")
-        kept = read(fd, 3)
+        kept = read(fd, 20)
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
