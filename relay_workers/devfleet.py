@@ -8,6 +8,7 @@ stopping, killing or pausing it reaches its pool children too.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -51,6 +52,7 @@ class RedisServer:
             [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
              "--maxmemory-policy", "noeviction", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        atexit.register(self.stop)  # a process that dies without its teardown leaves no redis-server behind
         client = redis.Redis(port=self.port)
         for _ in range(200):
             try:
