@@ -8,7 +8,9 @@ Run: python bench/fleet.py [--calls N]
   run on worker B (loads A's object code from Redis) and a warm run;
 - state size: the same trivial call (`state.n += 1`) on servers holding 10,
   100,000 and 1,000,000 entries in another state field (a message writes
-  what it touched, not the whole state).
+  what it touched, not the whole state);
+- cores: 4 servers with a CPU-heavy handler, 40 messages each, on 1 worker
+  and then on 2 (each worker hosts its servers on one core).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def main() -> None:
     finally:
         fleet.stop_all()
         server.stop()
+    cores(work)
 
 
 def run(fleet: Fleet, calls: int) -> None:
@@ -93,6 +96,50 @@ def run(fleet: Fleet, calls: int) -> None:
           "slower than a warm run")
     state_size(client, calls)
     client.close()
+
+
+HEAVY = """
+server {name} {{
+    state {{ n: 0 }}
+    receive fn work(k) {{ let s = 0
+        for i in 0..200000 {{ s += i % 7 }}
+        state.n += 1
+        s }}
+}}
+"""
+
+
+def cores(work: Path, messages: int = 40) -> None:
+    """Throughput of CPU-heavy handlers on 4 servers with 1 worker, then 2 (a fresh fleet each)."""
+    print(f"{'4 CPU-heavy servers, ' + str(messages) + ' messages each':<34} {'msgs/s':>10} {'seconds':>9}")
+    rates = {}
+    for workers in (1, 2):
+        server = RedisServer(work / f"cores-{workers}")
+        fleet = Fleet.on(server.url, logs=work)
+        try:
+            for w in range(workers):
+                fleet.start(f"c{workers}{w}")
+            client = fleet.client()
+            names = [f"heavy{i}" for i in range(4)]
+            client.deploy("".join(HEAVY.format(name=n) for n in names))
+            while not all(s["status"] == "running" for s in client.servers()):
+                time.sleep(0.05)
+            for n in names:
+                client.call(n, "work", 0)  # loaded and warm
+            start = time.perf_counter()
+            for k in range(messages):
+                for n in names:
+                    client.send(n, "work", k)
+            while sum(s["applied"] for s in client.servers()) < len(names) * (messages + 1):
+                time.sleep(0.01)
+            seconds = time.perf_counter() - start
+            rates[workers] = len(names) * messages / seconds
+            print(f"{f'{workers} worker(s)':<34} {rates[workers]:>10.1f} {seconds:>9.2f}")
+            client.close()
+        finally:
+            fleet.stop_all()
+            server.stop()
+    print(f"2-core scaling: {rates[2] / rates[1]:.2f}x")
 
 
 STATEFUL = """
