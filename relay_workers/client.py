@@ -184,7 +184,7 @@ class RelayClient:
             live = set(self.registry.live_hosts())
             out = []
             for name, owner in self.registry.owners().items():
-                info = self.registry.server(name) or {}
+                info = self.registry.summary(name)
                 holder = self.ledger.holder(name)
                 if info.get("status") == "failed":
                     status = "failed"
@@ -194,7 +194,7 @@ class RelayClient:
                     status = "orphaned" if owner else "unplaced"
                 out.append({"name": name, "owner": node_of(owner) if owner else "", "host": owner, "status": status,
                             "reason": info.get("reason", ""), "restarts": int(info.get("restarts", 0)),
-                            "version": int(info.get("version", 0)), "queued": len(self.ledger.pending(name)),
+                            "version": int(info.get("version", 0)), "queued": self.ledger.queued(name),
                             "applied": self.ledger.applied_count(name)})
             return out
         except UNREACHABLE as exc:

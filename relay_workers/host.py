@@ -30,7 +30,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
 
 import kombu
 import redis
@@ -234,7 +233,6 @@ class Actor:
         self.instance: ServerInstance | None = None
         self.woken = threading.Event()
         self.stopped = threading.Event()
-        self.idle = threading.Event()
         self.woken.set()
         self.thread = start_big_stack_thread(self._loop, f"relay-server-{name}")
 
@@ -425,7 +423,6 @@ class Inbox:
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        self.changes: list[tuple[Callable, str]] = []
         self.names: set[str] = set()
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None

@@ -189,6 +189,10 @@ class Ledger:
         payloads = self.r.hmget(key("payload", name), ids)
         return [Pending(mid, *json.loads(p)) for mid, p in zip(ids, payloads) if p is not None]
 
+    def queued(self, name: str) -> int:
+        """Messages journalled at the server and not yet applied."""
+        return int(self.r.zcard(key("journal", name)))
+
     def has_pending(self, names: list[str]) -> list[str]:
         with self.r.pipeline(transaction=False) as pipe:
             for name in names:

@@ -12,11 +12,10 @@ Keys (prefix `relay:`):
 A host id is one incarnation of a worker process ("NODE#PID.RANDOM"): a worker
 restarted under the same node name is a new host, so it never inherits a lease
 it did not acquire. A host is declared dead (`reap`) when it was silent for
-longer than the host TTL (paused, cut off), or at once when its heartbeat
-connection, named `relay-host:ID`, is gone from the store's client list at two
-reaps in a row (the process died: the kernel closed its sockets). A host
-declared dead learns it when its next heartbeat fails, and gives up every
-server it thought it had.
+longer than the host TTL (paused, cut off), or as soon as its heartbeat
+connection, named `relay-host:ID`, is gone from the store's client list (the
+process died: the kernel closed its sockets). A host declared dead learns it
+when its next heartbeat fails, and gives up every server it thought it had.
 """
 
 from __future__ import annotations
@@ -109,8 +108,7 @@ class Registry:
         gone = []
         if uptime > self.host_ttl:  # no host could beat while the store was down: give them a TTL to come back
             gone = [h.decode() for h in self._reap(keys=[key("hosts"), key("host", "")], args=[self.host_ttl])]
-        connected = {c.get("name", "") for c in self.r.client_list()}
-        missing = {h for h in self.live_hosts() if CONNECTION_PREFIX + h not in connected}
+        missing = self.disconnected(self.live_hosts())
         settled = uptime > self.host_ttl / 2
         for host in missing if settled else missing & self.suspects:
             self.remove_host(host)
@@ -124,9 +122,13 @@ class Registry:
         seconds, micros = self.r.time()
         now = seconds + micros / 1e6
         beats = {h.decode(): float(t) for h, t in self.r.hgetall(key("hosts")).items()}
-        connected = {c.get("name", "") for c in self.r.client_list()}
-        return (any(now - t > self.host_ttl or CONNECTION_PREFIX + h not in connected for h, t in beats.items())
+        return (any(now - t > self.host_ttl for t in beats.values()) or bool(self.disconnected(list(beats)))
                 or any(self.orphans()))
+
+    def disconnected(self, hosts: list[str]) -> set[str]:
+        """The hosts whose heartbeat connection is not in the store's client list."""
+        connected = {c.get("name", "") for c in self.r.client_list()}
+        return {h for h in hosts if CONNECTION_PREFIX + h not in connected}
 
     def wake(self, host: str) -> None:
         with self.r.pipeline() as pipe:
@@ -152,6 +154,12 @@ class Registry:
         data = self.r.hgetall(key("server", name))
         return {k.decode(): v.decode() for k, v in data.items()} if data else None
 
+    def summary(self, name: str) -> dict[str, str]:
+        """A server's record without its source: status, reason, restarts, version (those set)."""
+        fields = ("status", "reason", "restarts", "version")
+        values = self.r.hmget(key("server", name), fields)
+        return {f: v.decode() for f, v in zip(fields, values) if v is not None}
+
     def names(self) -> list[str]:
         return sorted(n.decode() for n in self.r.smembers(key("servers")))
 
@@ -163,19 +171,23 @@ class Registry:
         """Records (or upgrades) a server with its settings, placed on a live host if it has no live owner;
         returns its version."""
         k = key("server", name)
-        live = set(self.live_hosts())
         with self.r.pipeline() as pipe:
             pipe.hincrby(k, "version", 1)
             pipe.hset(k, mapping={"source": source, "file": file, **(settings or {})})
             pipe.hsetnx(k, "restarts", 0)
             pipe.sadd(key("servers"), name)
             version = pipe.execute()[0]
-        owner = (self.r.hget(k, "owner") or b"").decode()
-        if owner not in live and self.r.hget(k, "status") != b"failed":
+        if self.r.hget(k, "status") != b"failed":
+            self.place_if_unowned(name)
+        return version
+
+    def place_if_unowned(self, name: str) -> None:
+        """Gives a server with no live owner to the live host with the fewest servers, and wakes that host."""
+        owner = (self.r.hget(key("server", name), "owner") or b"").decode()
+        if owner not in set(self.live_hosts()):
             host = self.place()
             if host and self.assign(name, owner, host):
                 self.wake(host)
-        return version
 
     def assign(self, name: str, owner: str, host: str) -> bool:
         """Gives the server to `host` unless its owner changed from `owner` meanwhile (see ASSIGN)."""
@@ -188,7 +200,7 @@ class Registry:
         self.r.zremrangebyscore(k, "-inf", f"({since}")
         return [float(t) for t in self.r.zrangebyscore(k, since, "+inf")]
 
-    def mark_failed(self, name: str, owner: str, reason: str) -> None:
+    def mark_failed(self, name: str, reason: str) -> None:
         """Stops restarting the server; its queue, journal and state stay for `restart`."""
         self.r.hset(key("server", name), mapping={"status": "failed", "reason": reason, "owner": ""})
 
@@ -201,11 +213,7 @@ class Registry:
             pipe.hdel(k, "status", "reason")
             pipe.delete(key("restarts", name))
             pipe.execute()
-        owner = (self.r.hget(k, "owner") or b"").decode()
-        if owner not in set(self.live_hosts()):
-            host = self.place()
-            if host and self.assign(name, owner, host):
-                self.wake(host)
+        self.place_if_unowned(name)
         return True
 
     def owners(self) -> dict[str, str]:

@@ -107,7 +107,7 @@ class Supervisor:
                 recent = self.registry.restarts_since(name, now - policy.period)
                 if len(recent) >= policy.max_restarts:
                     reason = f"restarted {len(recent)} times within {policy.period:g} s"
-                    self.registry.mark_failed(name, owner, reason)
+                    self.registry.mark_failed(name, reason)
                     log.error("relay: server %s failed: %s", name, reason)
                     report.failed.append(name)
                     continue
