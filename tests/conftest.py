@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,22 @@ ROOT = Path(__file__).resolve().parent.parent
 # Tests compile into a store of their own, never the user's ~/.cache/relay.
 os.environ.setdefault("RELAY_CACHE_DIR", tempfile.mkdtemp(prefix="relay-test-cache-"))
 RELAY = [sys.executable, "-m", "relay_lang"]
+
+
+def eventually(probe: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
+    """probe()'s first true value, asked every `interval` seconds; fails the test after `timeout` seconds.
+    A probe that raises counts as not yet (a fleet between owners, a process still starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = probe()
+            if value:
+                return value
+        except Exception:  # noqa: BLE001 - not there yet
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
 def run_relay(source: str, **kwargs) -> tuple[str, object]:

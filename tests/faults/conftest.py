@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from conftest import eventually
 from relay_workers.devfleet import Fleet, RedisServer
 
 FAST = {"RELAY_LEASE_TTL": "2", "RELAY_HOST_TTL": "3", "RELAY_HEARTBEAT": "0.5"}
@@ -70,14 +71,8 @@ def client(fleet):
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> float:
     """Seconds until predicate() is true; fails the test after `timeout` seconds."""
     start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except Exception:  # noqa: BLE001 - the fleet may be between owners: try again
-            pass
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    eventually(predicate, timeout, what, interval)
+    return time.monotonic() - start
 
 
 def deploy(client, source: str, timeout: float = 30) -> None:

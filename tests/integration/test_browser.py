@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import eventually
 from relay_workers.devfleet import ROOT
 
-from .test_flower import get, wait_for, watched  # noqa: F401 - the fixture
+from .test_flower import get, watched  # noqa: F401 - the fixture
 
 ARTIFACTS = Path(os.environ.get("RELAY_ARTIFACTS", ROOT / "artifacts"))
 
@@ -42,14 +43,15 @@ def test_flower_task_page_shows_relay_tasks(watched) -> None:  # noqa: F811
     fleet, flower = watched
     client = fleet.client()
     client.deploy("server counter { state { n: 0 }\n receive fn add(k) { state.n += k\n state.n } }")
-    wait_for(lambda: all(s["status"] == "running" for s in client.servers()))
+    eventually(lambda: all(s["status"] == "running" for s in client.servers()), 30, "counter running")
     time.sleep(1)
     for k in range(2):
         client.call("counter", "add", k + 1)
     sent = client.send("counter", "add", 3)
     client.eval("counter.add(10)")
     client.close()
-    wait_for(lambda: sum(t["name"] == "relay.deliver" for t in get(f"{flower}/api/tasks").values()) >= 4)
+    eventually(lambda: sum(t["name"] == "relay.deliver" for t in get(f"{flower}/api/tasks").values()) >= 4, 30,
+               "the messages in Flower", 0.3)
     shot = ARTIFACTS / "flower-tasks.png"
     dom = browse(f"{flower}/tasks", shot)
     print(f"screenshot: {shot}")
@@ -67,7 +69,7 @@ def test_gateway_docs_page_shows_the_api(watched) -> None:  # noqa: F811
     port = free_port()
     fleet.start_process("gateway", ["relay_workers.cli", "gateway", "--port", str(port)], RELAY_GATEWAY_TOKEN="t0ken")
     gateway = f"http://127.0.0.1:{port}"
-    wait_for(lambda: get(f"{gateway}/healthz"))
+    eventually(lambda: get(f"{gateway}/healthz"), 30, "the gateway")
     shot = ARTIFACTS / "gateway-docs.png"
     dom = browse(f"{gateway}/docs", shot)
     print(f"screenshot: {shot}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import eventually
 from relay_workers.devfleet import ROOT, free_port
 
 COMPOSE = ROOT / "compose.yaml"
@@ -128,21 +129,6 @@ def get(url: str, headers: dict[str, str] | None = None, data: bytes | None = No
         return response.read()
 
 
-def until(fn, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = fn()
-            if value:
-                return value
-        except Exception:  # noqa: BLE001 - still starting
-            if time.monotonic() > deadline:
-                raise
-        if time.monotonic() > deadline:
-            raise AssertionError("the stack did not come up")
-        time.sleep(0.3)
-
-
 def test_the_stack_runs_from_compose_commands(tmp_path) -> None:
     import base64
     import json
@@ -159,18 +145,18 @@ def test_the_stack_runs_from_compose_commands(tmp_path) -> None:
         env = stack.s["worker"]["environment"]
         client = RelayClient(*(stack.local(env[k]) for k in ("RELAY_BROKER_URL", "RELAY_RESULT_BACKEND",
                                                               "RELAY_STORE_URL")))
-        until(lambda: len(client.registry.live_hosts()) == 2)
+        eventually(lambda: len(client.registry.live_hosts()) == 2, 60, "two workers", 0.3)
         client.deploy("server tally { state { n: 0 }\n receive fn add(k) { state.n += k\n state.n } }")
-        until(lambda: all(s["status"] == "running" for s in client.servers()))
+        eventually(lambda: all(s["status"] == "running" for s in client.servers()), 60, "tally running", 0.3)
         assert client.call("tally", "add", 2) == 2
         gateway = f"http://127.0.0.1:{stack.ports['gateway']}"
-        until(lambda: get(f"{gateway}/healthz"))
+        eventually(lambda: get(f"{gateway}/healthz"), 60, "the gateway", 0.3)
         reply = json.loads(get(f"{gateway}/v1/servers/tally/add", {"Authorization": "Bearer t0ken",
                                                                    "Content-Type": "application/json"}, b"[3]"))
         assert reply["value"] == 5
         auth = base64.b64encode(b"ops:fl0wer").decode()
         flower = f"http://127.0.0.1:{stack.ports['flower']}"
-        until(lambda: get(f"{flower}/api/workers", {"Authorization": f"Basic {auth}"}))
+        eventually(lambda: get(f"{flower}/api/workers", {"Authorization": f"Basic {auth}"}), 60, "Flower", 0.3)
         client.close()
         suite = subprocess.run(  # the integration tests, against this stack
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/integration/test_fleet.py"],

@@ -8,6 +8,7 @@ import urllib.request
 
 import pytest
 
+from conftest import eventually
 from relay_workers.devfleet import Fleet, RedisServer, free_port
 
 
@@ -29,35 +30,21 @@ def get(url: str) -> object:
         return json.loads(response.read())
 
 
-def wait_for(fn, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = fn()
-            if value:
-                return value
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("Flower did not show it in time")
-        time.sleep(0.3)
-
-
 def test_flower_lists_workers_and_relay_tasks(watched) -> None:
     fleet, flower = watched
-    wait_for(lambda: urllib.request.urlopen(f"{flower}/healthcheck"))
+    eventually(lambda: urllib.request.urlopen(f"{flower}/healthcheck"), 30, "Flower")
     client = fleet.client()
     client.deploy("server counter { state { n: 0 }\n receive fn add(k) { state.n += k\n state.n } }")
-    wait_for(lambda: all(s["status"] == "running" for s in client.servers()))
+    eventually(lambda: all(s["status"] == "running" for s in client.servers()), 30, "counter running")
     time.sleep(1)  # Flower subscribes to the events
     message_id = client.send("counter", "add", 5)
     assert client.call("counter", "add", 2) == 7
     assert client.eval("counter.add(1)").value == 8
     client.close()
-    workers = wait_for(lambda: get(f"{flower}/api/workers?refresh=1"))
+    workers = eventually(lambda: get(f"{flower}/api/workers?refresh=1"), 30, "Flower's workers", 0.3)
     assert "w1@relay-test" in workers and workers["w1@relay-test"].get("stats"), workers
-    tasks = wait_for(lambda: (t := get(f"{flower}/api/tasks")) and message_id in t and
-                     sum(v["name"] == "relay.eval" for v in t.values()) and t)
+    tasks = eventually(lambda: (t := get(f"{flower}/api/tasks")) and message_id in t and
+                       sum(v["name"] == "relay.eval" for v in t.values()) and t, 30, "the relay tasks in Flower", 0.3)
     shown = tasks[message_id]
     print({k: (v["name"], v["state"], v.get("args")) for k, v in tasks.items()})
     assert (shown["name"], shown["state"], shown["args"]) == ("relay.deliver", "SUCCESS", "counter.add(5)")
