@@ -173,7 +173,7 @@ def run_demo(up: Up) -> int:
             print(f"POST {gateway}/v1/servers/accounts/balances -> {response.status} {response.read().decode()}")
         print("\n== kill -9 of the worker that owns accounts")
         owner = next(s for s in client.servers() if s["name"] == "accounts")
-        fleet.kill(owner["owner"])
+        fleet.signal(owner["owner"], signal.SIGKILL)  # as from outside: relay up starts it again below
         killed = time.monotonic()
         print(f"killed {owner['owner']}")
         wait(lambda: client.call("accounts", "balances", timeout=1) is not None and
@@ -183,6 +183,7 @@ def run_demo(up: Up) -> int:
         print(f"the supervisor restarted accounts on {after['owner']} in {back:.2f} s "
               f"(restarts {after['restarts']}); state kept:")
         print("balances ->", show(client.call("accounts", "balances")))
+        fleet.workers[owner["owner"]].wait()
         for node in up.keep_alive():
             fleet.wait_hosting(node)
         print("\n" + up.status())

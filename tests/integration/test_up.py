@@ -30,6 +30,7 @@ def test_relay_up_demo_runs_and_cleans_up(tmp_path) -> None:
                  "relay up --demo: done"):
         assert line in out
     assert out.count("balances -> {ada: 90, bob: 30}") == 2  # the state survived the kill -9
+    assert "exited (-9); starting it again" in out and "hosts 2;" in out  # and the worker came back
     time.sleep(0.5)
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftover == [], "relay up left processes behind"
