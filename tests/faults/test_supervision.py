@@ -174,8 +174,8 @@ class OomKiller:
 
 
 def test_a_poison_message_is_set_aside_after_three_attempts(fleet, client) -> None:
-    fleet.start("w1", pool=["-P", "solo"])
-    fleet.start("w2", pool=["-P", "solo"])
+    fleet.start("w1")
+    fleet.start("w2")
     deploy(client, POISON.format(name="victim"))
     killer = OomKiller(fleet, limit_mib=700)
     poison_id = client.send("victim", "hog")
@@ -213,7 +213,7 @@ server limited {
 
 
 def test_endless_compiled_loop_and_runaway_allocation_are_relay_errors(fleet, client) -> None:
-    worker = fleet.start("w1", pool=["-P", "solo"], prefix=["prlimit", f"--as={4 * 1024 ** 3}"])
+    worker = fleet.start("w1", prefix=["prlimit", f"--as={4 * 1024 ** 3}"])
     deploy(client, LIMITS)
     client.deploy(LIMITS, time_limit=3)  # a hot upgrade that sets the server's message time limit
     started = time.monotonic()
@@ -231,7 +231,7 @@ def test_endless_compiled_loop_and_runaway_allocation_are_relay_errors(fleet, cl
 
 
 def test_a_worker_past_its_memory_threshold_hands_off_and_exits(fleet, client) -> None:
-    big = fleet.start("big", pool=["-P", "solo"], RELAY_HOST_MAX_MEMORY_MIB="400")
+    big = fleet.start("big", RELAY_HOST_MAX_MEMORY_MIB="400")
     deploy(client, SEQ.format(name="seq") + """
 let held = []
 server hog {
