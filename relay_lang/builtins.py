@@ -196,7 +196,7 @@ def make_builtins(interp: Interpreter) -> dict[str, Builtin]:
 
     impls: dict[str, Callable] = {
         "print": b_print, "len": b_len, "push": b_push, "pop": b_pop, "str": to_str, "num": b_num,
-        "type": type_name, "keys": b_keys, "has": b_has, "del": b_del, "array": b_array,
+        "string": to_str, "type": type_name, "keys": b_keys, "has": b_has, "del": b_del, "array": b_array,
         "slice": b_slice, "join": b_join, "split": b_split, "atan2": b_atan2, "pow": b_pow,
         "min": _minmax("min", numeric.fmin), "max": _minmax("max", numeric.fmax),
         "error": b_error, "clock": time.perf_counter, "send": b_send, "message": b_message,
@@ -220,7 +220,7 @@ ARITY: dict[str, tuple[int, int | None]] = {
     "num": (1, 1), "type": (1, 1), "keys": (1, 1), "has": (2, 2), "del": (2, 2),
     "array": (1, 2), "slice": (2, 3), "join": (1, 2), "split": (2, 2), "atan2": (2, 2),
     "pow": (2, 2), "min": (1, None), "max": (1, None), "error": (1, 1), "clock": (0, 0),
-    "send": (2, None), "message": (2, None),
+    "send": (2, None), "message": (2, None), "string": (1, 1),  # Relay 0.3's name for str
     **{name: (1, 1) for name in MATH1},
 }
 BUILTIN_NAMES = frozenset(ARITY)

@@ -15,6 +15,7 @@ support bound by the interpreter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .builtins import ARITY as BUILTIN_ARITY
@@ -37,6 +38,7 @@ from .nodes import (
     ForEach,
     ForRange,
     If,
+    IfExpr,
     Index,
     Let,
     Logical,
@@ -59,6 +61,8 @@ from .nodes import (
     While,
 )
 from .resolver import Free, FunctionInfo, Global, Local, Resolution
+
+Sink = Callable[[str, "Pos | None"], None]  # where a block's value goes: a return, or a temporary
 
 MAX_LOOP_NESTING = 18  # CPython allows 20 statically nested blocks per function
 
@@ -245,25 +249,32 @@ class CodeGen:
         for s in stmts[:-1]:
             self.stmt(s)
         if stmts:
-            self.tail(stmts[-1])
+            self.tail(stmts[-1], self.emit_return)
         self.emit_return("None", None)
 
-    def tail(self, s: Stmt) -> None:
+    def tail(self, s: Stmt, sink: Sink) -> None:
+        """The last statement of a block that gives a value: the value goes to sink."""
         if isinstance(s, ExprStmt):
-            self.emit_return(self.expr(s.expr), s.pos)
+            sink(self.expr(s.expr), s.pos)
         elif isinstance(s, If):
-            self.if_stmt(s, tail=True)
+            self.if_stmt(s, sink)
         else:
             self.stmt(s)
 
-    def block(self, block: Block, tail: bool = False) -> None:
+    def block(self, block: Block, sink: Sink | None = None) -> None:
         self.fn.indent += 1
-        for s in block.stmts[:-1] if tail else block.stmts:
+        for s in block.stmts[:-1] if sink else block.stmts:
             self.stmt(s)
-        if tail and block.stmts:
-            self.tail(block.stmts[-1])
+        if sink and block.stmts:
+            self.tail(block.stmts[-1], sink)
         self.emit("pass")
         self.fn.indent -= 1
+
+    def if_expr(self, e: IfExpr) -> str:
+        t = self.temp()
+        self.emit(f"{t} = None")
+        self.if_stmt(e.stmt, lambda value, pos: self.emit(f"{t} = {value}", pos))
+        return t
 
     # ------------------------------------------------------------ statements
 
@@ -397,7 +408,7 @@ class CodeGen:
         (`'a' is None` is a SyntaxWarning in CPython, an error under -W error)."""
         return self.assign_temp(atom, None) if atom[:1] in LITERAL_STARTS else atom
 
-    def if_stmt(self, s: If, tail: bool = False) -> None:
+    def if_stmt(self, s: If, sink: Sink | None = None) -> None:
         chain: list[tuple[Expr, Block]] = [(s.cond, s.then)]
         orelse = s.orelse
         while isinstance(orelse, If):
@@ -405,10 +416,10 @@ class CodeGen:
             orelse = orelse.orelse
         if len(chain) == 1:
             self.emit(f"if {self.truth_test(self.typed(s.cond))}:", s.pos)
-            self.block(s.then, tail)
+            self.block(s.then, sink)
             if orelse is not None:
                 self.emit("else:")
-                self.block(orelse, tail)
+                self.block(orelse, sink)
             return
         # An else-if chain stays flat (CPython limits indentation depth):
         # a flag says whether a branch has been taken yet.
@@ -422,12 +433,12 @@ class CodeGen:
             self.fn.indent += 1
             self.emit(f"{flag} = False")
             self.fn.indent -= 1
-            self.block(then, tail)
+            self.block(then, sink)
             if i:
                 self.fn.indent -= 1
         if orelse is not None:
             self.emit(f"if {flag}:")
-            self.block(orelse, tail)
+            self.block(orelse, sink)
 
     def loop_enter(self, pos: Pos) -> None:
         self.fn.loops += 1
@@ -548,6 +559,8 @@ class CodeGen:
             return self.assign_temp(f"_range_array({start}, {end})", e.pos), None
         if t is FnLit:
             return self.closure(e), None  # type: ignore[arg-type]
+        if t is IfExpr:
+            return self.if_expr(e), None  # type: ignore[arg-type]
         if t is StateRef:
             return self.assign_temp("_state()", e.pos), None
         if t is SelfRef:

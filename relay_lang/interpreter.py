@@ -267,9 +267,7 @@ class Interpreter:
         if t is list:
             if name in ("push", "pop"):
                 return self._call_builtin(name, (obj, *args))
-            if name == "get" and len(args) == 1:  # Relay 0.3
-                return ops.index(obj, args[0])
-            raise RelayError(f"arrays have no method '{name}' (they have push, pop and get)")
+            return self._array_method(obj, name, args)  # type: ignore[arg-type]
         if t is dict:
             f = obj.get(name)  # type: ignore[attr-defined]
             if f is None and name == "get" and len(args) == 1:  # Relay 0.3's state.get(key)
@@ -283,6 +281,26 @@ class Interpreter:
         if t is ServerRef:
             return self.runtime.call(obj, name, list(args))  # type: ignore[arg-type]
         raise RelayError(f"cannot call method '{name}' on {type_name(obj)}")
+
+    def _array_method(self, a: list, name: str, args: tuple) -> object:
+        """Relay 0.3's array methods besides push and pop; each leaves `a` as it is."""
+        n = len(args)
+        if name == "get" and n == 1:
+            return ops.index(a, args[0])
+        if name == "length" and n == 0:
+            return float(len(a))
+        if name == "map" and n == 1:
+            return [self.call(args[0], (x,)) for x in a[:]]
+        if name in ("filter", "find") and n == 1:
+            kept = (x for x in a[:] if _truthy(self.call(args[0], (x,))))
+            return list(kept) if name == "filter" else next(kept, None)
+        if name == "reduce" and n == 2:
+            acc = args[1]
+            for x in a[:]:
+                acc = self.call(args[0], (acc, x))
+            return acc
+        raise RelayError(f"arrays have no method '{name}' taking {n} argument{'' if n == 1 else 's'} "
+                         "(they have push(v), pop(), get(i), length(), map(f), filter(f), find(f) and reduce(f, init))")
 
     def _server_now(self) -> ServerInstance:
         if self.server is None:
@@ -394,3 +412,7 @@ def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float 
         if memory_ticket is not None:
             MEMORY_WATCH.cancel(memory_ticket)
         interp.clear_stop()
+
+
+def _truthy(v: object) -> bool:
+    return v is not False and v is not None

@@ -237,6 +237,17 @@ class If(Stmt):
 
 
 @node
+class IfExpr(Expr):
+    """Relay 0.3's `if` used as a value: `let x = if c { 1 } else { 2 }`.
+
+    Its value is the taken branch's value by the rule for function bodies
+    (see "Blocks have values"), or null."""
+
+    pos: Pos
+    stmt: If
+
+
+@node
 class While(Stmt):
     pos: Pos
     cond: Expr

@@ -22,6 +22,7 @@ from .nodes import (
     ForEach,
     ForRange,
     If,
+    IfExpr,
     Index,
     Let,
     Logical,
@@ -309,6 +310,13 @@ class Parser:
 
     def type_ann(self) -> TypeAnn:
         tok = self.tok
+        if self.at_op("["):  # Relay 0.3's `[T]`: an array (of numbers: array<number>)
+            self.advance()
+            self.nest()
+            elem = self.type_ann()
+            self.depth -= 1
+            self.expect_op("]", "to close the array type")
+            return TypeAnn(tok.pos, "array", "number" if elem.name == "number" else None)
         if tok.kind not in ("ident", "kw") or tok.text not in TYPE_NAMES:
             raise self.error(f"expected a type ({', '.join(TYPE_NAMES)}), found {tok.describe()}")
         self.advance()
@@ -469,7 +477,11 @@ class Parser:
                 return SelfRef(tok.pos)
             if word == "send":
                 self.advance()
+                if self.tok.kind == "str":
+                    return self.send_form(tok)
                 return Name(tok.pos, "send")
+            if word == "if":
+                return IfExpr(tok.pos, self.if_stmt())
             if word == "fn":
                 self.advance()
                 return self.fn_rest(tok, "", ())
@@ -498,6 +510,15 @@ class Parser:
                 return Str(tok.pos, name.text)
         raise self.error(f"expected an expression, found {tok.describe()}")
 
+    def send_form(self, send: Token) -> Call:
+        """Relay 0.3's `send "name" handler { k: v }`: `send("name", "handler", {k: v})`."""
+        server = self.advance()
+        handler = self.expect_ident(f"a handler name after 'send {server.text}'")
+        if not self.at_op("{"):
+            raise self.error(f"expected '{{' to start the arguments object of 'send {server.text} {handler.text}'")
+        args = (Str(server.pos, server.value), Str(handler.pos, handler.text), self.map_literal())  # type: ignore[arg-type]
+        return Call(send.pos, Name(send.pos, "send"), args)
+
     def map_literal(self, typed: bool = False) -> MapLit:
         """`{k: v, ...}`; with typed (a server's state), Relay 0.3's `k: type = v` fields too."""
         start = self.expect_op("{", "")
@@ -523,8 +544,7 @@ class Parser:
             self.skip_newlines()
             self.expect_op(":", "after the map key")
             self.skip_newlines()
-            if typed and self.tok.kind in ("ident", "kw") and self.tok.text in TYPE_NAMES and self.peek().kind == "op" \
-                    and self.peek().text == "=":
+            if typed and self.at_field_type():
                 self.type_ann()  # documentation: the field's type is not checked
                 self.advance()
                 self.skip_newlines()
@@ -533,6 +553,18 @@ class Parser:
             self.skip_newlines()
             if not self.at_op("}"):
                 self.expect_op(",", "between map entries")
+
+
+    def at_field_type(self) -> bool:
+        """At `T =`, `[T] =`, `[[T]] =`... (Relay 0.3's typed state field), not at a value."""
+        k = 0
+        while self.peek(k).kind == "op" and self.peek(k).text == "[":
+            k += 1
+        t = self.peek(k)
+        if t.kind not in ("ident", "kw") or t.text not in TYPE_NAMES:
+            return False
+        after = [(a.kind, a.text) for a in (self.peek(k + 1 + i) for i in range(k + 1))]
+        return after == [("op", "]")] * k + [("op", "=")]
 
 
 def parse(source: str, file: str = "<input>") -> Program:

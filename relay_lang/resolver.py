@@ -39,6 +39,7 @@ from .nodes import (
     ForEach,
     ForRange,
     If,
+    IfExpr,
     Index,
     Let,
     Logical,
@@ -328,6 +329,8 @@ class Resolver:
                 self.expr(v)
         elif t is FnLit:
             self.function(e)  # type: ignore[arg-type]
+        elif t is IfExpr:
+            self.stmt(e.stmt)  # type: ignore[attr-defined]
         elif t is StateRef or t is SelfRef:
             if self.server_depth == 0:
                 word = "state" if t is StateRef else "self"

@@ -238,3 +238,69 @@ print(arr.get(1), :sym == "sym", {k: :v})
         run('message("nope", "x")')
     with pytest.raises(RelayError, match="apply: parameter 'f' expects function, got number"):
         run("fn apply(f: function) { f() }\napply(1)")
+
+
+def test_relay_0_3_if_expressions() -> None:
+    src = """
+let r = if 1 > 2 { "a" } else if 2 > 1 { let z = 3
+    z * 2 } else { 0 }
+fn f(x) { return (if x { 10 } else { 20 }) + 1 }
+fn g(x) { let s = 0
+    for i in 0..x { s += if i % 2 == 0 { i } else { 0 } }
+    return s }
+print(r, if false { 1 }, f(true), f(null), f(0), g(10))
+"""
+    for tier in ("auto", "interpret"):
+        assert out(src, tier=tier) == "6 null 11 21 11 20\n"
+    # a branch that ends in a statement has no value; a return inside returns from the function
+    assert out("fn h() { let v = if true { return 7 } else { 1 }\n return 0 }\nprint(h(), if true { let q = 1 })") == "7 null\n"
+    e = error("@llvm fn f(x) { return if x > 1 { 2 } else { 3 } }")
+    assert e.message == "@llvm f: if expressions are not supported by @llvm" and (e.pos.line, e.pos.col) == (1, 24)
+
+
+def test_relay_0_3_types_strings_and_array_methods() -> None:
+    src = """
+server s {
+    state { posts: [object] = [], grid: [[number]] = [[1]], next_id: number = 1, tags: [string] = ["x"] }
+    receive fn add(title: string) -> object {
+        set post = {id: state.get("next_id"), title: title}
+        set posts = state.get("posts").map(fn(p) { p })
+        posts.push(post)
+        state.set("posts", posts)
+        state.set("next_id", state.get("next_id") + 1)
+        post
+    }
+    receive fn titles() -> [string] { state.get("posts").map(fn(p) { p.get("title") }) }
+    receive fn find(id: number) { state.get("posts").find(fn(p) { p.get("id") == id }) }
+}
+s.add("a")
+s.add("b")
+print(s.titles(), s.find(2), s.find(9), string(2) + "!", [0, false, null, 1].filter(fn(v) { v }))
+print([1, 2, 3].reduce(fn(acc, x) { acc + x }, 10), [4, 5].length(), [].length())
+fn total(xs: [number]) -> number { xs.reduce(fn(a, x) { a + x }, 0) }
+print(total([1, 2]))
+"""
+    assert out(src) == '["a", "b"] {id: 2, title: "b"} null 2! [0, 1]\n16 2 0\n3\n'
+    assert "arrays have no method 'sort_by' taking 1 argument" in error("[1].sort_by(fn(x) { x })").message
+    assert "expects array<number>, got array with a string element" in error('fn total(xs: [number]) { 0 }\ntotal(["a"])').message
+    assert "expected a type" in error("fn f(x: [nope]) { }").message
+
+
+def test_relay_0_3_send_statement(run) -> None:
+    src = """
+server blog {
+    state { posts: [] }
+    receive fn create_post(args) { state.posts.push(args.title + ": " + args.content) }
+    receive fn all() { state.posts }
+}
+send "blog" create_post { title: "Hello", content: "first" }
+let r = send "blog" create_post {
+    title: "Again", content: "second"
+}
+print(r, blog.all())
+"""
+    assert run(src) == 'null ["Hello: first", "Again: second"]\n'
+    with pytest.raises(RelayError, match="no server named 'nope' is running"):
+        run('send "nope" h {}')
+    with pytest.raises(RelayError, match="expected '[{]' to start the arguments object"):
+        run('send "blog" h 5')

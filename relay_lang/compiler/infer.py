@@ -30,6 +30,7 @@ from ..nodes import (
     ForEach,
     ForRange,
     If,
+    IfExpr,
     Index,
     Let,
     Logical,
@@ -59,7 +60,7 @@ MATH1 = ("abs", "sqrt", "sin", "cos", "tan", "atan", "exp", "log", "floor", "cei
 MATH2 = ("atan2", "pow")
 WHAT = {
     Str: "strings", MapLit: "maps", Field: "map fields", FnLit: "function literals (closures)",
-    StateRef: "server state", SelfRef: "server references", Null: "null values", Range: "ranges as values",
+    StateRef: "server state", IfExpr: "if expressions", SelfRef: "server references", Null: "null values", Range: "ranges as values",
     FnDecl: "nested function declarations", ServerDecl: "servers",
 }
 
