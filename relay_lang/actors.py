@@ -11,19 +11,27 @@ them in this process (`relay run`, the REPL); the fleet hosts the same
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol, TextIO
 
+from .budget import Limits
 from .errors import RelayError
 from .values import Function, ServerRef, copy_data
-
-if TYPE_CHECKING:
-    from .interpreter import Interpreter
 
 
 def cycle_error(waiting: list[str], name: str) -> RelayError:
     """A call to `name` from a chain of servers already waiting, `name` among them."""
     cycle = " -> ".join(waiting[waiting.index(name):] + [name])
     return RelayError(f"call cycle: {cycle} (a server cannot wait on itself; use send)")
+
+
+class HandlerHost(Protocol):
+    """What servers need from the interpreter that runs their handlers."""
+
+    server: ServerInstance | None  # the server handling a message now
+    limits: Limits
+    err: TextIO
+
+    def invoke(self, fn: Function, args: list) -> object: ...
 
 
 class ServerInstance:
@@ -57,7 +65,7 @@ class ServerInstance:
                 self.saved[key] = copy_data(value, "the initial state")
                 self.unsaved.add(key)
 
-    def handle(self, interp: Interpreter, handler: str, args: list) -> object:
+    def handle(self, interp: HandlerHost, handler: str, args: list) -> object:
         """Handles one message; on failure state is exactly as before and the error propagates."""
         fn = self.handlers.get(handler)
         if fn is None:
@@ -120,7 +128,7 @@ class LocalRuntime:
     actor system: it fails at once with the cycle named.
     """
 
-    def __init__(self, interp: Interpreter) -> None:
+    def __init__(self, interp: HandlerHost) -> None:
         self.interp = interp
         self.servers: dict[str, ServerInstance] = {}
         self.mailboxes: dict[str, deque[tuple[str, list]]] = {}
@@ -167,7 +175,7 @@ class LocalRuntime:
             try:
                 self.servers[name].handle(self.interp, handler, args)
             except RelayError as err:
-                if self.interp.stop_error is not None:
+                if self.interp.limits.stop_error is not None:
                     raise  # the job's time budget is spent: stop everything
                 self.interp.err.write(f"relay: message {name}.{handler} failed (sent with send, nobody waits for it):\n{err}\n")
             finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import os
 import queue
 import re
@@ -247,3 +248,40 @@ def raise_recursion_limit(max_depth: int, source_size: int = 0) -> None:
     source of source_size characters (a flat chain `1 + 1 + ...` nests one level per term)."""
     needed = max(max_depth * 6 + 2000, source_size * 4 + 10_000)
     sys.setrecursionlimit(min(max(sys.getrecursionlimit(), needed), MAX_RECURSION_LIMIT))
+
+
+class Limits:
+    """The budgets of the job an interpreter runs, as both tiers read them.
+
+    Compiled code gets this object, not the interpreter: its depth counter,
+    the clock's deadline, the memory ceiling and the error that stops the job.
+    """
+
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        self.depth = [0]  # nested Relay calls now; a list, shared with the generated code
+        self.stop_error: Exception | None = None  # set (from any thread) to stop the job with this error
+        self.time_limit: float | None = None
+        self.deadline_ns = 0  # time.monotonic_ns() when the time budget runs out; 0: none
+        self.memory_limit: int | None = memory_limit_from_env()  # bytes a job may add to the process; None: any
+        self.memory_ceiling = 0  # resident bytes the running job must stay under; 0: none
+        self.memory_budget = 0  # the running job's memory limit, in bytes
+
+    def start_clock(self, seconds: float | None) -> None:
+        self.time_limit = seconds
+        self.deadline_ns = 0 if seconds is None or seconds == math.inf else time.monotonic_ns() + int(seconds * 1e9)
+
+    def start_memory(self, limit: int | None) -> None:
+        """Sets the job's memory budget: what it may add to the process's resident memory from now."""
+        self.memory_budget = limit or 0
+        self.memory_ceiling = 0 if limit is None else resident_bytes() + limit
+
+    def time_limit_message(self) -> str:
+        return f"time limit of {self.time_limit:g} s exceeded"
+
+    def memory_limit_message(self) -> str:
+        return f"memory limit of {format_size(self.memory_budget)} exceeded"
+
+    def over_memory(self, nbytes: int) -> bool:
+        """Whether nbytes more would not fit in the job's memory budget."""
+        return bool(self.memory_ceiling) and resident_bytes() + nbytes > self.memory_ceiling

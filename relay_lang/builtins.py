@@ -5,18 +5,23 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from . import numeric
+from .actors import Runtime
 from .budget import checkpoint, reserve
+from .builtin_table import ARITY, MAX_ARRAY, array_budget_message
 from .errors import RelayError
 from .lexer import Lexer
 from .values import CHECK_EVERY, MAX_STRING, Builtin, ServerRef, to_str, type_name
 
-if TYPE_CHECKING:
-    from .interpreter import Interpreter
 
-MAX_ARRAY = 50_000_000  # elements made at once by array(n, v) or a range: the memory budget
+class BuiltinHost(Protocol):
+    """What `print`, `send` and `message` need from the interpreter."""
+
+    runtime: Runtime
+
+    def write(self, text: str) -> None: ...
 
 
 def _number(fname: str, v: object, what: str = "argument") -> float:
@@ -104,7 +109,7 @@ def b_del(m: object, k: object) -> object:
 def b_array(n: object, fill: object = None) -> list:
     size = _count("array", n, "size")
     if size > MAX_ARRAY:
-        raise RelayError(f"array: size {size} is over the memory budget of {MAX_ARRAY} elements")
+        raise RelayError(array_budget_message(size))
     reserve(8 * size)
     return [fill] * size
 
@@ -175,14 +180,14 @@ def b_pow(x: object, y: object) -> float:
     return numeric.power(_number("pow", x), _number("pow", y))
 
 
-MATH1 = {
+MATH1_FUNCTIONS = {
     "abs": abs, "sqrt": numeric.sqrt, "sin": numeric.sin, "cos": numeric.cos,
     "tan": numeric.tan, "atan": math.atan, "exp": numeric.exp, "log": numeric.log,
     "floor": numeric.floor, "ceil": numeric.ceil, "round": numeric.round_half_away,
 }
 
 
-def make_builtins(interp: Interpreter) -> dict[str, Builtin]:
+def make_builtins(interp: BuiltinHost) -> dict[str, Builtin]:
     """Every builtin, keyed by name; `print`, `send` and `message` talk to `interp`."""
 
     def b_print(*args: object) -> None:
@@ -201,7 +206,7 @@ def make_builtins(interp: Interpreter) -> dict[str, Builtin]:
         "min": _minmax("min", numeric.fmin), "max": _minmax("max", numeric.fmax),
         "error": b_error, "clock": time.perf_counter, "send": b_send, "message": b_message,
     }
-    for name, f in MATH1.items():
+    for name, f in MATH1_FUNCTIONS.items():
         impls[name] = _math1(name, f)
     return {name: Builtin(name, impls[name], ARITY[name]) for name in ARITY}
 
@@ -212,15 +217,3 @@ def _server(fname: str, v: object) -> ServerRef:
     if type(v) is not ServerRef:
         raise RelayError(f"{fname}: expected a server, got {type_name(v)}")
     return v  # type: ignore[return-value]
-
-
-# (fewest, most) arguments of each builtin; None: any number.
-ARITY: dict[str, tuple[int, int | None]] = {
-    "print": (0, None), "len": (1, 1), "push": (2, 2), "pop": (1, 1), "str": (1, 1),
-    "num": (1, 1), "type": (1, 1), "keys": (1, 1), "has": (2, 2), "del": (2, 2),
-    "array": (1, 2), "slice": (2, 3), "join": (1, 2), "split": (2, 2), "atan2": (2, 2),
-    "pow": (2, 2), "min": (1, None), "max": (1, None), "error": (1, 1), "clock": (0, 0),
-    "send": (2, None), "message": (2, None), "string": (1, 1),  # Relay 0.3's name for str
-    **{name: (1, 1) for name in MATH1},
-}
-BUILTIN_NAMES = frozenset(ARITY)

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .builtins import ARITY as BUILTIN_ARITY
-from .builtins import BUILTIN_NAMES
+from .builtin_table import ARITY as BUILTIN_ARITY
+from .builtin_table import BUILTIN_NAMES
 from .errors import Pos, RelaySyntaxError
 from .nodes import (
     ArrayLit,
@@ -61,6 +61,13 @@ from .nodes import (
     While,
 )
 from .resolver import Free, FunctionInfo, Global, Local, Resolution
+
+GLOBAL_PREFIX = "g_"  # Relay global NAME is the Python global g_NAME of the generated code
+
+
+def global_name(name: str) -> str:
+    return GLOBAL_PREFIX + name
+
 
 Sink = Callable[[str, "Pos | None"], None]  # where a block's value goes: a return, or a temporary
 
@@ -187,7 +194,7 @@ class CodeGen:
             params = ", ".join(["_c"] + [self.local_name(d) for d in fn.info.params])
             header = [f"def {fn.pyname}({params}):"]
             if fn.assigned_globals:
-                header.append("    global " + ", ".join(f"g_{n}" for n in sorted(fn.assigned_globals)))
+                header.append("    global " + ", ".join(global_name(n) for n in sorted(fn.assigned_globals)))
             for line in header:
                 source.append(line)
                 positions.append(fn.info.node.pos)
@@ -314,7 +321,7 @@ class CodeGen:
         if isinstance(binding, Global):
             self.fn.assigned_globals.add(name)
             v = value()
-            self.emit(f"g_{name} = {v}", node.pos)
+            self.emit(f"{global_name(name)} = {v}", node.pos)
             return
         var = self.local_name(binding.decl)  # type: ignore[union-attr]
         if binding.captured:  # type: ignore[union-attr]
@@ -338,7 +345,7 @@ class CodeGen:
         elif isinstance(binding, Free):
             source = f"_c[{binding.index}].v"
         else:
-            source = f"g_{name}"
+            source = global_name(name)
         t = self.temp()
         self.emit(f"{t} = {source}", pos)
         return t
@@ -353,8 +360,8 @@ class CodeGen:
             self.emit(f"_fail({f'cannot assign to builtin {name!r}'!r})", pos)
         else:
             self.fn.assigned_globals.add(name)
-            self.emit(f"if 'g_{name}' not in _G: _undefined({name!r})", pos)
-            self.emit(f"g_{name} = {value}", pos)
+            self.emit(f"if {global_name(name)!r} not in _G: _undefined({name!r})", pos)
+            self.emit(f"{global_name(name)} = {value}", pos)
 
     def assign(self, s: Assign) -> None:
         target = s.target

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from types import TracebackType
@@ -21,14 +20,13 @@ from .budget import (
     BIG,
     MEMORY_WATCH,
     WATCHDOG,
+    Limits,
     checking,
-    format_size,
-    memory_limit_from_env,
     raise_recursion_limit,
-    resident_bytes,
 )
-from .builtins import ARITY, make_builtins
-from .codegen import FunctionCode, Unit, generate
+from .builtin_table import ARITY, MAX_ARRAY, too_deep_message
+from .builtins import make_builtins
+from .codegen import GLOBAL_PREFIX, FunctionCode, Unit, generate, global_name
 from .compiler.cache import CompileCache, ObjectStore
 from .compiler.router import Router
 from .errors import Pos, RelayError
@@ -46,20 +44,13 @@ class Interpreter:
                  cache: CompileCache | None = None) -> None:
         self.out = out if out is not None else sys.stdout
         self.err = err if err is not None else sys.stderr
-        self.max_depth = max_depth
+        self.limits = Limits(max_depth)
         self.repl = repl
         self.units: dict[str, Unit] = {}
         self.globals_declared: set[str] = set()
         self.server: ServerInstance | None = None  # the server handling a message now
-        self.stop_error: RelayError | None = None
-        self.time_limit: float | None = None
-        self.deadline_ns = 0  # time.monotonic_ns() when the time budget runs out; 0: none
-        self.memory_limit: int | None = memory_limit_from_env()  # bytes a job may add to the process; None: any
-        self.memory_ceiling = 0  # resident bytes the running job must stay under; 0: none
-        self.memory_budget = 0  # the running job's memory limit, in bytes
-        self.router = Router(self, tier, store, cache)
+        self.router = Router(self.limits, self.global_value, tier, store, cache)
         self.runtime: Runtime = runtime if runtime is not None else LocalRuntime(self)
-        self.depth = [0]
         self.ns: dict[str, Any] = {}
         self._bind_support()
 
@@ -68,10 +59,10 @@ class Interpreter:
     def _bind_support(self) -> None:
         ns = self.ns
         builtins = make_builtins(self)
-        ns.update({f"g_{name}": b for name, b in builtins.items()})
+        ns.update({global_name(name): b for name, b in builtins.items()})
         ns.update({f"_B_{name}": b.impl for name, b in builtins.items()})
         ns.update(
-            _G=ns, _D=self.depth, _LIMIT=self.max_depth, _stop=False,
+            _G=ns, _D=self.limits.depth, _LIMIT=self.limits.max_depth, _stop=False,
             _too_deep=self._too_deep, _interrupted=self._interrupted,
             _Cell=Cell, _Fn=Function, _FNTYPES=(Function, Builtin), _ServerRef=ServerRef,
             _all_numbers=lambda a: all(type(x) is float for x in a),
@@ -80,11 +71,19 @@ class Interpreter:
             _fmod=numeric.fmod, _power=numeric.power, _compare=ops.compare, _equal=ops.eq,
             _neg=ops.neg, _index=ops.index, _set_index=ops.set_index, _field=ops.field,
             _set_field=ops.set_field, _range_iter=ops.range_iter, _iterate=ops.iterate,
-            _range_array=lambda a, b: ops.range_array(a, b, limit=50_000_000),
+            _range_array=lambda a, b: ops.range_array(a, b, limit=MAX_ARRAY),
             _call=self.call, _call_builtin=self._call_builtin, _method=self._method,
             _state=self._state, _state_field=self._state_field, _state_set=self._state_set, _self=self._self,
-            _declare_server=self.runtime.declare,
+            _declare_server=lambda *args: self.runtime.declare(*args),
         )
+
+    def global_value(self, name: str) -> object:
+        """The running program's global `name` (None when it has none)."""
+        return self.ns.get(global_name(name))
+
+    def define_global(self, name: str, value: object) -> None:
+        """Gives the program a global `name` unless it declared one (the fleet's servers, say)."""
+        self.ns.setdefault(global_name(name), value)
 
     # ------------------------------------------------------------ compiling
 
@@ -93,7 +92,7 @@ class Interpreter:
 
         The time budget is checked between the stages (each is linear in the source's length).
         """
-        raise_recursion_limit(self.max_depth, len(source))
+        raise_recursion_limit(self.limits.max_depth, len(source))
         program = parse(source, file)
         self.check_budget()
         declared = set(self.globals_declared)
@@ -125,11 +124,11 @@ class Interpreter:
 
     def guard(self, fn: Callable, args: tuple) -> object:
         """Calls generated code; any failure comes out as a positioned RelayError."""
-        saved = self.depth[0]
+        saved = self.limits.depth[0]
         try:
             return fn(*args) if not isinstance(fn, Function) else fn.py(fn.c, *args)
         except BaseException as exc:  # noqa: BLE001 - converted or re-raised below
-            self.depth[0] = saved
+            self.limits.depth[0] = saved
             raise self.relay_error(exc) from None
 
     def invoke(self, fn: Function, args: list) -> object:
@@ -141,10 +140,10 @@ class Interpreter:
     def relay_error(self, exc: BaseException) -> RelayError:
         if isinstance(exc, RelayError):
             err = exc
-        elif isinstance(exc, NameError) and (exc.name or "").startswith("g_"):
-            err = RelayError(f"undefined variable '{exc.name[2:]}'")
+        elif isinstance(exc, NameError) and (exc.name or "").startswith(GLOBAL_PREFIX):
+            err = RelayError(f"undefined variable '{exc.name[len(GLOBAL_PREFIX):]}'")
         elif isinstance(exc, RecursionError):
-            err = RelayError(f"recursion too deep: the program nests calls or values past the limit ({self.max_depth})")
+            err = RelayError(f"recursion too deep: the program nests calls or values past the limit ({self.limits.max_depth})")
         elif isinstance(exc, MemoryError):
             err = RelayError("out of memory: the program allocates more than this worker can hold")
         else:
@@ -194,7 +193,7 @@ class Interpreter:
 
     def request_stop(self, error: RelayError) -> None:
         """Stops the running program at its next loop iteration or call (thread-safe)."""
-        self.stop_error = error
+        self.limits.stop_error = error
         self.ns["_stop"] = True
         self.ns["_LIMIT"] = -1
         self.router.request_stop()
@@ -202,44 +201,34 @@ class Interpreter:
     def start_clock(self, seconds: float | None) -> None:
         """Sets the job's time budget (read by compiled code without the GIL's help)."""
         self.clear_stop()  # nothing stale from a previous job
-        self.time_limit = seconds
-        self.deadline_ns = 0 if seconds is None or seconds == math.inf else time.monotonic_ns() + int(seconds * 1e9)
-
-    def time_limit_message(self) -> str:
-        return f"time limit of {self.time_limit:g} s exceeded"
+        self.limits.start_clock(seconds)
 
     def clear_stop(self) -> None:
-        self.stop_error = None
-        self.deadline_ns = 0
-        self.memory_ceiling = 0
+        limits = self.limits
+        limits.stop_error = None
+        limits.deadline_ns = 0
+        limits.memory_ceiling = 0
         self.ns["_stop"] = False
-        self.ns["_LIMIT"] = self.max_depth
-
-    def start_memory(self, limit: int | None) -> None:
-        """Sets the job's memory budget: what it may add to the process's resident memory from now."""
-        self.memory_budget = limit or 0
-        self.memory_ceiling = 0 if limit is None else resident_bytes() + limit
-
-    def memory_limit_message(self) -> str:
-        return f"memory limit of {format_size(self.memory_budget)} exceeded"
+        self.ns["_LIMIT"] = limits.max_depth
 
     def reserve_memory(self, nbytes: int) -> None:
         """Raises the memory limit error when nbytes more would not fit in the job's budget."""
-        if self.memory_ceiling and resident_bytes() + nbytes > self.memory_ceiling:
-            raise RelayError(self.memory_limit_message(), kind="limit")
+        if self.limits.over_memory(nbytes):
+            raise RelayError(self.limits.memory_limit_message(), kind="limit")
 
     def check_budget(self) -> None:
         """Raises the job's limit error once it must stop; long operations on values call it."""
-        if self.stop_error is not None:
+        if self.limits.stop_error is not None:
             self._interrupted()
 
     def _interrupted(self) -> None:
-        raise RelayError(self.stop_error.message if self.stop_error else "stopped", kind="limit")
+        stop = self.limits.stop_error
+        raise RelayError(stop.message if isinstance(stop, RelayError) else "stopped", kind="limit")
 
     def _too_deep(self) -> None:
-        if self.stop_error is not None:
+        if self.limits.stop_error is not None:
             self._interrupted()
-        err = RelayError(f"recursion too deep: more than {self.max_depth} nested calls", kind="limit")
+        err = RelayError(too_deep_message(self.limits.max_depth), kind="limit")
         err.at_call_site = True
         raise err
 
@@ -384,28 +373,29 @@ def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float 
     """Runs job (Relay work on interp) on a big stack, stopped with a Relay error after time_limit seconds
     or once it adds more than memory_limit bytes to the process's resident memory.
 
-    time_limit None or inf: no limit. memory_limit None: interp.memory_limit ($RELAY_MEMORY_LIMIT, default 1G).
+    time_limit None or inf: no limit. memory_limit None: interp.limits.memory_limit ($RELAY_MEMORY_LIMIT, default 1G).
     """
     if time_limit is not None and not time_limit >= 0:
         raise RelayError(f"the time limit must be a number of seconds >= 0, got {time_limit}", kind="limit")
     ticket = None
     interp.start_clock(time_limit)
+    limits = interp.limits
     if time_limit is not None and time_limit != math.inf:
-        stop = RelayError(interp.time_limit_message(), kind="limit")
+        stop = RelayError(limits.time_limit_message(), kind="limit")
         ticket = WATCHDOG.watch(time_limit, lambda: interp.request_stop(stop))
-    memory = memory_limit if memory_limit is not None else interp.memory_limit
-    interp.start_memory(memory)
+    memory = memory_limit if memory_limit is not None else limits.memory_limit
+    limits.start_memory(memory)
     memory_ticket = None
     if memory is not None:
-        too_big = RelayError(interp.memory_limit_message(), kind="limit")
-        memory_ticket = MEMORY_WATCH.watch(interp.memory_ceiling, lambda: interp.request_stop(too_big))
+        too_big = RelayError(limits.memory_limit_message(), kind="limit")
+        memory_ticket = MEMORY_WATCH.watch(limits.memory_ceiling, lambda: interp.request_stop(too_big))
 
     def checked() -> Any:
         with checking(interp.check_budget, interp.reserve_memory):
             return job()
 
     try:
-        return run_with_big_stack(checked, interp.max_depth)
+        return run_with_big_stack(checked, limits.max_depth)
     finally:
         if ticket is not None:
             WATCHDOG.cancel(ticket)

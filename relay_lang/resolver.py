@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .builtins import BUILTIN_NAMES
+from .builtin_table import BUILTIN_NAMES
 from .errors import RelaySyntaxError
 from .nodes import (
     ArrayLit,

@@ -111,9 +111,8 @@ class FleetRuntime:
     def attach(self, interp: Interpreter) -> None:
         """Makes interp run on the fleet: this runtime, and every deployed server as a global name."""
         interp.runtime = self
-        interp.ns["_declare_server"] = self.declare
         for name in self.registry.names():
-            interp.ns.setdefault(f"g_{name}", ServerRef(name))
+            interp.define_global(name, ServerRef(name))
 
     def call(self, server: ServerRef, handler: str, args: list) -> object:
         chain = self.handling.chain if self.handling else []

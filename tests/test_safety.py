@@ -385,7 +385,7 @@ def test_every_growth_is_charged_to_the_memory_budget(src: str, tmp_path, monkey
 def test_the_memory_limit_is_an_argument_of_run_budgeted() -> None:
     from relay_lang.interpreter import run_budgeted
     interp = Interpreter(out=io.StringIO())
-    interp.memory_limit = None
+    interp.limits.memory_limit = None
     src = "let a{} = []\nfor i in 0..3000000 {{ a{}.push(i) }}\nprint(len(a{}))"
     with pytest.raises(RelayError, match="memory limit of 16M exceeded"):
         run_budgeted(interp, lambda: interp.run(src.format(1, 1, 1), "t.relay"), None, memory_limit=16 << 20)

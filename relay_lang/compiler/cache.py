@@ -1,15 +1,13 @@
 """The compilation cache: in-process engines over a persistent store of object code.
 
-Key = sha256 over the group's canonical AST hashes with their argument types
-and fastmath flags, plus `engine.environment_key` (compiler, llvmlite and
-LLVM versions, Python ABI, target triple, CPU name and features, opt level,
-every pipeline setting, reloc/code model). Positions are not in it: object
-code names nodes by ordinal, so a reformatted source hits the same entry.
+Entries are keyed by `jit.module_key` (the group's canonical AST hashes with
+their argument types and fastmath flags, the compiler's source, llvmlite and
+LLVM versions, Python ABI, target and pipeline). Positions are not in it:
+object code names nodes by ordinal, so a reformatted source hits the same entry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import time
@@ -69,13 +67,6 @@ class CacheStats:
     memory_hits: int = 0  # modules already loaded in this process
     compile_seconds: list[float] = field(default_factory=list)
     load_seconds: list[float] = field(default_factory=list)
-
-
-def cache_key(environment: str, parts: list[str]) -> str:
-    h = hashlib.sha256(environment.encode())
-    for part in parts:
-        h.update(b"\0" + part.encode())
-    return h.hexdigest()
 
 
 class CompileCache:

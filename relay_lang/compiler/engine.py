@@ -16,49 +16,35 @@ only by the names this module defined.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
-import llvmlite
 import llvmlite.binding as llvm
+from llvmlite import ir
 
-from .lower import MAX_FRAMES, SMALL_FLOATS
+from .lower import RT_LAYOUT, SMALL_FLOATS
 
 T = TypeVar("T")
 
 
-def _compiler_version() -> str:
-    """A digest of the compiler's own source: any change to how code is generated changes every key."""
-    here = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for name in ("infer.py", "lower.py", "engine.py"):
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:16]
-
-
-COMPILER_VERSION = _compiler_version()
 _initialised = False
 
 
-class RuntimeState(ctypes.Structure):
-    """The C side of `lower.RT_TYPE`: budgets in, errors out."""
+def _ctype(t: ir.Type) -> type:
+    if isinstance(t, ir.ArrayType):
+        return _ctype(t.element) * t.count
+    return ctypes.c_double if isinstance(t, ir.DoubleType) else ctypes.c_int64
 
-    _fields_ = [
-        ("stop", ctypes.c_int64), ("depth", ctypes.c_int64), ("max_depth", ctypes.c_int64),
-        ("err_code", ctypes.c_int64), ("err_fn", ctypes.c_int64), ("err_node", ctypes.c_int64),
-        ("err_x", ctypes.c_double), ("err_y", ctypes.c_int64), ("ticks", ctypes.c_int64),
-        ("deadline_ns", ctypes.c_int64), ("stack_limit", ctypes.c_uint64), ("memory_ceiling", ctypes.c_int64),
-        ("page_size", ctypes.c_int64), ("nframes", ctypes.c_int64),
-        ("frames", ctypes.c_int64 * (3 * MAX_FRAMES)),
-    ]
+
+class RuntimeState(ctypes.Structure):
+    """The C side of `lower.RT_LAYOUT`: budgets in, errors out."""
+
+    _fields_ = [(name, _ctype(t)) for name, t in RT_LAYOUT]
 
 
 RT = RuntimeState()
@@ -174,13 +160,6 @@ class Pipeline:
 
 
 SCALAR_PASSES = ("sroa", "instruction_combine", "simplify_cfg", "new_gvn", "sccp", "dead_code_elimination")
-
-
-def environment_key(target: Target, pipeline: Pipeline) -> str:
-    """What besides the source changes the machine code: versions, target, pipeline, ABI."""
-    parts = [COMPILER_VERSION, llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)),
-             sys.implementation.cache_tag, repr(target), repr(pipeline)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def compile_object(ir_text: str, target: Target, pipeline: Pipeline) -> bytes:

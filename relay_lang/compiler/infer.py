@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..builtin_table import MATH1, MATH2
 from ..errors import Pos
 from ..nodes import (
     ArrayLit,
@@ -56,8 +57,6 @@ from ..resolver import Decl, Free, Global, Local, Resolution
 from ..values import with_article
 
 NUM, BOOL, ARR, NULL = "number", "bool", "array<number>", "null"
-MATH1 = ("abs", "sqrt", "sin", "cos", "tan", "atan", "exp", "log", "floor", "ceil", "round")
-MATH2 = ("atan2", "pow")
 WHAT = {
     Str: "strings", MapLit: "maps", Field: "map fields", FnLit: "function literals (closures)",
     StateRef: "server state", IfExpr: "if expressions", SelfRef: "server references", Null: "null values", Range: "ranges as values",

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import sys
+from pathlib import Path
 
+import llvmlite
+import llvmlite.binding as llvm
+
+from ..budget import Limits
+from ..builtin_table import array_budget_message, too_deep_message
 from ..errors import Pos, RelayError
 from ..hashing import node_hash
 from ..nodes import Call, FnLit, Name
 from ..resolver import Resolution
 from ..values import format_number, to_str
 from . import engine
-from .cache import CompileCache, DirectoryStore, ObjectStore, cache_key
+from .cache import CompileCache, DirectoryStore, ObjectStore
 from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, Typer, enumerate_nodes
 from .lower import (
     AT_CALLER,
@@ -24,7 +32,6 @@ from .lower import (
     ERR_RETURN_TYPE,
     ERR_STACK,
     ERR_TIME,
-    MAX_ARRAY,
     ModuleBuilder,
 )
 
@@ -56,26 +63,26 @@ class Compiled:
         self.cfunc = proto(module.addresses["entry_" + root.sig.symbol])
         self.ordinals = [enumerate_nodes(t.sig.fn) for t in group]
 
-    def error(self, interp) -> RelayError:
+    def error(self, limits: Limits) -> RelayError:
         """The Relay error the compiled code recorded in the runtime state."""
         rt = engine.RT
         code = rt.err_code
         if code == ERR_INDEX:
             err = RelayError(f"index {format_number(rt.err_x)} out of range for array of length {rt.err_y}")
         elif code == ERR_DEPTH:
-            err = RelayError(f"recursion too deep: more than {interp.max_depth} nested calls", kind="limit")
+            err = RelayError(too_deep_message(limits.max_depth), kind="limit")
         elif code == ERR_STACK:
             err = RelayError(f"recursion too deep: {rt.err_y} nested calls fill the native stack "
-                             f"(--max-depth is {interp.max_depth})", kind="limit")
+                             f"(--max-depth is {limits.max_depth})", kind="limit")
         elif code == ERR_TIME:  # the deadline, or a stop requested (the memory limit, say)
-            stop = interp.stop_error
-            err = RelayError(stop.message if stop is not None else interp.time_limit_message(), kind="limit")
+            stop = limits.stop_error
+            err = RelayError(stop.message if isinstance(stop, RelayError) else limits.time_limit_message(), kind="limit")
         elif code == ERR_ARRAY_SIZE:
             err = RelayError(f"array: size must be a whole number >= 0, got {to_str(rt.err_x)}")
         elif code == ERR_ARRAY_BUDGET:
-            err = RelayError(f"array: size {int(rt.err_x)} is over the memory budget of {MAX_ARRAY} elements")
+            err = RelayError(array_budget_message(int(rt.err_x)))
         elif code == ERR_MEMORY_LIMIT:
-            err = RelayError(interp.memory_limit_message(), kind="limit")
+            err = RelayError(limits.memory_limit_message(), kind="limit")
         elif code == ERR_RETURN_TYPE:
             typed = self.group[rt.err_fn]
             err = RelayError(f"{typed.sig.fn.name}: must return {typed.sig.fn.ret_type}, "
@@ -134,8 +141,7 @@ class Compiler:
         target = engine.Target.host(0 if large else level)
         pipeline = engine.Pipeline.for_level(level, large)
         fastmath = {t.sig for t in group if has_directive(t.sig.fn, "fastmath")}
-        parts = [f"{node_hash(t.sig.fn)}:{','.join(t.sig.params)}:{t.sig in fastmath}" for t in group]
-        key = cache_key(engine.environment_key(target, pipeline), parts)
+        key = module_key(group, fastmath, target, pipeline)
         entries = ["entry_" + t.sig.symbol for t in group]
 
         def build() -> bytes:
@@ -163,10 +169,35 @@ class Compiler:
         return order
 
 
+def _compiler_digest() -> str:
+    """A digest of the source of everything that decides the object code: the passes, and
+    `nodes.walk` (the node numbers in error records follow its order) and the builtin table."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in ("infer.py", "lower.py", "engine.py", "jit.py", "../nodes.py", "../builtin_table.py"):
+        h.update((here / path).read_bytes())
+    return h.hexdigest()
+
+
+COMPILER_DIGEST = _compiler_digest()
+
+
+def module_key(group: list[Typed], fastmath: set[Signature], target: engine.Target, pipeline: engine.Pipeline) -> str:
+    """The cache key of a module: everything that changes its machine code, in one hash.
+
+    The functions' content hashes and specialisations, fastmath, the compiler's own source,
+    llvmlite and LLVM versions, the Python ABI (the code calls CPython), target and pipeline.
+    """
+    parts = [COMPILER_DIGEST, llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)),
+             sys.implementation.cache_tag, repr(target), repr(pipeline)]
+    parts += [f"{node_hash(t.sig.fn)}:{','.join(t.sig.params)}:{t.sig in fastmath}" for t in group]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
 NOT_TAKEN = object()  # compiled code declined the call (an array argument holds a non-number)
 
 
-def call_compiled(compiled: Compiled, interp, args: tuple) -> object:
+def call_compiled(compiled: Compiled, limits: Limits, args: tuple) -> object:
     """Runs compiled code from the interpreter with its budgets; errors become Relay errors.
 
     Returns NOT_TAKEN, having run nothing, when an array argument holds something other than numbers.
@@ -174,17 +205,17 @@ def call_compiled(compiled: Compiled, interp, args: tuple) -> object:
     rt = engine.RT
     rt.err_code = 0
     rt.nframes = 0
-    rt.depth = interp.depth[0]
-    rt.max_depth = interp.max_depth
-    rt.stop = 1 if interp.stop_error is not None else 0
-    rt.deadline_ns = interp.deadline_ns
+    rt.depth = limits.depth[0]
+    rt.max_depth = limits.max_depth
+    rt.stop = 1 if limits.stop_error is not None else 0
+    rt.deadline_ns = limits.deadline_ns
     rt.stack_limit = engine.stack_limit()
-    rt.memory_ceiling = interp.memory_ceiling
+    rt.memory_ceiling = limits.memory_ceiling
     result = compiled.cfunc(*args)
     if rt.err_code:
         if rt.err_code == ERR_ARGUMENT_TYPE:
             return NOT_TAKEN
-        raise compiled.error(interp)
+        raise compiled.error(limits)
     if compiled.ret == BOOL:
         return bool(result)
     if compiled.ret == NULL:

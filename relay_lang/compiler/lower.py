@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
+from ..builtin_table import MAX_ARRAY
 from ..nodes import (
     ArrayLit,
     Assign,
@@ -64,11 +65,16 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = I8.as_pointer()
 MAX_FRAMES = 10_000  # runs of frames kept (as many as the default depth limit); deeper ones are counted
-# Runtime state shared with runtime.RuntimeState (ctypes); keep the two in step.
-RT_FIELDS = ("stop", "depth", "max_depth", "err_code", "err_fn", "err_node", "err_x", "err_y",
-             "ticks", "deadline_ns", "stack_limit", "memory_ceiling", "page_size", "nframes", "frames")
-RT_TYPE = ir.LiteralStructType([I64, I64, I64, I64, I64, I64, DOUBLE, I64, I64, I64, I64, I64, I64, I64,
-                                ir.ArrayType(I64, 3 * MAX_FRAMES)])  # frames: (function, call node, repeats)
+# The runtime state `relay_rt` that compiled code shares with the interpreter: the one definition
+# of its layout (engine.RuntimeState is built from it).
+RT_LAYOUT: tuple[tuple[str, ir.Type], ...] = (
+    ("stop", I64), ("depth", I64), ("max_depth", I64), ("err_code", I64), ("err_fn", I64), ("err_node", I64),
+    ("err_x", DOUBLE), ("err_y", I64), ("ticks", I64), ("deadline_ns", I64), ("stack_limit", I64),
+    ("memory_ceiling", I64), ("page_size", I64), ("nframes", I64),
+    ("frames", ir.ArrayType(I64, 3 * MAX_FRAMES)),  # runs of frames: (function, call node, repeats)
+)
+RT_FIELDS = tuple(name for name, _ in RT_LAYOUT)
+RT_TYPE = ir.LiteralStructType([t for _, t in RT_LAYOUT])
 ERR_INDEX, ERR_DEPTH, ERR_TIME, ERR_ARRAY_SIZE, ERR_ARRAY_BUDGET, ERR_MEMORY = 1, 2, 3, 4, 5, 6
 ERR_ARGUMENT_TYPE = 7  # not a Relay error: an array argument holds a non-number; the interpreter takes the call
 ERR_STACK = 8  # the native stack is full (err_y: the call depth)
@@ -78,7 +84,6 @@ BIG_ALLOCATION = 1 << 20  # bytes: array(n) this large checks the memory budget 
 AT_CALLER = -2  # err_node of an error the interpreter places at the caller's call, keeping the callee's frame
 SMALL_FLOATS = 256  # integral values 0..255 come from a table of shared float objects
 TICK_MASK = 0xFFFF
-MAX_ARRAY = 50_000_000
 Owner = ir.AllocaInstr | None  # the slot owning an array reference; None: borrowed
 LLVM_TYPES = {NUM: DOUBLE, BOOL: I1, ARR: PTR, NULL: I8}
 ZERO = {NUM: ir.Constant(DOUBLE, 0.0), BOOL: ir.Constant(I1, 0), ARR: ir.Constant(PTR, None),

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..budget import Limits
 from ..errors import RelayError
 from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Let, Name, Program, While, walk
 from ..resolver import Global, Resolution
@@ -28,7 +29,6 @@ from .jit import NOT_TAKEN, Compiled, Compiler, call_compiled, directive_level, 
 
 if TYPE_CHECKING:
     from ..codegen import FunctionCode, Unit
-    from ..interpreter import Interpreter
 
 HOT_CALLS_WITH_LOOPS = 1
 HOT_CALLS = 20
@@ -92,12 +92,14 @@ SHALLOW = {NUM: lambda v: type(v) is float, BOOL: lambda v: type(v) is bool, ARR
 
 
 class Router:
-    def __init__(self, interp: Interpreter, tier: str = "auto", store: ObjectStore | None = None,
-                 cache: CompileCache | None = None) -> None:
-        """`cache` shares compiled modules between interpreters of one process (a worker's jobs)."""
+    def __init__(self, limits: Limits, global_value: Callable[[str], object], tier: str = "auto",
+                 store: ObjectStore | None = None, cache: CompileCache | None = None) -> None:
+        """`global_value(name)` reads a global of the running program; `cache` shares compiled
+        modules between interpreters of one process (a worker's jobs)."""
         if tier not in ("auto", "interpret", "llvm"):
             raise ValueError(f"unknown tier {tier!r}")
-        self.interp = interp
+        self.limits = limits
+        self.global_value = global_value
         self.tier = tier
         self.cache = cache or CompileCache(store if store is not None else DirectoryStore())
         self.decisions: dict[int, tuple[str, str, str]] = {}  # id(FnLit) -> (name, tier, reason)
@@ -189,9 +191,9 @@ class Router:
         for level in levels:
             part = [(code, name, sig) for code, name, sig in batch if directive_level(sig.fn) == level]
             try:
-                compiled = compiler.compile_many([sig for _, _, sig in part], self.interp.deadline_ns)
+                compiled = compiler.compile_many([sig for _, _, sig in part], self.limits.deadline_ns)
             except CompileTimeout:
-                raise RelayError(self.interp.time_limit_message(), kind="limit") from None
+                raise RelayError(self.limits.time_limit_message(), kind="limit") from None
             for (code, name, sig), c in zip(part, compiled):
                 original: Callable = code.py  # type: ignore[assignment]
                 code.py = self.entry(original, c)
@@ -218,7 +220,7 @@ class Router:
                 self.note(fn, name, "interpreter", "hot, but called with arguments compiled code does not take")
                 return original(c, *args)
             try:
-                compiled = compiler.compile(Signature(fn, tuple(types)), self.interp.deadline_ns)  # type: ignore[arg-type]
+                compiled = compiler.compile(Signature(fn, tuple(types)), self.limits.deadline_ns)  # type: ignore[arg-type]
             except Unsupported as u:
                 settle(original)
                 self.note(fn, name, "interpreter", u.describe())
@@ -240,21 +242,21 @@ class Router:
         """A function that installs py (or its argument) as the code of fn, and of its global."""
         def settle(new: Callable | None = py) -> None:
             code.py = new
-            instance = self.interp.ns.get(f"g_{fn.name}")
+            instance = self.global_value(fn.name)
             if getattr(instance, "code", None) is code:
                 instance.py = new  # type: ignore[union-attr]
         return settle
 
     def entry(self, original: Callable, compiled: Compiled) -> Callable:
         """The compiled function behind an argument-type check; other calls go to the interpreter."""
-        interp = self.interp
+        limits = self.limits
         params = compiled.sig.params
         n = len(params)
 
         def compiled_entry(c: tuple, *args: object) -> object:
             # Arrays are checked element by element in compiled code, which declines mixed arrays.
             if len(args) == n and all(SHALLOW[p](a) for a, p in zip(args, params)):
-                result = call_compiled(compiled, interp, args)
+                result = call_compiled(compiled, limits, args)
                 if result is not NOT_TAKEN:
                     return result
             return original(c, *args)
