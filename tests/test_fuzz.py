@@ -27,8 +27,10 @@ TOKENS = (
     "receive send self print len push pop str num type keys has del array slice join split "
     "sqrt floor round min max error x y z a b f g counter 0 1 2 -1 0.5 1e308 1e-9 0x1F .5 "
     "+ - * / % ** = == != < <= > >= && || ?? ! .. . , ; : ( ) [ ] { } -> += -= *= /= %= @llvm "
-    "@interpret @optimize(2) @fastmath \"s\" \"\\n\" \"\\u{263A}\" // /* */ \n \n \n"
-).split(" ")
+    "@interpret @optimize(2) @fastmath \"s\" \"\\n\" \"\\u{263A}\" // /* */ \n \n \n "
+    # Relay 0.3's forms: symbols, [T] types, string(), array methods, `send "name" handler {}`, if as a value
+    ":hello [number] [[object]] object function string get length map filter find reduce message \"counter\""
+).split(" ") + ["let v = if", 'send "counter" incr {']
 
 SETTINGS = settings(max_examples=1200, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
