@@ -12,8 +12,9 @@ and pool. Its parts, each on its own thread, so none can block another:
 - the inbox (`Inbox`): a kombu consumer of the `relay.NAME` queues of this
   host's servers. Each `relay.deliver` message is journalled at its server (if
   its producer did not already) and acknowledged; the server's actor is woken;
-- one actor per server: applies its server's journal in order, one message at
-  a time, each committed through the ledger, fenced (relay_workers.ledger).
+- one actor per server: takes its server's journal in batches (one round trip
+  before the handlers), applies each batch's messages in order, one at a time,
+  and commits the batch with one fenced write (relay_workers.ledger).
 
 Server messages never run in Celery's pool (prefork children share a node
 name and have no queue affinity; threads share one process): the pool runs
@@ -30,6 +31,7 @@ import signal
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 import kombu
 import redis
@@ -44,10 +46,10 @@ from relay_lang.values import Function, ServerRef
 
 from .cache import RedisObjectStore
 from .events import MessageEvents
-from .ledger import DeadLetters, Ledger, Pending, connect
+from .ledger import Batch, DeadLetters, Ledger, Outgoing, Pending, connect
 from .output import CappedOutput
 from .registry import CONNECTION_PREFIX, Registry
-from .runtime import FleetRuntime, Handling, Messenger
+from .runtime import JOURNALLED, FleetRuntime, Handling, Messenger
 from .stats import FleetStats
 from .supervisor import Policy, Supervisor
 from .transport import restore_unacked
@@ -56,6 +58,8 @@ from .wire import Delivery, bad_request, from_wire, parse_delivery, to_wire
 log = logging.getLogger("relay.workers")
 
 STORE_ERRORS = (redis.RedisError, OSError)
+BATCH = 100  # messages an owner takes from its journal at once (bounded prefetch), committed together
+BATCH_SECONDS = 0.05  # handling time after which a batch commits what it applied (the rest waits)
 WARM_UP = "@llvm\nfn relay_warm_up(x) { x + 1 }\nrelay_warm_up(1)"
 
 
@@ -66,6 +70,16 @@ def resident_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         return 0
+
+
+@dataclass
+class Applied:
+    """A message handled in memory, waiting for its batch's commit: its reply and its held sends."""
+
+    message: Pending
+    reply: dict
+    outgoing: list[Outgoing]
+    started: float
 
 
 class NotOwner(Exception):
@@ -228,6 +242,7 @@ class Actor:
         self.version = 0
         self.settings_time_limit = 0.0
         self.memory_limit: int | None = None  # the server's own budget; None: the workers' default
+        self.per_message = 0.0  # seconds a message of the last batch took: how many the next batch takes
         self.interp: Interpreter | None = None
         self.runtime: FleetRuntime | None = None
         self.instance: ServerInstance | None = None
@@ -277,21 +292,16 @@ class Actor:
 
     # ------------------------------------------------------------ loading
 
-    def ensure(self) -> ServerInstance:
-        """Holds the lease (waiting out another holder) and has the server loaded at its current version."""
-        lease = self.host.ledger.acquire(self.name, self.host.id)
-        if lease is None:
-            raise NotOwner(self.name)
-        version = self.host.registry.version(self.name)
-        if version is None:
-            raise NotOwner(self.name)  # undeployed
-        if lease != self.lease:
+    def ensure(self, batch: Batch) -> None:
+        """Checks that the batch was taken under this host's lease of a deployed server, and has the server
+        loaded at its current version."""
+        if batch.lease is None or batch.version is None:
+            raise NotOwner(self.name)  # another host holds the lease, or the server was undeployed
+        if batch.lease != self.lease:
             self.forget()  # a new lease: whatever is in memory predates the last commit of another owner
-            self.lease = lease
-        if self.instance is None or version != self.version:
-            self.load(version)
-        assert self.instance is not None
-        return self.instance
+            self.lease = batch.lease
+        if self.instance is None or batch.version != self.version:
+            self.load(batch.version)
 
     def load(self, version: int) -> None:
         info = self.host.registry.server(self.name) or {}
@@ -325,38 +335,41 @@ class Actor:
     # ------------------------------------------------------------ messages
 
     def apply_pending(self) -> bool:
-        """Applies the journal's messages in order; True when there may be more."""
-        pending = self.host.ledger.pending(self.name)
-        if not pending and self.instance is not None:
-            return False
+        """Takes the journal's next batch, applies it in order and commits it at once; True when there may
+        be more. A batch is as many messages as fit in BATCH_SECONDS at the last batch's pace (at most BATCH), and
+        stops early (the rest is left in the journal) past BATCH_SECONDS of handling."""
+        limit = max(1, min(BATCH, int(BATCH_SECONDS / self.per_message) if self.per_message else BATCH))
+        batch = self.host.ledger.take(self.name, self.host.id, limit)
         try:
-            self.ensure()  # also with nothing to do: a new owner loads its server at once
+            self.ensure(batch)  # also with nothing to do: a new owner loads its server at once
         except RelayError as err:  # the deployed source fails to load: every message gets that error
             self.forget()
-            for message in pending:
-                self.commit(message, {"error": err.to_dict()}, None)
-            return bool(pending)
-        if not pending:
-            return False
-        for message in pending:
-            if self.stopped.is_set():
-                return False
-            self.apply(message)
-        return True
+            started = time.monotonic()
+            self.commit([Applied(m, {"error": err.to_dict()}, [], started) for m in batch.messages], [])
+            return bool(batch.messages)
+        done: list[Applied] = []
+        start = time.monotonic()
+        for message in batch.messages:
+            if self.stopped.is_set() or (done and time.monotonic() > start + BATCH_SECONDS):
+                break
+            done.append(self.apply(message))
+        if done:
+            self.per_message = (time.monotonic() - start) / len(done)
+        self.commit(done, [m.id for m in batch.messages[len(done):]])
+        return len(done) < len(batch.messages) or batch.more  # messages journalled later wake this actor
 
-    def apply(self, message: Pending) -> None:
+    def apply(self, message: Pending) -> Applied:
+        """Runs one message on the server in memory; a failed handler leaves the state as it was before this
+        message and sends nothing. Nothing is visible outside until the batch commits."""
         instance, interp, runtime = self.instance, self.interp, self.runtime
         assert instance is not None and interp is not None and runtime is not None
+        started = self.host.events.started(message.id, self.name, message.handler, message.args)
         if self.name in message.chain:
-            self.commit(message, {"error": cycle_error(message.chain, self.name).to_dict()}, None)
-            return
-        attempts = self.host.ledger.attempt(self.name, message.id)
-        if attempts > self.host.max_attempts:
-            self.quarantine(message, attempts - 1)
-            return
+            return Applied(message, {"error": cycle_error(message.chain, self.name).to_dict()}, [], started)
+        if message.attempts > self.host.max_attempts:
+            return Applied(message, self.quarantine(message, message.attempts - 1), [], started)
         handling = runtime.handling = Handling(message.id, [*message.chain, self.name])
         interp.out = interp.err = CappedOutput(self.host.output_limit)
-        started = self.host.events.started(message.id, self.name, message.handler, message.args)
         try:
             value = run_budgeted(interp, lambda: instance.handle(interp, message.handler, from_wire(message.args)),
                                  self.time_limit, self.memory_limit)
@@ -366,30 +379,28 @@ class Actor:
             handling.outgoing.clear()  # a failed handler sends nothing
         finally:
             runtime.handling = None
-        self.commit(message, reply, handling)
-        self.host.events.finished(message.id, reply, started)
-        self.host.stats.count("messages_total")
-        if "error" in reply:
-            self.host.stats.count("message_errors_total")
-        self.host.stats.observe("message", time.monotonic() - started)
+        return Applied(message, reply, handling.outgoing, started)
 
-    def quarantine(self, message: Pending, attempts: int) -> None:
-        """A poison message: its handling killed its owner `attempts` times. Set aside; the server goes on."""
+    def quarantine(self, message: Pending, attempts: int) -> dict:
+        """A poison message: its handling killed its owner `attempts` times. Set aside; its error reply."""
         reason = (f"set aside after {attempts} attempts: its owner died (killed, out of memory, or cut off) "
                   f"each time it handled {self.name}.{message.handler}")
         log.error("relay: message %s to %s %s", message.id, self.name, reason)
         self.host.dead.add(queue=f"relay.{self.name}", reason=reason, raw=json.dumps(message.args)[:4096],
                            message_id=message.id, server=self.name, handler=message.handler, args=message.args,
                            attempts=attempts)
-        self.commit(message, {"error": RelayError(f"message to {self.name}.{message.handler} {reason}",
-                                                  kind="dead letter").to_dict()}, None)
         self.host.stats.count("dead_lettered_total")
+        return {"error": RelayError(f"message to {self.name}.{message.handler} {reason}", kind="dead letter").to_dict()}
 
     @property
     def time_limit(self) -> float:
         return min(self.settings_time_limit or self.host.time_limit, self.host.time_limit)
 
-    def commit(self, message: Pending, reply: dict, handling: Handling | None) -> None:
+    def commit(self, done: list[Applied], untaken: list[str]) -> None:
+        """One fenced write for the whole batch; then what only a commit may let out: the receivers' owners
+        woken, task events, and Celery results for plain Celery producers."""
+        if not done and not untaken:
+            return
         instance = self.instance
         fields: dict[str, str] = {}
         removed: list[str] = []
@@ -399,10 +410,10 @@ class Actor:
                     fields[name] = json.dumps(to_wire(instance.state[name]))
                 else:
                     removed.append(name)
-        outgoing = handling.outgoing if handling else []
+        outgoing = [out for applied in done for out in applied.outgoing]
         try:
-            ok = self.host.ledger.commit(self.name, self.lease, message.id, reply, message.wait, fields, removed,
-                                         outgoing)
+            ok = self.host.ledger.commit(self.name, self.lease, [(a.message, a.reply) for a in done], fields,
+                                         removed, outgoing, untaken)
         except BaseException:
             self.forget()
             raise
@@ -410,12 +421,20 @@ class Actor:
             raise NotOwner(self.name)
         if instance is not None:
             instance.unsaved = set()
-        for out in outgoing:  # already journalled at the receivers: this only wakes their owners
+        for out in {out.server: out for out in outgoing}.values():  # all journalled: one wake-up per receiver
             try:
                 self.host.messenger.ring(out.server, out.handler, out.args, out.id, [])
             except Exception as exc:  # noqa: BLE001 - the receiver's owner finds it in its journal anyway
                 log.warning("relay: could not publish %s to %s: %s", out.id, out.server, exc)
-        self.host.store_result(message.id, reply)
+        for applied in done:
+            self.host.events.finished(applied.message.id, applied.reply, applied.started)
+            self.host.stats.count("messages_total")
+            if "error" in applied.reply:
+                self.host.stats.count("message_errors_total")
+            self.host.stats.observe("message", time.monotonic() - applied.started)
+            if applied.message.result:
+                self.host.store_result(applied.message.id, applied.reply)
+        self.host.events.flush()
 
 
 class Inbox:
@@ -508,19 +527,20 @@ class Inbox:
             self.host.store_result(task_id, {"error": bad_request(f"{queue} takes relay.deliver messages only").to_dict()})
             return
         try:
-            delivery = parse_delivery(body[0], body[1], task_id)
+            d = parse_delivery(body[0], body[1], task_id)
         except RelayError as err:
             self.host.store_result(task_id, {"error": err.to_dict()})
             return
-        self.journal(delivery)
+        if (headers.get(JOURNALLED) or self.journal(d)) and not self.host.wake(d.server):
+            self.host.messenger.ring(d.server, d.handler, d.args, d.message_id, d.chain)  # misrouted, or moved
 
-    def journal(self, d: Delivery) -> None:
-        """Records the message at its server (a no-op when its producer did) and wakes the server's owner."""
-        status, reply = self.host.ledger.journal(d.server, d.message_id, d.handler, d.args, d.chain, False)
+    def journal(self, d: Delivery) -> bool:
+        """Records the message of a plain Celery producer at its server (a no-op when it is there already);
+        True when it waits there to be applied."""
+        status, reply = self.host.ledger.journal(d.server, d.message_id, d.handler, d.args, d.chain, False, True)
         if status < 0:
             err = RelayError(f"no server named '{d.server}' is deployed")
             self.host.store_result(d.message_id, {"error": err.to_dict()})
         elif status == 1:
             self.host.store_result(d.message_id, reply)  # applied before: the reply again, for Celery's AsyncResult
-        elif not self.host.wake(d.server):  # misrouted, or a server this host no longer owns
-            self.host.messenger.ring(d.server, d.handler, d.args, d.message_id, d.chain)
+        return status == 0

@@ -5,7 +5,7 @@ Keys (prefix `relay:`, NAME the server):
   lease:NAME       str   "HOST TOKEN" with a TTL; renewed by its host's heartbeat
   jseq:NAME        int   send order
   journal:NAME     zset  message id -> send order, for messages not yet applied
-  payload:NAME     hash  message id -> JSON [handler, args, chain, wait]
+  payload:NAME     hash  message id -> JSON [handler, args, chain, wait, result]
   applied:NAME     hash  message id -> JSON reply, for the last APPLIED_KEPT messages
   appliedlog:NAME  list  the same ids in the order they were applied (trims `applied`)
   state:NAME       hash  field -> JSON of that state field; "" -> messages applied (the checkpoint exists)
@@ -14,12 +14,13 @@ Keys (prefix `relay:`, NAME the server):
   dead             hash  dead-letter id -> JSON (undecodable input, messages set aside after K attempts)
   deadtime         zset  dead-letter id -> when it was set aside
 
-Every write of a server's state goes through `commit`, one Lua script that
-first compares the writer's token with `fence:NAME`: a paused or partitioned
+An owner reads with `take` (lease, version and a batch of the journal, one
+script) and writes with `commit`, one Lua script per batch that first
+compares the writer's token with `fence:NAME`: a paused or partitioned
 former owner holds an old token and can never write again, whether or not
-its lease key still exists. The state fields changed, the message's reply,
-its removal from the journal and the messages its handler sent (journalled
-at their receivers) commit together or not at all.
+its lease key still exists. The state fields the batch changed, each
+message's reply, their removal from the journal and the messages their
+handlers sent (journalled at their receivers) commit together or not at all.
 """
 
 from __future__ import annotations
@@ -67,18 +68,33 @@ end
 
 JOURNAL = JOURNAL_FN + "return journal(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2])"
 
-ACQUIRE = """
+# Holds the lease (renewed, or taken with a new fence token; {false} when another host holds it), reads the
+# server's version and the journal's length, and takes the next batch of the journal: up to ARGV[3]
+# messages, counting an attempt of each. A message an earlier owner started without committing (attempts > 0) is taken alone, so that a
+# poison message is counted once per death it causes, and the messages around it are not.
+TAKE = """
 local lease = redis.call('GET', KEYS[1])
 if lease then
-  if lease == ARGV[1] .. ' ' .. tostring(redis.call('GET', KEYS[2])) then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return lease
-  end
-  return false
+  if lease ~= ARGV[1] .. ' ' .. tostring(redis.call('GET', KEYS[2])) then return {false} end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  lease = ARGV[1] .. ' ' .. redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], lease, 'PX', ARGV[2])
 end
-local value = ARGV[1] .. ' ' .. redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
-return value
+local version = redis.call('HGET', KEYS[3], 'version')
+local out = {lease, version, redis.call('ZCARD', KEYS[4])}
+if not version then return out end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, tonumber(ARGV[3]) - 1)) do
+  local body = redis.call('HGET', KEYS[5], id)
+  if body then
+    local tries = tonumber(redis.call('HGET', KEYS[6], id) or '0')
+    if tries > 0 and #out > 3 then break end
+    redis.call('HSET', KEYS[6], id, tries + 1)
+    out[#out + 1] = id; out[#out + 1] = tries + 1; out[#out + 1] = body
+    if tries > 0 then break end
+  end
+end
+return out
 """
 
 # KEYS: lease, fence pairs; ARGV: host, ttl, then one token per server. Returns the 1-based indexes lost.
@@ -102,10 +118,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
+# One batch of messages, fenced: KEYS fence, lease, state, journal, payload, applied, appliedlog, attempts,
+# the reply list of each message whose sender waits, then 5 journal keys per outgoing message. ARGV: token,
+# lease, lease ms, kept, reply ttl; state fields set, then removed; messages (id, reply, wait); ids taken
+# but not applied (their attempt is undone); outgoing messages (id, payload).
 COMMIT = JOURNAL_FN + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-local i = 9
+local i = 6
 for _ = 1, tonumber(ARGV[i]) do
   redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2]); i = i + 2
 end
@@ -114,20 +134,31 @@ for _ = 1, tonumber(ARGV[i]) do
   redis.call('HDEL', KEYS[3], ARGV[i + 1]); i = i + 1
 end
 i = i + 1
-redis.call('HINCRBY', KEYS[3], '', 1)
-redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
-redis.call('RPUSH', KEYS[7], ARGV[4])
-if redis.call('LLEN', KEYS[7]) > tonumber(ARGV[7]) then
+local k = 9
+local applied = tonumber(ARGV[i])
+redis.call('HINCRBY', KEYS[3], '', applied)
+for _ = 1, applied do
+  local id, reply = ARGV[i + 1], ARGV[i + 2]
+  redis.call('HSET', KEYS[6], id, reply)
+  redis.call('RPUSH', KEYS[7], id)
+  redis.call('ZREM', KEYS[4], id)
+  redis.call('HDEL', KEYS[5], id)
+  redis.call('HDEL', KEYS[8], id)
+  if ARGV[i + 3] == '1' then
+    redis.call('RPUSH', KEYS[k], reply)
+    redis.call('EXPIRE', KEYS[k], ARGV[5])
+    k = k + 1
+  end
+  i = i + 3
+end
+for _ = 1, redis.call('LLEN', KEYS[7]) - tonumber(ARGV[4]) do
   redis.call('HDEL', KEYS[6], redis.call('LPOP', KEYS[7]))
 end
-redis.call('ZREM', KEYS[4], ARGV[4])
-redis.call('HDEL', KEYS[5], ARGV[4])
-redis.call('HDEL', KEYS[9], ARGV[4])
-if ARGV[6] == '1' then
-  redis.call('RPUSH', KEYS[8], ARGV[5])
-  redis.call('EXPIRE', KEYS[8], ARGV[8])
+i = i + 1
+for _ = 1, tonumber(ARGV[i]) do
+  redis.call('HDEL', KEYS[8], ARGV[i + 1]); i = i + 1
 end
-local k = 10
+i = i + 1
 for _ = 1, tonumber(ARGV[i]) do
   journal(KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], ARGV[i + 1], ARGV[i + 2])
   k = k + 5; i = i + 2
@@ -138,13 +169,32 @@ return 1
 
 @dataclass
 class Pending:
-    """A journalled message, not yet applied."""
+    """A journalled message, not yet applied. `result`: its producer was plain Celery, which reads the
+    reply as the task's result; `attempts`: the owners that started it, this one included."""
 
     id: str
     handler: str
     args: list
     chain: list[str]
     wait: bool
+    result: bool = False
+    attempts: int = 0
+
+
+@dataclass
+class Batch:
+    """What an owner reads before handling: its lease (None: another host holds it), the server's
+    version (None: not deployed), the next messages of its journal and how many it holds in all."""
+
+    lease: str | None
+    version: int | None
+    messages: list[Pending]
+    journalled: int = 0
+
+    @property
+    def more(self) -> bool:
+        """The journal holds messages after this batch."""
+        return self.journalled > len(self.messages)
 
 
 @dataclass
@@ -167,7 +217,7 @@ class Ledger:
         self.r = r
         self.lease_ms = int(lease_ttl * 1000)
         self._journal = r.register_script(JOURNAL)
-        self._acquire = r.register_script(ACQUIRE)
+        self._take = r.register_script(TAKE)
         self._renew = r.register_script(RENEW)
         self._release = r.register_script(RELEASE)
         self._commit = r.register_script(COMMIT)
@@ -175,19 +225,25 @@ class Ledger:
     # ------------------------------------------------------------ journal and replies
 
     def journal(self, name: str, message_id: str, handler: str, args: list, chain: list[str],
-                wait: bool) -> tuple[int, dict | None]:
-        """Records a message before it is published. Returns (1, reply) when it was applied already,
-        (0, None) when it is journalled, (-1, None) when no server `name` is deployed."""
-        status = self._journal(keys=journal_keys(name), args=[message_id, json.dumps([handler, args, chain, wait])])
+                wait: bool, result: bool = False) -> tuple[int, dict | None]:
+        """Records a message before it is published (`result`: store its reply as a Celery result too).
+        Returns (1, reply) when it was applied already, (0, None) when it is journalled, (-1, None) when
+        no server `name` is deployed."""
+        payload = json.dumps([handler, args, chain, wait, result])
+        status = self._journal(keys=journal_keys(name), args=[message_id, payload])
         return int(status[0]), (json.loads(status[1]) if len(status) > 1 else None)
 
-    def pending(self, name: str) -> list[Pending]:
-        """The journal's messages not yet applied, in send order."""
-        ids = [m.decode() for m in self.r.zrange(key("journal", name), 0, -1)]
-        if not ids:
-            return []
-        payloads = self.r.hmget(key("payload", name), ids)
-        return [Pending(mid, *json.loads(p)) for mid, p in zip(ids, payloads) if p is not None]
+    def take(self, name: str, host: str, limit: int) -> Batch:
+        """In one round trip: the host's lease on the server (renewed, or taken with a new fence token),
+        its version, and up to `limit` journalled messages in send order, an attempt counted for each.
+        A message an earlier owner started and never committed comes alone (see TAKE)."""
+        got = self._take(keys=[key("lease", name), key("fence", name), key("server", name), key("journal", name),
+                               key("payload", name), key("attempts", name)], args=[host, self.lease_ms, limit])
+        if got[0] is None:
+            return Batch(None, None, [])
+        messages = [Pending(got[i].decode(), *json.loads(got[i + 2]), attempts=int(got[i + 1]))
+                    for i in range(3, len(got), 3)]
+        return Batch(got[0].decode(), int(got[1]) if got[1] is not None else None, messages, int(got[2]))
 
     def queued(self, name: str) -> int:
         """Messages journalled at the server and not yet applied."""
@@ -199,11 +255,6 @@ class Ledger:
                 pipe.zcard(key("journal", name))
             counts = pipe.execute()
         return [name for name, n in zip(names, counts) if n]
-
-    def attempt(self, name: str, message_id: str) -> int:
-        """Counts one more start of a message; the count is cleared when the message commits. A count
-        above 1 means an owner died (or was cut off) while handling it."""
-        return int(self.r.hincrby(key("attempts", name), message_id, 1))
 
     def applied(self, name: str, message_id: str) -> dict | None:
         reply = self.r.hget(key("applied", name), message_id)
@@ -221,12 +272,6 @@ class Ledger:
                 return json.loads(got[1])
 
     # ------------------------------------------------------------ leases
-
-    def acquire(self, name: str, host: str) -> str | None:
-        """The host's lease on the server ("HOST TOKEN"), renewed or taken with a new token; None
-        when another host holds it."""
-        value = self._acquire(keys=[key("lease", name), key("fence", name)], args=[host, self.lease_ms])
-        return value.decode() if value is not None else None
 
     def renew(self, host: str, leases: dict[str, str]) -> list[str]:
         """Renews the host's leases in one round trip; returns the servers whose lease was lost."""
@@ -257,19 +302,21 @@ class Ledger:
             return None
         return {k.decode(): v.decode() for k, v in data.items() if k.decode() != CHECKPOINTED}
 
-    def commit(self, name: str, lease: str, message_id: str, reply: dict, wait: bool,
-               fields: dict[str, str], removed: list[str], outgoing: list[Outgoing]) -> bool:
-        """Atomically and fenced: the changed state fields, the reply, the message out of the journal,
-        and the handler's outgoing messages into their receivers' journals. False: not the owner."""
-        token = lease.split(" ")[-1]
+    def commit(self, name: str, lease: str, replies: list[tuple[Pending, dict]], fields: dict[str, str],
+               removed: list[str], outgoing: list[Outgoing], untaken: list[str]) -> bool:
+        """Atomically and fenced, one batch: the changed state fields, each message's reply (and its
+        removal from the journal), the outgoing messages into their receivers' journals, and the attempt
+        of each message taken but not handled (`untaken`) undone. False: not the owner."""
         keys = [key("fence", name), key("lease", name), key("state", name), key("journal", name),
-                key("payload", name), key("applied", name), key("appliedlog", name), key("reply", message_id),
-                key("attempts", name)]
-        args: list[object] = [token, lease, self.lease_ms, message_id, json.dumps(reply), "1" if wait else "0",
-                              APPLIED_KEPT, REPLY_TTL, len(fields)]
+                key("payload", name), key("applied", name), key("appliedlog", name), key("attempts", name)]
+        keys += [key("reply", message.id) for message, _reply in replies if message.wait]
+        args: list[object] = [lease.split(" ")[-1], lease, self.lease_ms, APPLIED_KEPT, REPLY_TTL, len(fields)]
         for field, text in fields.items():
             args += [field, text]
-        args += [len(removed), *removed, len(outgoing)]
+        args += [len(removed), *removed, len(replies)]
+        for message, reply in replies:
+            args += [message.id, json.dumps(reply), "1" if message.wait else "0"]
+        args += [len(untaken), *untaken, len(outgoing)]
         for out in outgoing:
             keys += journal_keys(out.server)
             args += [out.id, out.payload()]

@@ -34,6 +34,9 @@ if TYPE_CHECKING:  # the producer side (RelayClient) must not load the interpret
     from relay_lang.interpreter import Interpreter
 
 
+JOURNALLED = "relay_journalled"  # header of a relay.deliver message already in its server's journal
+
+
 def remote_error(data: dict) -> RelayError:
     """A RelayError rebuilt from its wire form (position and stack included)."""
     err = RelayError(str(data.get("message", "error")), kind=str(data.get("kind", "error")))
@@ -51,9 +54,10 @@ class Messenger:
         self.ledger = ledger
 
     def post(self, server: str, handler: str, args: list, message_id: str, chain: list[str],
-             wait: bool) -> dict | None:
-        """Journals and publishes; returns the reply at once if the message was applied already."""
-        status, reply = self.ledger.journal(server, message_id, handler, args, chain, wait)
+             wait: bool, result: bool = False) -> dict | None:
+        """Journals and publishes; returns the reply at once if the message was applied already. `result`:
+        the owner stores the reply as the Celery result of the message id too (for plain Celery producers)."""
+        status, reply = self.ledger.journal(server, message_id, handler, args, chain, wait, result)
         if status < 0:
             raise RelayError(f"no server named '{server}' is deployed")
         if status == 1:
@@ -62,9 +66,12 @@ class Messenger:
         return None
 
     def ring(self, server: str, handler: str, args: list, message_id: str, chain: list[str]) -> None:
-        """The broker message that wakes the server's owner (the journal holds the message itself)."""
+        """The broker message that wakes the server's owner (the journal holds the message itself, so the
+        `JOURNALLED` header spares the owner a journal write; the reply is read from the ledger, so no
+        Celery result is subscribed to)."""
         self.app.send_task("relay.deliver", args=[server, handler, args, message_id, chain],
-                           queue=f"relay.{server}", task_id=message_id, argsrepr=describe(server, handler, args))
+                           queue=f"relay.{server}", task_id=message_id, argsrepr=describe(server, handler, args),
+                           headers={JOURNALLED: True}, ignore_result=True)
 
     def call(self, server: str, handler: str, args: list, message_id: str, chain: list[str],
              timeout: float) -> dict:

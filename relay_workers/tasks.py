@@ -116,7 +116,7 @@ def misrouted_delivery(self: FleetTask, *args: object, **kwargs: object) -> None
     message_id = self.request.id or ""
     try:
         d = parse_delivery(list(args), kwargs, message_id)
-        reply = self.resources.messenger.post(d.server, d.handler, d.args, d.message_id, d.chain, False)
+        reply = self.resources.messenger.post(d.server, d.handler, d.args, d.message_id, d.chain, False, True)
     except RelayError as err:
         reply = {"error": err.to_dict()}
     if reply is not None:

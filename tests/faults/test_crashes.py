@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from relay_workers.ledger import key
+
 from .conftest import SEQ, deploy, owner, record, settle, wait_until
 
 HOP = """
@@ -80,6 +82,32 @@ def test_kill_minus_nine_mid_stream(fleet, client) -> None:
     record("kill -9 of the owner mid-stream", **figures, failover_s=failover)
     assert (figures["lost"], figures["duplicated"], figures["order_violations"]) == (0, 0, 0)
     assert figures["applied"] == total
+
+
+def test_kill_minus_nine_mid_batch(fleet, client) -> None:
+    first = fleet.start("w1")
+    deploy(client, SEQ.format(name="seq").replace("receive fn stats()", """receive fn hold(s) { let t = clock()
+        while clock() - t < s { } }
+    receive fn stats()""").replace(  # 2 ms per message: 25 to a batch
+        "receive fn add(p, k) {", "receive fn add(p, k) { let t = clock()\n        while clock() - t < 0.002 { }"))
+    fleet.start("w2")
+    total = 300
+    client.send("seq", "hold", 1.5)  # the sends queue up behind it
+    for k in range(total):
+        client.send("seq", "add", "p0", k)
+    store = client.ledger.r
+    wait_until(lambda: store.hlen(key("attempts", "seq")) >= 10, 30, "a batch of 10 or more taken")
+    fleet.kill(first)  # taken, being applied, not committed
+    taken = store.hlen(key("attempts", "seq"))
+    committed = client.ledger.applied_count("seq")
+    killed = time.monotonic()
+    wait_until(lambda: client.call("seq", "stats", timeout=1), 30, "seq answering again")
+    failover = time.monotonic() - killed
+    figures = settle(client, "seq", total)
+    record("kill -9 of the owner mid-batch", **figures, taken_uncommitted=taken, committed_before=committed,
+           failover_s=failover)
+    assert (figures["lost"], figures["duplicated"], figures["order_violations"]) == (0, 0, 0)
+    assert figures["applied"] == total and taken >= 10 and committed < total
 
 
 def test_a_waiting_call_gets_its_reply_across_a_same_name_restart(fleet, client) -> None:

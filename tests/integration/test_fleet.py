@@ -61,6 +61,19 @@ def test_deploy_call_send_and_rollback(hosts, client) -> None:
     assert listed["counter"]["owner"] in hosts and listed["counter"]["status"] == "running"
 
 
+def test_a_failed_message_in_a_batch_undoes_only_itself(hosts, client) -> None:
+    deploy(client, COUNTER.format(name="batch").replace(
+        "receive fn get()", "receive fn hold(s) { let t = clock()\n while clock() - t < s { } }\n    receive fn get()"))
+    client.send("batch", "hold", 1.0)  # the messages after it queue up and are taken as one batch
+    ids = [client.send("batch", "incr", 1), client.send("batch", "fail"), client.send("batch", "incr", 2)]
+    queued = client.ledger.queued("batch")
+    assert client.call("batch", "get") == {"count": 3, "log": [1, 2]}
+    replies = [client.ledger.applied("batch", i) for i in ids]
+    print(f"queued together: {queued}; replies: {replies[0]}, {replies[1]['error']['message']!r}, {replies[2]}")
+    assert queued >= 3 and replies[0] == {"value": 1} and replies[2] == {"value": 3}
+    assert replies[1]["error"]["message"] == "refused"
+
+
 def test_send_order_from_several_producers(hosts, client, fleet) -> None:
     deploy(client, "server journal { state { seen: [] }\n receive fn add(p, i) { state.seen.push([p, i]) }\n"
                    " receive fn all() { state.seen } }")
