@@ -27,7 +27,7 @@ from typing import TypeVar
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from .lower import RT_LAYOUT, SMALL_FLOATS
+from .lower import RT_LAYOUT, SMALL_FLOATS, SUPPORT, support_module
 
 T = TypeVar("T")
 
@@ -189,13 +189,34 @@ class LoadedModule:
 
     def __init__(self, obj: bytes, target: Target, entries: list[str]) -> None:
         initialise()
-        empty = llvm.parse_assembly("")
-        empty.triple = target.triple
-        self.engine = llvm.create_mcjit_compiler(empty, target.machine())
-        self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        self.engine.finalize_object()
-        # Only names this module defines are looked up: a missing symbol would kill the process.
-        self.addresses = {name: self.engine.get_function_address(name) for name in entries}
+        load_support()
+        self.engine, self.addresses = _load(obj, target, entries)
+
+
+def _load(obj: bytes, target: Target, entries: list[str]) -> tuple[llvm.ExecutionEngine, dict[str, int]]:
+    empty = llvm.parse_assembly("")
+    empty.triple = target.triple
+    engine = llvm.create_mcjit_compiler(empty, target.machine())
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    # Only names this module defines are looked up: a missing symbol would kill the process.
+    return engine, {name: engine.get_function_address(name) for name in entries}
+
+
+_support_engine: llvm.ExecutionEngine | None = None
+
+
+def load_support() -> None:
+    """Compiles and loads the support functions (lower.SUPPORT) once per process; every module
+    refers to them by name, bound here as process symbols."""
+    global _support_engine
+    if _support_engine is not None:
+        return
+    target = Target.host(2)
+    obj = compile_object(str(support_module(target.triple)), target, Pipeline.for_level(2))
+    _support_engine, addresses = _load(obj, target, list(SUPPORT))
+    for name, address in addresses.items():
+        llvm.add_symbol(name, address)
 
 
 class CompileTimeout(Exception):

@@ -26,6 +26,9 @@ Conventions of the generated code:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeAlias
+
 from llvmlite import ir
 
 from ..builtin_table import MAX_ARRAY
@@ -55,7 +58,7 @@ from ..nodes import (
     Unary,
     While,
 )
-from ..resolver import Resolution
+from ..resolver import Decl, Resolution
 from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, annotation_holds, enumerate_nodes
 
 DOUBLE = ir.DoubleType()
@@ -84,7 +87,7 @@ BIG_ALLOCATION = 1 << 20  # bytes: array(n) this large checks the memory budget 
 AT_CALLER = -2  # err_node of an error the interpreter places at the caller's call, keeping the callee's frame
 SMALL_FLOATS = 256  # integral values 0..255 come from a table of shared float objects
 TICK_MASK = 0xFFFF
-Owner = ir.AllocaInstr | None  # the slot owning an array reference; None: borrowed
+Owner: TypeAlias = ir.AllocaInstr | None  # the slot owning an array reference; None: borrowed
 LLVM_TYPES = {NUM: DOUBLE, BOOL: I1, ARR: PTR, NULL: I8}
 ZERO = {NUM: ir.Constant(DOUBLE, 0.0), BOOL: ir.Constant(I1, 0), ARR: ir.Constant(PTR, None),
         NULL: ir.Constant(I8, 0)}
@@ -94,22 +97,36 @@ INTRINSIC = {"sqrt": "llvm.sqrt", "sin": "llvm.sin", "cos": "llvm.cos", "floor":
 FCMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 
 
-class LazyHelpers(dict):
-    """Helper functions, each built into the module the first time code calls it."""
+# The support functions compiled code calls (name -> builder method). They are built once per
+# process, in their own module (`support_module`), and every other module only declares them:
+# optimising and emitting them anew for each function cost about half of a small compile.
+SUPPORT = {"relay_time_up": "_clock_check", "relay_memory_over": "_memory_check", "relay_fail": "_fail_helper",
+           "relay_unwind": "_unwind_helper", "relay_float": "_float_helper"}
+HOT_SUPPORT = ("relay_float",)  # the others run only on errors and every 65,536 loop iterations: cold
 
-    def __init__(self, builders: dict) -> None:
-        super().__init__()
-        self.builders = builders
 
-    def __missing__(self, name: str) -> ir.Function:
-        self[name] = fn = self.builders[name]()
-        return fn
+SUPPORT_TYPES = {
+    "relay_time_up": ir.FunctionType(I1, []), "relay_memory_over": ir.FunctionType(I1, [I64]),
+    "relay_fail": ir.FunctionType(ir.VoidType(), [I64, I64, I64, DOUBLE, I64]),
+    "relay_unwind": ir.FunctionType(ir.VoidType(), [I64, I64]), "relay_float": ir.FunctionType(PTR, [DOUBLE]),
+}
+
+
+def _support_attributes(fn: ir.Function) -> None:
+    fn.attributes.add("noinline")
+    if fn.name not in HOT_SUPPORT:
+        fn.attributes.add("cold")
+
+
+def support_module(triple: str) -> ir.Module:
+    return ModuleBuilder("relay_support", [], None, triple, set()).build_support()
 
 
 class ModuleBuilder:
     """Builds one LLVM module for a group of typed functions."""
 
-    def __init__(self, name: str, group: list[Typed], res: Resolution, triple: str, fastmath: set[Signature]) -> None:
+    def __init__(self, name: str, group: list[Typed], res: Resolution | None, triple: str,
+                 fastmath: set[Signature]) -> None:
         self.res = res
         self.typed = {t.sig: t for t in group}
         self.module = ir.Module(name)
@@ -148,27 +165,33 @@ class ModuleBuilder:
         return self.external(f"{name}.f64", DOUBLE, [DOUBLE] * arity)
 
     def build(self) -> ir.Module:
-        self.clock = self._clock_check()
-        self.memory_over = self._memory_check()
-        self.helpers = LazyHelpers({"relay_fail": self._fail_helper, "relay_unwind": self._unwind_helper,
-                                    "relay_float": self._float_helper})
         for t in self.group:
             FunctionLowerer(self, t).lower()
             self._entry_wrapper(t)
         return self.module
 
-    def _helper(self, name: str, ret: ir.Type, args: list[ir.Type], cold: bool = True) -> tuple[ir.Function, ir.IRBuilder]:
-        """A module-internal function shared by all call sites, keeping the IR (and compile time) small."""
-        fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        if cold:
-            fn.attributes.add("cold")
+    def build_support(self) -> ir.Module:
+        """The support module: every SUPPORT function, defined."""
+        for method in SUPPORT.values():
+            getattr(self, method)()
+        return self.module
+
+    def support(self, name: str) -> ir.Function:
+        """A declaration of support function `name` (defined in the support module)."""
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, SUPPORT_TYPES[name], name)
+            _support_attributes(fn)
+        return fn
+
+    def _helper(self, name: str) -> tuple[ir.Function, ir.IRBuilder]:
+        fn = ir.Function(self.module, SUPPORT_TYPES[name], name)
+        _support_attributes(fn)
         return fn, ir.IRBuilder(fn.append_basic_block("entry"))
 
     def _fail_helper(self) -> ir.Function:
         """`relay_fail(code, fn, node, x, y)`: record an error in the runtime state."""
-        fn, b = self._helper("relay_fail", ir.VoidType(), [I64, I64, I64, DOUBLE, I64])
+        fn, b = self._helper("relay_fail")
         for field, arg in zip(("err_code", "err_fn", "err_node", "err_x", "err_y"), fn.args):
             b.store(arg, self.rt_field(b, field))
         b.ret_void()
@@ -180,7 +203,7 @@ class ModuleBuilder:
         Frames are (function, call node, repeats): a repeat of the last frame (recursion) only
         counts, so a deep recursion keeps its whole stack in a few entries.
         """
-        fn, b = self._helper("relay_unwind", ir.VoidType(), [I64, I64])
+        fn, b = self._helper("relay_unwind")
         fn_index, node = fn.args
         node_slot = self.rt_field(b, "err_node")
         at_site = b.icmp_signed("==", b.load(node_slot), I64(-1))
@@ -213,7 +236,7 @@ class ModuleBuilder:
 
     def _float_helper(self) -> ir.Function:
         """`relay_float(v)`: a new reference to a float object; a shared one for 0..255 (not -0.0)."""
-        fn, b = self._helper("relay_float", PTR, [DOUBLE], cold=False)
+        fn, b = self._helper("relay_float")
         value = fn.args[0]
         in_range = b.and_(b.fcmp_ordered(">=", value, ir.Constant(DOUBLE, 0.0)),
                           b.fcmp_ordered("<", value, ir.Constant(DOUBLE, SMALL_FLOATS)))
@@ -256,11 +279,7 @@ class ModuleBuilder:
 
     def _clock_check(self) -> ir.Function:
         """`i1 relay_time_up()`: has the deadline passed (or a stop been requested)?"""
-        fn = ir.Function(self.module, ir.FunctionType(I1, []), "relay_time_up")
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        fn.attributes.add("cold")
-        b = ir.IRBuilder(fn.append_basic_block())
+        fn, b = self._helper("relay_time_up")
         stop = b.load(self.rt_field(b, "stop"))
         deadline = b.load(self.rt_field(b, "deadline_ns"))
         check = fn.append_basic_block("check")
@@ -290,11 +309,7 @@ class ModuleBuilder:
         Reads the resident size from /proc/self/statm (no Python, no GIL); false when the job
         has no ceiling or the file cannot be read.
         """
-        fn = ir.Function(self.module, ir.FunctionType(I1, [I64]), "relay_memory_over")
-        fn.linkage = "internal"
-        fn.attributes.add("noinline")
-        fn.attributes.add("cold")
-        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        fn, b = self._helper("relay_memory_over")
         no = fn.append_basic_block("no")
         read_bb = fn.append_basic_block("read")
         ceiling = b.load(self.rt_field(b, "memory_ceiling"))
@@ -455,10 +470,10 @@ class FunctionLowerer:
         b = self.b
         due = b.icmp_unsigned("==", b.and_(counter, I64(TICK_MASK)), I64(0))
         with b.if_then(due, likely=False):
-            up = b.call(self.mb.clock, [])
+            up = b.call(self.mb.support("relay_time_up"), [])
             with b.if_then(up, likely=False):
                 self.fail(ERR_TIME, node)
-            with b.if_then(b.call(self.mb.memory_over, [I64(0)]), likely=False):
+            with b.if_then(b.call(self.mb.support("relay_memory_over"), [I64(0)]), likely=False):
                 self.fail(ERR_MEMORY_LIMIT, node)
 
     def fail(self, code: int, node: Node | None, x: ir.Value | None = None, y: ir.Value | None = None,
@@ -466,7 +481,7 @@ class FunctionLowerer:
         """Records an error (node None: at the call site, or where `at` says) and leaves the function."""
         b = self.b
         node_id = I64(at if node is None else self.ordinals[id(node)])
-        b.call(self.mb.helpers["relay_fail"], [I64(code), I64(self.fn_index), node_id,
+        b.call(self.mb.support("relay_fail"), [I64(code), I64(self.fn_index), node_id,
                                               x if x is not None else ir.Constant(DOUBLE, 0.0),
                                               y if y is not None else I64(0)])
         b.branch(self.exit)
@@ -477,7 +492,7 @@ class FunctionLowerer:
         b = self.b
         code = b.load(self.mb.rt_field(b, "err_code"))
         with b.if_then(b.icmp_unsigned("!=", code, I64(0)), likely=False):
-            b.call(self.mb.helpers["relay_unwind"], [I64(self.fn_index), I64(self.ordinals[id(call)])])
+            b.call(self.mb.support("relay_unwind"), [I64(self.fn_index), I64(self.ordinals[id(call)])])
             b.branch(self.exit)
             b.position_at_end(self.fn.append_basic_block("dead"))
 
@@ -586,11 +601,11 @@ class FunctionLowerer:
         else:  # pragma: no cover - the typer lets nothing else through
             raise AssertionError(f"cannot lower {t.__name__}")
 
-    def store_var(self, decl, value: Expr) -> None:
+    def store_var(self, decl: Decl, value: Expr) -> None:
         v, owner = self.expr(value)
         self.store_value(decl, v, owner)
 
-    def store_value(self, decl, v: ir.Value, owner: Owner) -> None:
+    def store_value(self, decl: Decl, v: ir.Value, owner: Owner) -> None:
         slot = self.vars[decl]
         if self.t.locals[decl] == ARR:
             if owner is None:
@@ -655,7 +670,8 @@ class FunctionLowerer:
             b.branch(end_bb)
         b.position_at_end(end_bb)
 
-    def loop(self, name: str, node: Node, head, body_fn, step_fn=None) -> None:
+    def loop(self, name: str, node: Node, head: Callable[[], ir.Value], body_fn: Callable[[], None],
+             step_fn: Callable[[], None] | None = None) -> None:
         """A loop counted in the function's tick counter: head() returns the continue-condition."""
         b = self.b
         head_bb = self.fn.append_basic_block(f"{name}.head")
@@ -774,7 +790,7 @@ class FunctionLowerer:
                 self.decref(old)
 
     def new_float(self, value: ir.Value) -> ir.Value:
-        return self.b.call(self.mb.helpers["relay_float"], [value])
+        return self.b.call(self.mb.support("relay_float"), [value])
 
     def check_alloc(self, obj: ir.Value, node: Node) -> None:
         with self.b.if_then(self.b.icmp_unsigned("==", obj, ir.Constant(PTR, None)), likely=False):
@@ -824,7 +840,7 @@ class FunctionLowerer:
         n = b.fptosi(count, I64)
         size = b.mul(n, I64(8))
         with b.if_then(b.icmp_signed(">", size, I64(BIG_ALLOCATION)), likely=False):
-            with b.if_then(b.call(self.mb.memory_over, [size]), likely=False):
+            with b.if_then(b.call(self.mb.support("relay_memory_over"), [size]), likely=False):
                 self.fail(ERR_MEMORY_LIMIT, node)
         lst = b.call(self.mb.external("PyList_New", PTR, [I64]), [n])
         owner = self.own(lst)
