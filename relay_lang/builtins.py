@@ -27,25 +27,25 @@ class BuiltinHost(Protocol):
 def _number(fname: str, v: object, what: str = "argument") -> float:
     if type(v) is not float:
         raise RelayError(f"{fname}: {what} must be a number, got {type_name(v)}")
-    return v  # type: ignore[return-value]
+    return v
 
 
 def _array(fname: str, v: object) -> list:
     if type(v) is not list:
         raise RelayError(f"{fname}: expected an array, got {type_name(v)}")
-    return v  # type: ignore[return-value]
+    return v
 
 
 def _map(fname: str, v: object) -> dict:
     if type(v) is not dict:
         raise RelayError(f"{fname}: expected a map, got {type_name(v)}")
-    return v  # type: ignore[return-value]
+    return v
 
 
 def _string(fname: str, v: object, what: str = "argument") -> str:
     if type(v) is not str:
         raise RelayError(f"{fname}: {what} must be a string, got {type_name(v)}")
-    return v  # type: ignore[return-value]
+    return v
 
 
 def _count(fname: str, v: object, what: str) -> int:
@@ -180,7 +180,7 @@ def b_pow(x: object, y: object) -> float:
     return numeric.power(_number("pow", x), _number("pow", y))
 
 
-MATH1_FUNCTIONS = {
+MATH1_FUNCTIONS: dict[str, Callable[[float], float]] = {
     "abs": abs, "sqrt": numeric.sqrt, "sin": numeric.sin, "cos": numeric.cos,
     "tan": numeric.tan, "atan": math.atan, "exp": numeric.exp, "log": numeric.log,
     "floor": numeric.floor, "ceil": numeric.ceil, "round": numeric.round_half_away,
@@ -216,4 +216,4 @@ def _server(fname: str, v: object) -> ServerRef:
         return ServerRef(v)
     if type(v) is not ServerRef:
         raise RelayError(f"{fname}: expected a server, got {type_name(v)}")
-    return v  # type: ignore[return-value]
+    return v

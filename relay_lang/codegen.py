@@ -60,7 +60,7 @@ from .nodes import (
     Unary,
     While,
 )
-from .resolver import Free, FunctionInfo, Global, Local, Resolution
+from .resolver import Binding, Decl, Free, FunctionInfo, Global, Local, Resolution
 
 GLOBAL_PREFIX = "g_"  # Relay global NAME is the Python global g_NAME of the generated code
 
@@ -209,7 +209,7 @@ class CodeGen:
 
     # ------------------------------------------------------------ functions
 
-    def local_name(self, decl) -> str:
+    def local_name(self, decl: Decl) -> str:
         return f"l{decl.slot}_{decl.name}"
 
     def function(self, fn_node: FnLit) -> str:
@@ -315,7 +315,7 @@ class CodeGen:
         else:  # pragma: no cover
             raise AssertionError(f"unknown statement {t.__name__}")
 
-    def bind_new(self, node: Node, name: str, value, fn_value: bool = False) -> None:
+    def bind_new(self, node: Node, name: str, value: Callable[[], str], fn_value: bool = False) -> None:
         """Declares `name` (bound to node by the resolver) and stores value() in it."""
         binding = self.res.bindings[node]
         if isinstance(binding, Global):
@@ -336,7 +336,7 @@ class CodeGen:
     def let(self, s: Let) -> None:
         self.bind_new(s, s.name, lambda: self.expr(s.value), fn_value=isinstance(s.value, FnLit))
 
-    def read_var(self, binding, name: str, pos: Pos) -> str:
+    def read_var(self, binding: Binding, name: str, pos: Pos) -> str:
         if isinstance(binding, Local):
             var = self.local_name(binding.decl)
             if not binding.captured:
@@ -350,7 +350,7 @@ class CodeGen:
         self.emit(f"{t} = {source}", pos)
         return t
 
-    def write_var(self, binding, name: str, value: str, pos: Pos) -> None:
+    def write_var(self, binding: Binding, name: str, value: str, pos: Pos) -> None:
         if isinstance(binding, Local):
             var = self.local_name(binding.decl)
             self.emit(f"{var}.v = {value}" if binding.captured else f"{var} = {value}", pos)
@@ -385,23 +385,24 @@ class CodeGen:
             self.emit(f"if type({obj}) is list and type({key}) is float and 0.0 <= {key} < len({obj}) "
                       f"and {key}.is_integer(): {obj}[int({key})] = {value}", target.pos)
             self.emit(f"else: _set_index({obj}, {key}, {value})", target.pos)
-        elif isinstance(target.obj, StateRef):  # state.NAME = v: the server learns which field changed
-            if op is None:
-                value = self.expr(s.value)
-            else:
-                current = self.assign_temp(f"_state_field({target.name!r})", target.pos)
-                value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
-            self.emit(f"_state_set({target.name!r}, {value})", target.pos)
         else:
             assert isinstance(target, Field)
-            obj = self.expr(target.obj)
-            if op is None:
-                value = self.expr(s.value)
+            if isinstance(target.obj, StateRef):  # state.NAME = v: the server learns which field changed
+                if op is None:
+                    value = self.expr(s.value)
+                else:
+                    current = self.assign_temp(f"_state_field({target.name!r})", target.pos)
+                    value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
+                self.emit(f"_state_set({target.name!r}, {value})", target.pos)
             else:
-                current = self.field_read(obj, target.name, target.pos)
-                value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
-            self.emit(f"if type({obj}) is dict: {obj}[{target.name!r}] = {value}", target.pos)
-            self.emit(f"else: _set_field({obj}, {target.name!r}, {value})", target.pos)
+                obj = self.expr(target.obj)
+                if op is None:
+                    value = self.expr(s.value)
+                else:
+                    current = self.field_read(obj, target.name, target.pos)
+                    value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
+                self.emit(f"if type({obj}) is dict: {obj}[{target.name!r}] = {value}", target.pos)
+                self.emit(f"else: _set_field({obj}, {target.name!r}, {value})", target.pos)
 
     def truth_test(self, typed: tuple[str, str | None]) -> str:
         atom, kind = typed

@@ -26,6 +26,10 @@ class Pos:
 class RelayError(Exception):
     """An error of a Relay program: syntax, type, runtime, limit or user error."""
 
+    # Only on errors of compiled code (compiler/jit.py): its frames, innermost first, the
+    # outermost one placed by the interpreter at the interpreted call site.
+    native_stack: list[tuple[str, Pos | None]]
+
     def __init__(self, message: str, pos: Pos | None = None, kind: str = "error") -> None:
         super().__init__(message)
         self.message = message
@@ -82,7 +86,7 @@ def format_error(err: RelayError) -> str:
             runs.append([name, pos, 1])
     shown: list[list | None] = list(runs)
     if len(runs) > STACK_HEAD + STACK_TAIL:
-        shown = runs[:STACK_HEAD] + [None] + runs[-STACK_TAIL:]
+        shown = [*runs[:STACK_HEAD], None, *runs[-STACK_TAIL:]]
     for run in shown:
         if run is None:
             lines.append(f"  ... {len(runs) - STACK_HEAD - STACK_TAIL} more frames ...")

@@ -122,7 +122,7 @@ class Interpreter:
         self.runtime.run_pending()
         return value
 
-    def guard(self, fn: Callable, args: tuple) -> object:
+    def guard(self, fn: Callable | Function, args: tuple) -> object:
         """Calls generated code; any failure comes out as a positioned RelayError."""
         saved = self.limits.depth[0]
         try:
@@ -141,7 +141,7 @@ class Interpreter:
         if isinstance(exc, RelayError):
             err = exc
         elif isinstance(exc, NameError) and (exc.name or "").startswith(GLOBAL_PREFIX):
-            err = RelayError(f"undefined variable '{exc.name[len(GLOBAL_PREFIX):]}'")
+            err = RelayError(f"undefined variable '{(exc.name or '')[len(GLOBAL_PREFIX):]}'")
         elif isinstance(exc, RecursionError):
             err = RelayError(f"recursion too deep: the program nests calls or values past the limit ({self.limits.max_depth})")
         elif isinstance(exc, MemoryError):
@@ -237,11 +237,11 @@ class Interpreter:
     def call(self, f: object, args: tuple) -> object:
         t = type(f)
         if t is Function:
-            if f.n != len(args):  # type: ignore[union-attr]
-                raise RelayError(_arity_message(f.code.name or "function", f.n, len(args)))  # type: ignore[union-attr]
-            return f.py(f.c, *args)  # type: ignore[union-attr]
+            if f.n != len(args):  # type: ignore[attr-defined]
+                raise RelayError(_arity_message(f.code.name or "function", f.n, len(args)))  # type: ignore[attr-defined]
+            return f.py(f.c, *args)  # type: ignore[attr-defined]
         if t is Builtin:
-            return self._call_builtin(f.name, args)  # type: ignore[union-attr]
+            return self._call_builtin(f.name, args)  # type: ignore[attr-defined]
         raise RelayError(f"cannot call {type_name(f)} {show(f)}" if t in (float, str, bool) else f"cannot call {type_name(f)}")
 
     def _call_builtin(self, name: str, args: tuple) -> object:

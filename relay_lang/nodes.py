@@ -7,12 +7,17 @@ identity (so passes can key side tables on them); their content identity is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar, dataclass_transform
 
 from .errors import Pos
 
+_N = TypeVar("_N")
 
-def node(cls):
+
+@dataclass_transform(frozen_default=True, eq_default=False)
+def node(cls: type[_N]) -> type[_N]:
     return dataclass(frozen=True, slots=True, eq=False)(cls)
 
 
@@ -320,7 +325,7 @@ class Program(Node):
     stmts: tuple[Stmt, ...]
 
 
-def walk(root: object):
+def walk(root: object) -> Iterator[Node]:
     """Every node under root (root included), in pre-order with children in field order."""
     stack = [root]
     while stack:

@@ -9,6 +9,7 @@ tier): numbers never raise.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 INF = math.inf
 NAN = math.nan
@@ -94,7 +95,7 @@ def exp(x: float) -> float:
         return INF
 
 
-def _periodic(f):
+def _periodic(f: Callable[[float], float]) -> Callable[[float], float]:
     def g(x: float) -> float:
         return f(x) if math.isfinite(x) else NAN
     g.__name__ = f.__name__

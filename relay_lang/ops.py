@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 
 from . import numeric
 from .budget import reserve
@@ -30,7 +31,7 @@ def add(a: object, b: object) -> object:
         if size > MAX_STRING:
             raise RelayError(f"string too long: over the memory budget of {MAX_STRING} characters")
         if size > BIG_STRING:
-            reserve(size if a.isascii() and b.isascii() else 4 * size)  # type: ignore[union-attr]
+            reserve(size if a.isascii() and b.isascii() else 4 * size)  # type: ignore[attr-defined]
         return a + b  # type: ignore[operator]
     raise _operands_error("add", a, b)
 
@@ -68,7 +69,7 @@ def power(a: object, b: object) -> float:
 def neg(a: object) -> float:
     if type(a) is not float:
         raise RelayError(f"cannot negate {type_name(a)}")
-    return -a  # type: ignore[operator]
+    return -a
 
 
 def compare(op: str, a: object, b: object) -> bool:
@@ -94,31 +95,31 @@ def eq(a: object, b: object) -> bool:
 def _array_index(a: list, i: object) -> int:
     if type(i) is not float:
         raise RelayError(f"array index must be a number, got {type_name(i)}")
-    if not (0 <= i < len(a)) or not i.is_integer():  # type: ignore[operator, union-attr]
-        raise RelayError(f"index {format_number(i)} out of range for array of length {len(a)}")  # type: ignore[arg-type]
-    return int(i)  # type: ignore[call-overload]
+    if not (0 <= i < len(a)) or not i.is_integer():
+        raise RelayError(f"index {format_number(i)} out of range for array of length {len(a)}")
+    return int(i)
 
 
 def index(obj: object, i: object) -> object:
     t = type(obj)
     if t is list:
-        return obj[_array_index(obj, i)]  # type: ignore[index]
+        return obj[_array_index(obj, i)]  # type: ignore[index, arg-type]
     if t is dict:
         if type(i) is not str:
             raise RelayError(f"map keys are strings, got {type_name(i)}")
         return obj.get(i)  # type: ignore[attr-defined]
     if t is str:
-        if type(i) is not float or not (0 <= i < len(obj)) or not i.is_integer():  # type: ignore[operator, arg-type, union-attr]
-            shown = format_number(i) if type(i) is float else type_name(i)  # type: ignore[arg-type]
+        if type(i) is not float or not (0 <= i < len(obj)) or not i.is_integer():  # type: ignore[arg-type]
+            shown = format_number(i) if type(i) is float else type_name(i)
             raise RelayError(f"index {shown} out of range for string of length {len(obj)}")  # type: ignore[arg-type]
-        return obj[int(i)]  # type: ignore[index, call-overload]
+        return obj[int(i)]  # type: ignore[index]
     raise RelayError(f"cannot index {type_name(obj)}")
 
 
 def set_index(obj: object, i: object, v: object) -> None:
     t = type(obj)
     if t is list:
-        obj[_array_index(obj, i)] = v  # type: ignore[index]
+        obj[_array_index(obj, i)] = v  # type: ignore[index, arg-type]
     elif t is dict:
         if type(i) is not str:
             raise RelayError(f"map keys are strings, got {type_name(i)}")
@@ -131,13 +132,13 @@ def set_index(obj: object, i: object, v: object) -> None:
 
 def field(obj: object, name: str) -> object:
     if type(obj) is dict:
-        return obj.get(name)  # type: ignore[attr-defined]
+        return obj.get(name)
     raise RelayError(f"cannot read field '{name}' of {type_name(obj)} (fields belong to maps)")
 
 
 def set_field(obj: object, name: str, v: object) -> None:
     if type(obj) is dict:
-        obj[name] = v  # type: ignore[index]
+        obj[name] = v
         return
     raise RelayError(f"cannot set field '{name}' of {type_name(obj)} (fields belong to maps)")
 
@@ -148,23 +149,23 @@ def set_field(obj: object, name: str, v: object) -> None:
 EXACT_COUNT = 2.0 ** 53  # spans up to this many are counted exactly before the loop starts
 
 
-def range_iter(start: object, end: object):
+def range_iter(start: object, end: object) -> range | Iterator[int]:
     """Offsets k = 0, 1, ... with start + k < end: `for i in start..end` binds start + k."""
     if type(start) is not float or type(end) is not float:
         raise RelayError(f"range bounds must be numbers, got {type_name(start)}..{type_name(end)}")
-    if not start < end:  # type: ignore[operator]
+    if not start < end:
         return range(0)
-    if not end - start <= EXACT_COUNT:  # type: ignore[operator]
+    if not end - start <= EXACT_COUNT:
         # Far more offsets than any loop can visit (or an infinite span): count while the rule holds.
-        return itertools.takewhile(lambda k: start + k < end, itertools.count())  # type: ignore[operator]
+        return itertools.takewhile(lambda k: start + k < end, itertools.count())
     # start + k is non-decreasing in k: the count is the first k with start + k >= end, by bisection
     # (rounding makes the plain estimate end - start wrong by up to half a unit of start's last place).
-    lo, hi = 0, int(math.ceil(end - start)) + 1  # type: ignore[operator]
-    while start + hi < end:  # type: ignore[operator]
+    lo, hi = 0, int(math.ceil(end - start)) + 1
+    while start + hi < end:
         hi *= 2
     while lo < hi:
         mid = (lo + hi) // 2
-        if start + mid < end:  # type: ignore[operator]
+        if start + mid < end:
             lo = mid + 1
         else:
             hi = mid

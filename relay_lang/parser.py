@@ -322,9 +322,9 @@ class Parser:
         self.advance()
         if tok.text == "array" and self.at_op("<"):
             self.advance()
-            elem = self.tok
-            if elem.text != "number":
-                raise self.error("only array<number> is supported as an element type", elem)
+            elem_tok = self.tok
+            if elem_tok.text != "number":
+                raise self.error("only array<number> is supported as an element type", elem_tok)
             self.advance()
             self.expect_op(">", "to close array<number")
             return TypeAnn(tok.pos, "array", "number")

@@ -200,7 +200,7 @@ class _Shower(_Walk):
             raise RelayError(f"cannot show a value nested deeper than {MAX_DATA_DEPTH} levels")
         self.active.add(key)
         cycles = self.cycles
-        items = v if type(v) is list else list(v.items())
+        items = v if type(v) is list else list(v.items())  # type: ignore[union-attr]
         parts: list[str] = []
         size = 0
         for span in self.spans(len(items)):

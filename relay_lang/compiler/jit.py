@@ -37,7 +37,7 @@ from .lower import (
 
 LARGE_MODULE = 10_000  # AST nodes in a module's functions
 TYPE_NAMES = {NUM: "number", BOOL: "bool", ARR: "array", NULL: "null"}
-CTYPES = {NUM: ctypes.c_double, BOOL: ctypes.c_int8, ARR: ctypes.py_object, NULL: ctypes.c_int8}
+CTYPES: dict[str, type[ctypes._SimpleCData]] = {NUM: ctypes.c_double, BOOL: ctypes.c_int8, ARR: ctypes.py_object, NULL: ctypes.c_int8}
 
 
 def directive_level(fn: FnLit) -> int:

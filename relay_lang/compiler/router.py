@@ -244,7 +244,7 @@ class Router:
             code.py = new
             instance = self.global_value(fn.name)
             if getattr(instance, "code", None) is code:
-                instance.py = new  # type: ignore[union-attr]
+                instance.py = new  # type: ignore[attr-defined]
         return settle
 
     def entry(self, original: Callable, compiled: Compiled) -> Callable:
