@@ -1,29 +1,45 @@
 """The fleet side by side with bare Celery, one run, same broker (a private redis-server).
 
-Run: python bench/fleet.py [--calls N]
+Run: python bench/fleet.py [--calls N] [--sends N] [--programs N] [--recycle-mib M]
 - round trips: RelayClient.call on a trivial handler against a bare Celery
   no-op task (`relay.ping`) sent and awaited the same way: throughput and
   p50/p99 latency, sequential, one producer;
+- pipelined: N RelayClient.send to one server, then waiting until all are
+  applied, against N bare `relay.ping` tasks sent at once, then every result
+  awaited (best of 3, interleaved);
 - the first run of an @llvm function on worker A (compiles) against its first
   run on worker B (loads A's object code from Redis) and a warm run;
 - state size: the same trivial call (`state.n += 1`) on servers holding 10,
   100,000 and 1,000,000 entries in another state field (a message writes
   what it touched, not the whole state);
 - cores: 4 servers with a CPU-heavy handler, 40 messages each, on 1 worker
-  and then on 2 (each worker hosts its servers on one core).
+  and then on 2 (each worker hosts its servers on one core);
+- compiled programs: a solo worker (its eval jobs run in its main process,
+  beside its host) runs N distinct @llvm programs while one of its servers
+  takes a send per 100 programs, with RELAY_HOST_MAX_MEMORY_MIB=M; restarted
+  whenever it exits, as a process manager would: RSS, recycles, nothing lost.
+The round-trip and pipelined rows run again with RabbitMQ as the broker when
+one answers on localhost:5672 (guest/guest).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import kombu
 from bench_machine import describe
 
 from relay_workers.devfleet import Fleet, RedisServer
+
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -48,19 +64,41 @@ def row(label: str, samples: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--sends", type=int, default=2000)
+    parser.add_argument("--programs", type=int, default=2000)
+    parser.add_argument("--recycle-mib", type=int, default=256)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relay-fleet-bench-"))
-    server = RedisServer(work)
-    fleet = Fleet.on(server.url, logs=work)
-    try:
-        run(fleet, args.calls)
-    finally:
-        fleet.stop_all()
-        server.stop()
+    print(f"# fleet benchmark on {describe()}; workers with the default pool")
+    for label, broker in (("Redis", None), ("RabbitMQ", RABBITMQ)):
+        if broker is not None and not rabbitmq_answers():
+            print(f"## {label} broker: skipped (none answers on localhost:5672)")
+            continue
+        server = RedisServer(work / label)
+        fleet = Fleet.on(server.url, broker=broker, logs=work)
+        try:
+            run(fleet, label, args.calls, args.sends, everything=broker is None)
+        finally:
+            fleet.stop_all()
+            server.stop()
     cores(work)
+    compiled_programs(work, args.programs, args.recycle_mib)
 
 
-def run(fleet: Fleet, calls: int) -> None:
+def rabbitmq_answers() -> bool:
+    """True when RabbitMQ answers on localhost:5672; this benchmark's queues are emptied then."""
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        return False
+    with kombu.Connection(RABBITMQ, connect_timeout=5) as conn:
+        channel = conn.channel()
+        for queue in ("relay.eval", "relay.echo", "only-wa", "only-wb"):
+            channel.queue_delete(queue)
+    return True
+
+
+def run(fleet: Fleet, label: str, calls: int, sends: int, everything: bool) -> None:
     fleet.start("wa", "relay.*,only-wa")
     client = fleet.client()
     client.deploy("server echo { receive fn hi(x) { x } }")
@@ -69,8 +107,7 @@ def run(fleet: Fleet, calls: int) -> None:
     for _ in range(20):  # warm both paths
         client.call("echo", "hi", 1)
         client.app.send_task("relay.ping", queue="only-wa").get(timeout=30)
-    print(f"# fleet benchmark on {describe()}; Redis broker, workers with the default pool, "
-          f"{calls} sequential round trips")
+    print(f"## {label} broker: {calls} sequential round trips, then {sends} pipelined")
     print(f"{'round trip':<34} {'per s':>10} {'p50 ms':>9} {'p99 ms':>9}")
     bare = timed_calls(lambda: client.app.send_task("relay.ping", queue="only-wa").get(timeout=30), calls)
     relay = timed_calls(lambda: client.call("echo", "hi", 1), calls)
@@ -78,7 +115,41 @@ def run(fleet: Fleet, calls: int) -> None:
     print(row("RelayClient.call (trivial handler)", relay))
     print(f"throughput ratio relay/bare: {sum(bare) / sum(relay):.2f}x; "
           f"p50 overhead {(statistics.median(relay) - statistics.median(bare)) * 1e3:.2f} ms")
+    pipelined(client, sends)
+    if everything:
+        first_runs(fleet, client)
+        state_size(client, calls)
+    client.close()
 
+
+def pipelined(client, sends: int) -> None:
+    """N messages sent at once, then all awaited: bare Celery tasks against Relay sends to one server."""
+
+    def bare() -> None:
+        results = [client.app.send_task("relay.ping", queue="only-wa") for _ in range(sends)]
+        for result in results:
+            result.get(timeout=120)
+
+    def relay() -> None:
+        goal = client.ledger.applied_count("echo") + sends
+        for k in range(sends):
+            client.send("echo", "hi", k)
+        while client.ledger.applied_count("echo") < goal:
+            time.sleep(0.005)
+
+    best = {bare: float("inf"), relay: float("inf")}
+    for _ in range(3):
+        for fn in best:
+            start = time.perf_counter()
+            fn()
+            best[fn] = min(best[fn], time.perf_counter() - start)
+    print(f"{f'pipelined, {sends} messages':<34} {'per s':>10} {'seconds':>9}")
+    print(f"{'bare Celery no-ops, then results':<34} {sends / best[bare]:>10.0f} {best[bare]:>9.2f}")
+    print(f"{'RelayClient.send, then applied':<34} {sends / best[relay]:>10.0f} {best[relay]:>9.2f}")
+    print(f"pipelined ratio relay/bare: {best[bare] / best[relay]:.2f}x")
+
+
+def first_runs(fleet: Fleet, client) -> None:
     fleet.start("wb", "relay.*,only-wb")
     source = "@llvm\nfn tri(n) { let s = 0\n for i in 0..n { s += i * 3 }\n s }\ntri(1000)"
 
@@ -94,8 +165,6 @@ def run(fleet: Fleet, calls: int) -> None:
         print(f"{label:<34} {t['seconds'] * 1e3:>10.2f} {t['compiled']:>9} {t['loaded_from_store']:>9}")
     print(f"worker B's first run is {(first_b['timings']['seconds'] - warm_a['timings']['seconds']) * 1e3:.2f} ms "
           "slower than a warm run")
-    state_size(client, calls)
-    client.close()
 
 
 HEAVY = """
@@ -130,8 +199,8 @@ def cores(work: Path, messages: int = 40) -> None:
             for k in range(messages):
                 for n in names:
                     client.send(n, "work", k)
-            while sum(s["applied"] for s in client.servers()) < len(names) * (messages + 1):
-                time.sleep(0.01)
+            while sum(client.ledger.applied_count(n) for n in names) < len(names) * (messages + 1):
+                time.sleep(0.05)  # a light poll: the workers need both cores
             seconds = time.perf_counter() - start
             rates[workers] = len(names) * messages / seconds
             print(f"{f'{workers} worker(s)':<34} {rates[workers]:>10.1f} {seconds:>9.2f}")
@@ -171,6 +240,97 @@ def state_size(client, calls: int) -> None:
         print(row(f"{size:,} entries in state.m", samples))
     print(f"p50 ratio 100,000 / 10 entries: {p50[100_000] / p50[10]:.2f}x; "
           f"1,000,000 / 10: {p50[1_000_000] / p50[10]:.2f}x")
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+class Keeper:
+    """A process manager for one worker: starts it again whenever it exits, and samples its RSS."""
+
+    def __init__(self, fleet: Fleet, name: str, start: Callable[[], str]) -> None:
+        self.fleet, self.name, self.start = fleet, name, start
+        self.node = start()
+        self.recycles = 0
+        self.peak = 0.0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def rss(self) -> float:
+        return rss_mib(self.fleet.workers[self.node].pid)
+
+    def _run(self) -> None:
+        while not self.done.wait(0.05):
+            if self.fleet.workers[self.node].poll() is not None:
+                self.recycles += 1
+                self.fleet.workers.pop(self.node)
+                self.node = self.start()
+            self.peak = max(self.peak, self.rss())
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+TALLY = """
+server tally {
+    state { n: 0, last: -1, gaps: 0 }
+    receive fn add(k) { if k != state.last + 1 { state.gaps += 1 }
+        state.last = k
+        state.n += 1 }
+    receive fn stats() { [state.n, state.gaps] }
+}
+"""
+
+
+def compiled_programs(work: Path, programs: int, recycle_mib: int, chunk: int = 100) -> None:
+    """A solo worker compiles `programs` distinct @llvm programs (eval jobs in its main process, beside its
+    host and a server), recycled past `recycle_mib` and restarted: RSS stays bounded, nothing is lost."""
+    server = RedisServer(work / "programs")
+    fleet = Fleet.on(server.url, logs=work)
+    try:
+        keeper = Keeper(fleet, "jit", lambda: fleet.start("jit", pool=["-P", "solo"],
+                                                          RELAY_HOST_MAX_MEMORY_MIB=str(recycle_mib)))
+        client = fleet.client()
+        client.deploy(TALLY)
+        while client.call("tally", "stats") != [0, 0]:
+            time.sleep(0.05)
+        base = keeper.rss()
+        wrong = 0
+        samples = []  # (programs done, RSS MiB) while the first incarnation lives
+        start = time.perf_counter()
+        for first in range(0, programs, chunk):
+            jobs = [(i, client.app.send_task("relay.eval", args=[f"@llvm\nfn f{i}(x) {{ x * {i} + 1 }}\nf{i}({i})"],
+                                             queue="relay.eval"))
+                    for i in range(first, min(programs, first + chunk))]
+            wrong += sum(job.get(timeout=300)["value"] != i * i + 1 for i, job in jobs)
+            client.send("tally", "add", first // chunk)
+            if keeper.recycles == 0:
+                samples.append((first + len(jobs), keeper.rss()))
+        seconds = time.perf_counter() - start
+        sent = (programs + chunk - 1) // chunk
+        while client.call("tally", "stats", timeout=60)[0] < sent and time.perf_counter() - start < seconds + 60:
+            time.sleep(0.1)
+        applied, gaps = client.call("tally", "stats")
+        keeper.stop()
+        client.close()
+    finally:
+        fleet.stop_all()
+        server.stop()
+    (n0, r0), (n1, r1) = samples[0], samples[-1]
+    per_1000 = (r1 - r0) / max(1, n1 - n0) * 1000
+    print(f"## {programs} distinct @llvm programs on one solo worker, RELAY_HOST_MAX_MEMORY_MIB={recycle_mib}")
+    print(f"RSS at start {base:.0f} MiB; growth {per_1000:.0f} MiB per 1,000 programs before the first recycle "
+          f"(without recycling: about {base + per_1000 * programs / 1000:.0f} MiB after {programs})")
+    print(f"peak RSS {keeper.peak:.0f} MiB; recycled {keeper.recycles} times; {programs / seconds:.0f} programs/s")
+    print(f"nothing lost: {programs - wrong}/{programs} programs answered right; tally applied {int(applied)}/{sent} "
+          f"sends, gaps (lost, repeated or out of order) {int(gaps)}")
 
 
 if __name__ == "__main__":
