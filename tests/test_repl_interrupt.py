@@ -37,7 +37,7 @@ def test_ctrl_c_interrupts_the_entry_and_keeps_definitions() -> None:
         os.write(fd, b"print(\"loop\" + \"ing\"); while true { }\n")
         read(fd, 20, until="looping")  # the entry runs (not the echo of its text)
         os.write(fd, b"\x03")
-        interrupted = read(fd, 10, until="relay> ")
+        interrupted = read(fd, 30, until="relay> ")
         os.write(fd, b"x + 1\n")
         after = read(fd, 20)
         os.write(fd, b"\x03")  # at the prompt: drops the line being typed, does not quit
