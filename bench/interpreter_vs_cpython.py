@@ -10,6 +10,7 @@ it is reported in its own column), and both results must agree.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 from bench_machine import describe
@@ -94,10 +95,91 @@ def arrays_work():
     return [float(len(counts)), float(best), total]
 
 
+NBODY_RELAY = """
+fn work() {
+    let x = [0, 4.84, 8.34, 12.89, 15.37]
+    let y = [0, -1.16, 4.12, -15.11, -25.91]
+    let v = [0, 0.606, -1.01, 0.297, 0.268]
+    let w = [0, 2.81, 1.82, 0.875, 1.62]
+    let m = [39.47, 0.037, 0.011, 0.0017, 0.002]
+    for step in 0..2000 {
+        for i in 0..5 {
+            for j in i + 1..5 {
+                let dx = x[i] - x[j]
+                let dy = y[i] - y[j]
+                let d2 = dx * dx + dy * dy + 0.01
+                let mag = 0.01 / (d2 * sqrt(d2))
+                v[i] -= dx * m[j] * mag
+                w[i] -= dy * m[j] * mag
+                v[j] += dx * m[i] * mag
+                w[j] += dy * m[i] * mag
+            }
+        }
+        for i in 0..5 {
+            x[i] += 0.01 * v[i]
+            y[i] += 0.01 * w[i]
+        }
+    }
+    return x[0] + y[4]
+}
+"""
+
+
+def nbody_work():
+    x = [0.0, 4.84, 8.34, 12.89, 15.37]
+    y = [0.0, -1.16, 4.12, -15.11, -25.91]
+    v = [0.0, 0.606, -1.01, 0.297, 0.268]
+    w = [0.0, 2.81, 1.82, 0.875, 1.62]
+    m = [39.47, 0.037, 0.011, 0.0017, 0.002]
+    for _step in range(2000):
+        for i in range(5):
+            for j in range(i + 1, 5):
+                dx = x[i] - x[j]
+                dy = y[i] - y[j]
+                d2 = dx * dx + dy * dy + 0.01
+                mag = 0.01 / (d2 * math.sqrt(d2))
+                v[i] -= dx * m[j] * mag
+                w[i] -= dy * m[j] * mag
+                v[j] += dx * m[i] * mag
+                w[j] += dy * m[i] * mag
+        for i in range(5):
+            x[i] += 0.01 * v[i]
+            y[i] += 0.01 * w[i]
+    return x[0] + y[4]
+
+
+STRINGS_RELAY = """
+fn work() {
+    let parts = []
+    for i in 0..20000 { parts.push("k" + str(i) + "=" + str(i % 13)) }
+    let text = join(parts, ";")
+    let fields = split(text, ";")
+    let n = 0
+    for f in fields { if len(f) > 7 { n += 1 } }
+    return [len(text), n]
+}
+"""
+
+
+def strings_work():
+    parts = []
+    for i in range(20000):
+        parts.append("k" + str(i) + "=" + str(i % 13))
+    text = ";".join(parts)
+    fields = text.split(";")
+    n = 0
+    for f in fields:
+        if len(f) > 7:
+            n += 1
+    return [float(len(text)), float(n)]
+
+
 WORKLOADS = [
     ("fib(25)", FIB_RELAY, fib_work),
     ("nested loops 400x400", LOOPS_RELAY, loops_work),
     ("arrays and maps (50k)", ARRAYS_RELAY, arrays_work),
+    ("n-body (2000 steps)", NBODY_RELAY, nbody_work),
+    ("string building (20k)", STRINGS_RELAY, strings_work),
 ]
 
 TIMED = "\nlet t0 = clock()\nlet r = work()\n[clock() - t0, r]\n"
