@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from relay_lang.errors import RelayError
 from relay_lang.interpreter import Interpreter, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,17 @@ def run_relay(source: str, **kwargs) -> tuple[str, object]:
     interp = Interpreter(out=out, err=err, max_depth=kwargs.pop("max_depth", 10_000), tier=kwargs.pop("tier", "auto"))
     value = run_program(source, "test.relay", interp=interp, **kwargs)
     return out.getvalue(), value
+
+
+def both(src: str, **kw) -> tuple[str, str]:
+    """Runs src interpreted and compiled (`--tier llvm`); returns the two outputs (or error texts)."""
+    results = []
+    for tier in ("interpret", "llvm"):
+        try:
+            results.append(run_relay(src, tier=tier, **kw)[0])
+        except RelayError as err:
+            results.append(f"ERROR {err}")
+    return results[0], results[1]
 
 
 def relay_cli(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

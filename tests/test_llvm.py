@@ -8,21 +8,10 @@ import tracemalloc
 
 import pytest
 
-from conftest import relay_cli, run_relay
+from conftest import both, relay_cli, run_relay
 from relay_lang.compiler.cache import DirectoryStore
 from relay_lang.errors import RelayError
 from relay_lang.interpreter import Interpreter, run_program
-
-
-def both(src: str, **kw) -> tuple[str, str]:
-    """Runs src in both tiers; returns the two outputs (or error texts)."""
-    results = []
-    for tier in ("interpret", "llvm"):
-        try:
-            results.append(run_relay(src, tier=tier, **kw)[0])
-        except RelayError as err:
-            results.append(f"ERROR {err}")
-    return results[0], results[1]
 
 
 def explain(src: str, tier: str = "auto", store=None) -> tuple[str, list[str], Interpreter]:

@@ -17,22 +17,10 @@ import tracemalloc
 
 import pytest
 
-from conftest import RELAY, ROOT, relay_cli, run_relay
+from conftest import RELAY, ROOT, both, relay_cli, run_relay
 from relay_lang.errors import RelayError
 from relay_lang.interpreter import Interpreter, run_program
 from relay_lang.values import copy_data
-
-
-def both(src: str, **kw) -> tuple[str, str]:
-    """Runs src interpreted and compiled (`--tier llvm`); returns the two outputs (or error texts)."""
-    results = []
-    for tier in ("interpret", "llvm"):
-        try:
-            results.append(run_relay(src, tier=tier, **kw)[0])
-        except RelayError as err:
-            results.append(f"ERROR {err}")
-    return results[0], results[1]
-
 
 # ------------------------------------------------------------ memory safety
 
