@@ -97,25 +97,17 @@ INTRINSIC = {"sqrt": "llvm.sqrt", "sin": "llvm.sin", "cos": "llvm.cos", "floor":
 FCMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 
 
-# The support functions compiled code calls (name -> builder method). They are built once per
-# process, in their own module (`support_module`), and every other module only declares them:
-# optimising and emitting them anew for each function cost about half of a small compile.
-SUPPORT = {"relay_time_up": "_clock_check", "relay_memory_over": "_memory_check", "relay_fail": "_fail_helper",
-           "relay_unwind": "_unwind_helper", "relay_float": "_float_helper"}
-HOT_SUPPORT = ("relay_float",)  # the others run only on errors and every 65,536 loop iterations: cold
-
-
-SUPPORT_TYPES = {
-    "relay_time_up": ir.FunctionType(I1, []), "relay_memory_over": ir.FunctionType(I1, [I64]),
-    "relay_fail": ir.FunctionType(ir.VoidType(), [I64, I64, I64, DOUBLE, I64]),
-    "relay_unwind": ir.FunctionType(ir.VoidType(), [I64, I64]), "relay_float": ir.FunctionType(PTR, [DOUBLE]),
+# The support functions compiled code calls: name -> (type, builder method, cold). They are built
+# once per process, in their own module (`support_module`), and every other module only declares
+# them: optimising and emitting them anew for each function cost about half of a small compile.
+# All but relay_float run only on errors and every 65,536 loop iterations: cold.
+SUPPORT: dict[str, tuple[ir.FunctionType, str, bool]] = {
+    "relay_time_up": (ir.FunctionType(I1, []), "_clock_check", True),
+    "relay_memory_over": (ir.FunctionType(I1, [I64]), "_memory_check", True),
+    "relay_fail": (ir.FunctionType(ir.VoidType(), [I64, I64, I64, DOUBLE, I64]), "_fail_helper", True),
+    "relay_unwind": (ir.FunctionType(ir.VoidType(), [I64, I64]), "_unwind_helper", True),
+    "relay_float": (ir.FunctionType(PTR, [DOUBLE]), "_float_helper", False),
 }
-
-
-def _support_attributes(fn: ir.Function) -> None:
-    fn.attributes.add("noinline")
-    if fn.name not in HOT_SUPPORT:
-        fn.attributes.add("cold")
 
 
 def support_module(triple: str) -> ir.Module:
@@ -172,21 +164,26 @@ class ModuleBuilder:
 
     def build_support(self) -> ir.Module:
         """The support module: every SUPPORT function, defined."""
-        for method in SUPPORT.values():
+        for _, method, _ in SUPPORT.values():
             getattr(self, method)()
         return self.module
 
     def support(self, name: str) -> ir.Function:
-        """A declaration of support function `name` (defined in the support module)."""
+        """Support function `name`: declared here, defined in the support module."""
         fn = self.module.globals.get(name)
-        if fn is None:
-            fn = ir.Function(self.module, SUPPORT_TYPES[name], name)
-            _support_attributes(fn)
+        return fn if fn is not None else self._support_function(name)
+
+    def _support_function(self, name: str) -> ir.Function:
+        fnty, _, cold = SUPPORT[name]
+        fn = ir.Function(self.module, fnty, name)
+        fn.attributes.add("noinline")
+        if cold:
+            fn.attributes.add("cold")
         return fn
 
     def _helper(self, name: str) -> tuple[ir.Function, ir.IRBuilder]:
-        fn = ir.Function(self.module, SUPPORT_TYPES[name], name)
-        _support_attributes(fn)
+        """Starts the definition of support function `name` (in the support module)."""
+        fn = self._support_function(name)
         return fn, ir.IRBuilder(fn.append_basic_block("entry"))
 
     def _fail_helper(self) -> ir.Function:
