@@ -15,7 +15,7 @@ from typing import Protocol, TextIO
 
 from .budget import Limits
 from .errors import RelayError
-from .values import Function, ServerRef, copy_data
+from .values import Function, ServerRef, copy_args, copy_data
 
 
 def cycle_error(waiting: list[str], name: str) -> RelayError:
@@ -76,7 +76,7 @@ class ServerInstance:
         self.touched = set()
         self.touched_all = False
         try:
-            reply = interp.invoke(fn, copy_data(args, "a message"))  # type: ignore[arg-type]
+            reply = interp.invoke(fn, copy_args(args))
             self._settle(self.state, self.saved, f"the state of server {self.name}")
             for name in self._changed():
                 if name in self.saved:
@@ -162,7 +162,7 @@ class LocalRuntime:
 
     def send(self, server: ServerRef, handler: str, args: list) -> None:
         self._server(server)
-        self.mailboxes[server.name].append((handler, copy_data(args, "a message")))  # type: ignore[arg-type]
+        self.mailboxes[server.name].append((handler, copy_args(args)))
 
     def deliver(self, name: str) -> None:
         """Handles the messages queued for one server, unless it is busy (they wait)."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from . import numeric
+from ._array import Array, filled
 from .actors import Runtime
 from .budget import checkpoint, reserve
 from .builtin_table import ARITY, MAX_ARRAY, array_budget_message
@@ -30,8 +31,8 @@ def _number(fname: str, v: object, what: str = "argument") -> float:
     return v
 
 
-def _array(fname: str, v: object) -> list:
-    if type(v) is not list:
+def _array_arg(fname: str, v: object) -> Array:
+    if type(v) is not Array:
         raise RelayError(f"{fname}: expected an array, got {type_name(v)}")
     return v
 
@@ -56,19 +57,18 @@ def _count(fname: str, v: object, what: str) -> int:
 
 
 def b_len(x: object) -> float:
-    if type(x) in (list, dict, str):
+    if type(x) in (Array, dict, str):
         return float(len(x))  # type: ignore[arg-type]
     raise RelayError(f"len: expected a string, array or map, got {type_name(x)}")
 
 
 def b_push(a: object, v: object) -> float:
-    arr = _array("push", a)
-    arr.append(v)
-    return float(len(arr))
+    arr = _array_arg("push", a)
+    return arr.push(v)
 
 
 def b_pop(a: object) -> object:
-    arr = _array("pop", a)
+    arr = _array_arg("pop", a)
     if not arr:
         raise RelayError("pop: the array is empty")
     return arr.pop()
@@ -94,8 +94,8 @@ def b_num(s: object) -> object:
     return sign * tokens[0].value  # type: ignore[operator]
 
 
-def b_keys(m: object) -> list:
-    return list(_map("keys", m))
+def b_keys(m: object) -> Array:
+    return Array(list(_map("keys", m)))
 
 
 def b_has(m: object, k: object) -> bool:
@@ -106,16 +106,16 @@ def b_del(m: object, k: object) -> object:
     return _map("del", m).pop(_string("del", k, "key"), None)
 
 
-def b_array(n: object, fill: object = None) -> list:
+def b_array(n: object, fill: object = None) -> Array:
     size = _count("array", n, "size")
     if size > MAX_ARRAY:
         raise RelayError(array_budget_message(size))
     reserve(8 * size)
-    return [fill] * size
+    return filled(size, fill)
 
 
 def b_slice(a: object, i: object, j: object = None) -> object:
-    if type(a) not in (list, str):
+    if type(a) not in (Array, str):
         raise RelayError(f"slice: expected an array or a string, got {type_name(a)}")
     n = len(a)  # type: ignore[arg-type]
     start = _count("slice", i, "start")
@@ -127,7 +127,7 @@ def b_slice(a: object, i: object, j: object = None) -> object:
 
 def b_join(a: object, sep: object = "") -> str:
     """Converts a few thousand elements at a time, checking the time and the length as it goes."""
-    items = _array("join", a)
+    items = _array_arg("join", a)
     separator = _string("join", sep, "separator")
     parts: list[str] = []
     size = -len(separator)
@@ -143,13 +143,13 @@ def b_join(a: object, sep: object = "") -> str:
     return separator.join(parts)
 
 
-def b_split(s: object, sep: object) -> list:
+def b_split(s: object, sep: object) -> Array:
     text = _string("split", s)
     separator = _string("split", sep, "separator")
     if separator == "":
         reserve(8 * len(text))  # a pointer each; one-character strings are shared
-        return list(text)
-    return text.split(separator)
+        return Array(list(text))
+    return Array(text.split(separator))
 
 
 def b_error(msg: object) -> None:

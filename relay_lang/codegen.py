@@ -79,7 +79,7 @@ COMPARE = ("<", "<=", ">", ">=")
 COMPOUND = {"+=": "+", "-=": "-", "*=": "*", "/=": "/", "%=": "%"}
 TYPE_TESTS = {
     "number": "type({v}) is float", "string": "type({v}) is str", "bool": "type({v}) is bool",
-    "null": "{v} is None", "array": "type({v}) is list", "map": "type({v}) is dict",
+    "null": "{v} is None", "array": "type({v}) is _Array", "map": "type({v}) is dict",
     "fn": "type({v}) in _FNTYPES", "server": "type({v}) is _ServerRef",
     "function": "type({v}) in _FNTYPES", "object": "type({v}) is dict",  # Relay 0.3's names
 }
@@ -237,7 +237,7 @@ class CodeGen:
 
     def type_test(self, ann: TypeAnn, var: str) -> str:
         if ann.elem == "number":
-            return f"type({var}) is list and _all_numbers({var})"
+            return f"_all_numbers({var})"
         return TYPE_TESTS[ann.name].format(v=var)
 
     def emit_return(self, value: str, pos: Pos | None) -> None:
@@ -382,8 +382,7 @@ class CodeGen:
             else:
                 current = self.index_read(obj, key, target.pos)
                 value = self.arith(op, (current, None), self.typed(s.value), s.pos)[0]
-            self.emit(f"if type({obj}) is list and type({key}) is float and 0.0 <= {key} < len({obj}) "
-                      f"and {key}.is_integer(): {obj}[int({key})] = {value}", target.pos)
+            self.emit(f"if type({obj}) is _Array: {obj}[{key}] = {value}", target.pos)
             self.emit(f"else: _set_index({obj}, {key}, {value})", target.pos)
         else:
             assert isinstance(target, Field)
@@ -556,7 +555,7 @@ class CodeGen:
             return self.field_read(self.expr(e.obj), e.name, e.pos), None  # type: ignore[attr-defined]
         if t is ArrayLit:
             items = [self.expr(i) for i in e.items]  # type: ignore[attr-defined]
-            return self.assign_temp(f"[{', '.join(items)}]", e.pos), None
+            return self.assign_temp(f"_pack({', '.join(items)})", e.pos), None
         if t is MapLit:
             values = [self.expr(v) for v in e.values]  # type: ignore[attr-defined]
             pairs = ", ".join(f"{k!r}: {v}" for k, v in zip(e.keys, values))  # type: ignore[attr-defined]
@@ -678,8 +677,7 @@ class CodeGen:
 
     def index_read(self, obj: str, key: str, pos: Pos) -> str:
         t = self.temp()
-        self.emit(f"if type({obj}) is list and type({key}) is float and 0.0 <= {key} < len({obj}) "
-                  f"and {key}.is_integer(): {t} = {obj}[int({key})]", pos)
+        self.emit(f"if type({obj}) is _Array: {t} = {obj}[{key}]", pos)
         self.emit(f"else: {t} = _index({obj}, {key})", pos)
         return t
 
@@ -711,11 +709,11 @@ class CodeGen:
         joined = ", ".join(args)
         if name == "len" and len(args) == 1:
             a = args[0]
-            self.emit(f"if type({a}) is list: {t} = float(len({a}))", e.pos)
+            self.emit(f"if type({a}) is _Array: {t} = float(len({a}))", e.pos)
             self.emit(f"else: {t} = _B_len({a})", e.pos)
         elif name == "push" and len(args) == 2:
             a, v = args
-            self.emit(f"if type({a}) is list: {a}.append({v}); {t} = float(len({a}))", e.pos)
+            self.emit(f"if type({a}) is _Array: {t} = {a}.push({v})", e.pos)
             self.emit(f"else: {t} = _B_push({a}, {v})", e.pos)
         else:
             self.emit(f"{t} = _call_builtin({name!r}, ({joined}{',' if len(args) == 1 else ''}))"
@@ -731,7 +729,7 @@ class CodeGen:
         args = self.arguments(e.args)
         t = self.temp()
         if e.name == "push" and len(args) == 1:
-            self.emit(f"if type({obj}) is list: {obj}.append({args[0]}); {t} = float(len({obj}))", e.pos)
+            self.emit(f"if type({obj}) is _Array: {t} = {obj}.push({args[0]})", e.pos)
             self.emit(f"else: {t} = _method({obj}, 'push', ({args[0]},))", e.pos)
         else:
             joined = "".join(a + ", " for a in args)

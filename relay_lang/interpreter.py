@@ -14,7 +14,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TextIO
 
-from . import numeric, ops
+from . import _array, numeric, ops
+from ._array import Array
 from .actors import LocalRuntime, Runtime, ServerInstance
 from .budget import (
     BIG,
@@ -65,7 +66,7 @@ class Interpreter:
             _G=ns, _D=self.limits.depth, _LIMIT=self.limits.max_depth, _stop=False,
             _too_deep=self._too_deep, _interrupted=self._interrupted,
             _Cell=Cell, _Fn=Function, _FNTYPES=(Function, Builtin), _ServerRef=ServerRef,
-            _all_numbers=lambda a: all(type(x) is float for x in a),
+            _Array=Array, _pack=_array.pack, _all_numbers=_array.all_numbers,
             _bad_arg=_bad_arg, _bad_return=_bad_return, _fail=_fail, _undefined=_undefined,
             _add=ops.add, _sub=ops.sub, _mul=ops.mul, _div=ops.div, _mod=ops.mod, _pow=ops.power,
             _fmod=numeric.fmod, _power=numeric.power, _compare=ops.compare, _equal=ops.eq,
@@ -253,7 +254,7 @@ class Interpreter:
 
     def _method(self, obj: object, name: str, args: tuple) -> object:
         t = type(obj)
-        if t is list:
+        if t is Array:
             if name in ("push", "pop"):
                 return self._call_builtin(name, (obj, *args))
             return self._array_method(obj, name, args)  # type: ignore[arg-type]
@@ -271,7 +272,7 @@ class Interpreter:
             return self.runtime.call(obj, name, list(args))  # type: ignore[arg-type]
         raise RelayError(f"cannot call method '{name}' on {type_name(obj)}")
 
-    def _array_method(self, a: list, name: str, args: tuple) -> object:
+    def _array_method(self, a: Array, name: str, args: tuple) -> object:
         """Relay 0.3's array methods besides push and pop; each leaves `a` as it is."""
         n = len(args)
         if name == "get" and n == 1:
@@ -279,10 +280,10 @@ class Interpreter:
         if name == "length" and n == 0:
             return float(len(a))
         if name == "map" and n == 1:
-            return [self.call(args[0], (x,)) for x in a[:]]
+            return Array([self.call(args[0], (x,)) for x in a[:]])
         if name in ("filter", "find") and n == 1:
             kept = (x for x in a[:] if _truthy(self.call(args[0], (x,))))
-            return list(kept) if name == "filter" else next(kept, None)
+            return Array(list(kept)) if name == "filter" else next(kept, None)
         if name == "reduce" and n == 2:
             acc = args[1]
             for x in a[:]:
@@ -326,7 +327,7 @@ def _arity_message(name: str, expected: int, got: int) -> str:
 def _bad_arg(code: FunctionCode, i: int, value: object) -> None:
     ann = code.param_types[i]
     got = type_name(value)
-    if ann is not None and ann.elem and type(value) is list:
+    if ann is not None and ann.elem and type(value) is Array:
         bad = next(x for x in value if type(x) is not float)
         got = f"array with {with_article(type_name(bad))} element"
     err = RelayError(f"{code.name or 'function'}: parameter '{code.params[i]}' expects {ann}, got {got}",

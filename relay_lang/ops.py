@@ -10,7 +10,8 @@ import itertools
 import math
 from collections.abc import Iterator
 
-from . import numeric
+from . import _array, numeric
+from ._array import Array
 from .budget import reserve
 from .errors import RelayError
 from .values import MAX_STRING, equal, format_number, type_name
@@ -92,18 +93,20 @@ def eq(a: object, b: object) -> bool:
 # ------------------------------------------------------------------ indexing
 
 
-def _array_index(a: list, i: object) -> int:
+def _index_error(a: Array, i: object) -> None:
+    """Raises the error for a key that names no element of `a` (called by Array itself)."""
     if type(i) is not float:
         raise RelayError(f"array index must be a number, got {type_name(i)}")
-    if not (0 <= i < len(a)) or not i.is_integer():
-        raise RelayError(f"index {format_number(i)} out of range for array of length {len(a)}")
-    return int(i)
+    raise RelayError(f"index {format_number(i)} out of range for array of length {len(a)}")
+
+
+_array.set_index_error(_index_error)
 
 
 def index(obj: object, i: object) -> object:
     t = type(obj)
-    if t is list:
-        return obj[_array_index(obj, i)]  # type: ignore[index, arg-type]
+    if t is Array:
+        return obj[i]  # type: ignore[index]
     if t is dict:
         if type(i) is not str:
             raise RelayError(f"map keys are strings, got {type_name(i)}")
@@ -118,8 +121,8 @@ def index(obj: object, i: object) -> object:
 
 def set_index(obj: object, i: object, v: object) -> None:
     t = type(obj)
-    if t is list:
-        obj[_array_index(obj, i)] = v  # type: ignore[index, arg-type]
+    if t is Array:
+        obj[i] = v  # type: ignore[index]
     elif t is dict:
         if type(i) is not str:
             raise RelayError(f"map keys are strings, got {type_name(i)}")
@@ -172,20 +175,20 @@ def range_iter(start: object, end: object) -> range | Iterator[int]:
     return range(lo)
 
 
-def range_array(start: object, end: object, limit: int) -> list[float]:
+def range_array(start: object, end: object, limit: int) -> Array:
     """`a..b` used as a value: the array of the numbers a for-loop would visit."""
     it = range_iter(start, end)
     if not isinstance(it, range) or len(it) > limit:
         raise RelayError(f"range {format_number(start)}..{format_number(end)} is too large to make an array "  # type: ignore[arg-type]
                          f"(over {limit} elements)")
     reserve(32 * len(it))  # a pointer and a float each
-    return [start + k for k in it]  # type: ignore[operator]
+    return Array([start + k for k in it])  # type: ignore[operator]
 
 
-def iterate(obj: object) -> list:
+def iterate(obj: object) -> Array | list:
     """What `for x in obj` visits: an array snapshot, a map's keys, a string's characters."""
     t = type(obj)
-    if t is list:
+    if t is Array:
         return obj.copy()  # type: ignore[attr-defined]
     if t is dict or t is str:
         reserve(8 * len(obj))  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """Relay values in Python, and what every tier agrees on about them.
 
 number -> float (never int), string -> str, bool -> bool, null -> None,
-array -> list, map -> dict (insertion ordered, string keys), fn -> Function or
+array -> Array (a flat buffer of doubles while it holds only numbers: _array.c),
+map -> dict (insertion ordered, string keys), fn -> Function or
 Builtin, server -> ServerRef.
 """
 
@@ -12,6 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ._array import Array
 from .budget import checkpoint
 from .errors import RelayError
 
@@ -81,7 +83,7 @@ class ServerRef:
 
 TYPE_NAMES = {
     float: "number", str: "string", bool: "bool", type(None): "null",
-    list: "array", dict: "map", Function: "fn", Builtin: "fn", ServerRef: "server",
+    Array: "array", dict: "map", Function: "fn", Builtin: "fn", ServerRef: "server",
 }
 
 
@@ -182,29 +184,29 @@ class _Shower(_Walk):
             return "true" if v else "false"
         if v is None:
             return "null"
-        if t is list or t is dict:
+        if t is Array or t is dict:
             return self.container(v)  # type: ignore[arg-type]
         if t is ServerRef:
             return f"<server {v.name}>"  # type: ignore[attr-defined]
         return f"<fn {v.name or 'anonymous'}>"  # type: ignore[attr-defined]
 
-    def container(self, v: list | dict) -> str:
+    def container(self, v: Array | dict) -> str:
         key = id(v)
         text = self.done.get(key)
         if text is not None:
             return text
         if key in self.active:
             self.cycles += 1
-            return "[...]" if type(v) is list else "{...}"
+            return "[...]" if type(v) is Array else "{...}"
         if len(self.active) >= MAX_DATA_DEPTH:
             raise RelayError(f"cannot show a value nested deeper than {MAX_DATA_DEPTH} levels")
         self.active.add(key)
         cycles = self.cycles
-        items = v if type(v) is list else list(v.items())  # type: ignore[union-attr]
+        items = v if type(v) is Array else list(v.items())  # type: ignore[union-attr]
         parts: list[str] = []
         size = 0
         for span in self.spans(len(items)):
-            if type(v) is list:
+            if type(v) is Array:
                 chunk = [self.show(x) for x in items[span]]
             else:
                 chunk = [f"{k if IDENT.match(k) else quote(k)}: {self.show(x)}" for k, x in items[span]]
@@ -213,7 +215,7 @@ class _Shower(_Walk):
                 raise RelayError(f"string too long: over the memory budget of {MAX_STRING} characters")
             parts.extend(chunk)
         self.active.discard(key)
-        open_, close = ("[", "]") if type(v) is list else ("{", "}")
+        open_, close = ("[", "]") if type(v) is Array else ("{", "}")
         text = open_ + ", ".join(parts) + close
         if self.cycles == cycles:
             self.done[key] = text
@@ -230,7 +232,7 @@ def equal(a: object, b: object) -> bool:
         return False
     if ta is float or ta is str or ta is bool or a is None:
         return a == b
-    if ta is list or ta is dict:
+    if ta is Array or ta is dict:
         return _DeepEqual().equal(a, b)
     if ta is ServerRef:
         return a == b
@@ -251,7 +253,7 @@ class _DeepEqual(_Walk):
         ta = type(a)
         if ta is not type(b):
             return False
-        if ta is not list and ta is not dict:
+        if ta is not Array and ta is not dict:
             return equal(a, b)
         if len(a) != len(b):
             return False
@@ -262,7 +264,7 @@ class _DeepEqual(_Walk):
             raise RelayError(f"cannot compare values nested deeper than {MAX_DATA_DEPTH} levels")
         self.active.add(pair)
         try:
-            if ta is list:
+            if ta is Array:
                 same = all(all(self.equal(x, y) for x, y in zip(a[span], b[span])) for span in self.spans(len(a)))
             else:
                 items = list(a.items())
@@ -286,6 +288,11 @@ def copy_data(v: object, what: str = "a message") -> object:
     return _Copier(what).copy(v, 0)
 
 
+def copy_args(args: list, what: str = "a message") -> list:
+    """copy_data over a message's arguments: parts shared between arguments stay shared."""
+    return copy_data(Array(args), what).tolist()  # type: ignore[attr-defined]
+
+
 class _Copier(_Walk):
     def __init__(self, what: str) -> None:
         super().__init__()
@@ -297,7 +304,7 @@ class _Copier(_Walk):
         t = type(v)
         if t is float or t is str or t is bool or v is None or t is ServerRef:
             return v
-        if t is not list and t is not dict:
+        if t is not Array and t is not dict:
             raise RelayError(f"cannot send {self.what} containing {with_article(type_name(v))}: messages carry only data "
                              "(numbers, strings, bools, null, arrays, maps and server references)")
         key = id(v)
@@ -307,9 +314,11 @@ class _Copier(_Walk):
         if depth > MAX_DATA_DEPTH or key in self.active:
             raise RelayError(f"cannot send {self.what}: nested deeper than {MAX_DATA_DEPTH} levels (or cyclic)")
         self.active.add(key)
-        if t is list:
-            result: object = [self.copy(x, depth + 1) for span in self.spans(len(v))  # type: ignore[arg-type]
-                              for x in v[span]]  # type: ignore[index]
+        if t is Array and v.kind == "numbers":  # type: ignore[attr-defined]
+            result: object = v.copy()  # type: ignore[attr-defined]
+        elif t is Array:
+            result = Array([self.copy(x, depth + 1) for span in self.spans(len(v))  # type: ignore[arg-type]
+                                    for x in v[span]])  # type: ignore[index]
         else:
             items = list(v.items())  # type: ignore[attr-defined]
             result = {k: self.copy(x, depth + 1) for span in self.spans(len(items)) for k, x in items[span]}

@@ -371,7 +371,7 @@ class Actor:
         handling = runtime.handling = Handling(message.id, [*message.chain, self.name])
         interp.out = interp.err = CappedOutput(self.host.output_limit)
         try:
-            value = run_budgeted(interp, lambda: instance.handle(interp, message.handler, from_wire(message.args)),
+            value = run_budgeted(interp, lambda: instance.handle(interp, message.handler, [from_wire(a) for a in message.args]),
                                  self.time_limit, self.memory_limit)
             reply: dict = {"value": to_wire(value)}
         except RelayError as err:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from relay_lang.budget import checkpoint
 from relay_lang.errors import RelayError
-from relay_lang.values import ServerRef, copy_data, show
+from relay_lang.values import Array, ServerRef, copy_data, show
 
 MAX_NESTING = 200  # levels of arrays and maps in a value from a producer
 TIERS = ("auto", "interpret", "llvm")
@@ -46,14 +46,14 @@ class _Encoder:
             return v
         if type(v) is ServerRef:
             return {"$server": v.name}  # type: ignore[attr-defined]
-        if type(v) is list or type(v) is dict:
+        if type(v) is Array or type(v) is dict:
             self.items += len(v)  # type: ignore[arg-type]
             if self.items > MAX_WIRE_ITEMS:
                 raise RelayError(f"a value too large to send across the fleet (over {MAX_WIRE_ITEMS:,} elements "
                                  "once its shared parts are written out)", kind="limit")
             if self.items & 0xFFF < len(v):  # type: ignore[arg-type]
                 checkpoint()
-            if type(v) is list:
+            if type(v) is Array:
                 return [self.encode(x) for x in v]  # type: ignore[attr-defined]
             return {k: self.encode(x) for k, x in v.items()}  # type: ignore[attr-defined]
         return v
@@ -78,7 +78,7 @@ def from_wire(value: object, depth: int = 0) -> object:
     if depth >= MAX_NESTING:
         raise bad_request(f"a value nested more than {MAX_NESTING} levels deep")
     if t is list:
-        return [from_wire(x, depth + 1) for x in value]  # type: ignore[attr-defined]
+        return Array([from_wire(x, depth + 1) for x in value])  # type: ignore[attr-defined]
     if t is dict:
         if set(value) == {"$server"}:  # type: ignore[arg-type]
             name = value["$server"]  # type: ignore[index]

@@ -27,7 +27,8 @@ from typing import TypeVar
 import llvmlite.binding as llvm
 from llvmlite import ir
 
-from .lower import RT_LAYOUT, SMALL_FLOATS, SUPPORT, support_module
+from .. import _array
+from .lower import ARRAY_FUNCTIONS, ARRAY_ITEMS, ARRAY_KIND, ARRAY_SIZE, NUMBERS_KIND, RT_LAYOUT, SUPPORT, support_module
 
 T = TypeVar("T")
 
@@ -49,9 +50,6 @@ class RuntimeState(ctypes.Structure):
 
 RT = RuntimeState()
 RT.page_size = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-# Float objects for the integral values 0..SMALL_FLOATS-1, shared by compiled code (floats are immutable).
-_SMALL = [float(i) for i in range(SMALL_FLOATS)]
-SMALL_TABLE = (ctypes.c_void_p * SMALL_FLOATS)(*[id(x) for x in _SMALL])
 
 
 def initialise() -> None:
@@ -62,8 +60,10 @@ def initialise() -> None:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     llvm.add_symbol("relay_rt", ctypes.addressof(RT))
-    llvm.add_symbol("relay_small_floats", ctypes.addressof(SMALL_TABLE))
-    _check_cpython_layout()
+    _check_array_layout()
+    addresses = _array.addresses()
+    for name in ARRAY_FUNCTIONS:
+        llvm.add_symbol(name, addresses[name])
     _initialised = True
 
 
@@ -103,13 +103,11 @@ def _native_stack_limit() -> int:
         libc.pthread_attr_destroy(attr)
 
 
-def _check_cpython_layout() -> None:
-    """Compiled code reads lists and floats at fixed offsets: make sure they hold here."""
-    x = 1.25
-    lst = [x, x]
-    if ctypes.c_double.from_address(id(x) + 16).value != 1.25 or \
-            ctypes.c_ssize_t.from_address(id(lst) + 16).value != 2:
-        raise RuntimeError("this Python's object layout is not the one the LLVM tier was built for")
+def _check_array_layout() -> None:
+    """Compiled code reads Arrays at fixed offsets: make sure the extension agrees."""
+    expected = {"size": ARRAY_SIZE, "items": ARRAY_ITEMS, "kind": ARRAY_KIND, "numbers": NUMBERS_KIND}
+    if _array.layout() != expected:
+        raise RuntimeError(f"the _array extension's layout {_array.layout()} is not the one the LLVM tier uses")
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,7 @@ def _compiler_digest() -> str:
     `nodes.walk` (the node numbers in error records follow its order) and the builtin table."""
     here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in ("infer.py", "lower.py", "engine.py", "jit.py", "../nodes.py", "../builtin_table.py"):
+    for path in ("infer.py", "bounds.py", "lower.py", "engine.py", "jit.py", "../nodes.py", "../builtin_table.py"):
         h.update((here / path).read_bytes())
     return h.hexdigest()
 

@@ -3,13 +3,26 @@
 One module holds a group of specialised functions (a root and its callees).
 Conventions of the generated code:
 
-- numbers are `double`, bools `i1`, arrays `i8*` pointing at the very Python
-  list the interpreter uses (CPython layout: `ob_size` at byte 16, `ob_item`
-  at 24; a float's value at 16), so arrays are shared by reference with no
-  copying. Every array reference this code holds (a variable, a temporary, the
-  list a for-in loop walks) lives in a slot of the function's frame that every
-  exit (return, break, error) releases: no borrowed pointer outlives what
-  keeps it alive, and nothing leaks on an error path.
+- numbers are `double`, bools `i1`, arrays `i8*` pointing at the very Array
+  object the interpreter uses (`_array.c`: its size at byte 16, its items at
+  24, its kind at 32). Compiled code takes only arrays of the numbers kind
+  (checked once on entry, not per element) and reads and writes their flat
+  buffer of doubles in place; new arrays, push and snapshots go through the
+  extension's C functions. Every array reference this code holds (a variable,
+  a temporary, the array a for-in loop walks) lives in a slot of the
+  function's frame that every exit (return, break, error) releases: no
+  borrowed pointer outlives what keeps it alive, and nothing leaks on an
+  error path.
+- array headers (size, items) and elements carry distinct TBAA tags, and the
+  cold support calls are declared as touching no memory the caller sees, so
+  LLVM can keep an array's size and buffer in registers through a loop that
+  only reads and writes elements.
+- a counted loop (`for i in a..b`) whose body indexes arrays with `i` is
+  lowered twice: when a check before the loop proves every such index whole
+  and in range for all iterations (start whole and >= 0, end <= each array's
+  length, no push or call in the body, neither `i` nor the arrays reassigned),
+  the loop runs without per-index checks on an integer counter; otherwise the
+  checked copy runs, failing exactly where the interpreter does.
 - errors never unwind: a failing function writes the error into the runtime
   state `relay_rt` (code, function index, node ordinal, payload), jumps to
   its exit block, and each caller records its call site in the state's frame
@@ -59,6 +72,7 @@ from ..nodes import (
     While,
 )
 from ..resolver import Decl, Resolution
+from .bounds import Provable, provable_loops
 from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, annotation_holds, enumerate_nodes
 
 DOUBLE = ir.DoubleType()
@@ -79,13 +93,20 @@ RT_LAYOUT: tuple[tuple[str, ir.Type], ...] = (
 RT_FIELDS = tuple(name for name, _ in RT_LAYOUT)
 RT_TYPE = ir.LiteralStructType([t for _, t in RT_LAYOUT])
 ERR_INDEX, ERR_DEPTH, ERR_TIME, ERR_ARRAY_SIZE, ERR_ARRAY_BUDGET, ERR_MEMORY = 1, 2, 3, 4, 5, 6
-ERR_ARGUMENT_TYPE = 7  # not a Relay error: an array argument holds a non-number; the interpreter takes the call
+ERR_ARGUMENT_TYPE = 7  # not a Relay error: an array argument is not of the numbers kind; the interpreter takes the call
 ERR_STACK = 8  # the native stack is full (err_y: the call depth)
 ERR_RETURN_TYPE = 9  # the function's return annotation does not hold its compiled return type
 ERR_MEMORY_LIMIT = 10  # the process's resident memory would pass the job's ceiling
+ARRAY_SIZE, ARRAY_ITEMS, ARRAY_KIND = 16, 24, 32  # byte offsets in an Array (engine checks them against _array.layout())
+NUMBERS_KIND = 0
+# The C functions of the _array extension that compiled code calls (their addresses come from _array.addresses()).
+ARRAY_FUNCTIONS = {
+    "relay_array_new": ir.FunctionType(PTR, [I64]),  # a numbers array of n zeros, or null
+    "relay_array_push": ir.FunctionType(I32, [PTR, DOUBLE]),  # 0, or -1 when memory runs out
+    "relay_array_copy": ir.FunctionType(PTR, [PTR]),  # a copy, or null
+}
 BIG_ALLOCATION = 1 << 20  # bytes: array(n) this large checks the memory budget first
 AT_CALLER = -2  # err_node of an error the interpreter places at the caller's call, keeping the callee's frame
-SMALL_FLOATS = 256  # integral values 0..255 come from a table of shared float objects
 TICK_MASK = 0xFFFF
 Owner: TypeAlias = ir.AllocaInstr | None  # the slot owning an array reference; None: borrowed
 LLVM_TYPES = {NUM: DOUBLE, BOOL: I1, ARR: PTR, NULL: I8}
@@ -100,14 +121,17 @@ FCMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 # The support functions compiled code calls: name -> (type, builder method, cold). They are built
 # once per process, in their own module (`support_module`), and every other module only declares
 # them: optimising and emitting them anew for each function cost about half of a small compile.
-# All but relay_float run only on errors and every 65,536 loop iterations: cold.
+# They run only on errors and every 65,536 loop iterations: cold.
 SUPPORT: dict[str, tuple[ir.FunctionType, str, bool]] = {
     "relay_time_up": (ir.FunctionType(I1, []), "_clock_check", True),
     "relay_memory_over": (ir.FunctionType(I1, [I64]), "_memory_check", True),
     "relay_fail": (ir.FunctionType(ir.VoidType(), [I64, I64, I64, DOUBLE, I64]), "_fail_helper", True),
     "relay_unwind": (ir.FunctionType(ir.VoidType(), [I64, I64]), "_unwind_helper", True),
-    "relay_float": (ir.FunctionType(PTR, [DOUBLE]), "_float_helper", False),
 }
+
+# The budget checks read only fields compiled code never writes (stop, deadline, memory ceiling):
+# callers may treat them as touching no memory they can see (see ModuleBuilder.support).
+BUDGET_CHECKS = frozenset({"relay_time_up", "relay_memory_over"})
 
 
 def support_module(triple: str) -> ir.Module:
@@ -128,8 +152,10 @@ class ModuleBuilder:
         self.fastmath = fastmath
         self.rt = ir.GlobalVariable(self.module, RT_TYPE, "relay_rt")
         self.rt.linkage = "external"
-        self.small_floats = ir.GlobalVariable(self.module, ir.ArrayType(PTR, SMALL_FLOATS), "relay_small_floats")
-        self.small_floats.linkage = "external"
+        tbaa_root = self.module.add_metadata([ir.MetaDataString(self.module, "relay arrays")])
+        self.tbaa = {name: self.module.add_metadata([node, node, I64(0)]) for name, node in (
+            (name, self.module.add_metadata([ir.MetaDataString(self.module, name), tbaa_root, I64(0)]))
+            for name in ("header", "element"))}
         self.functions: dict[Signature, ir.Function] = {}
         for t in group:
             # The first argument is the call depth: a register, not a global to update on every call.
@@ -169,9 +195,22 @@ class ModuleBuilder:
         return self.module
 
     def support(self, name: str) -> ir.Function:
-        """Support function `name`: declared here, defined in the support module."""
+        """Support function `name`: declared here, defined in the support module.
+
+        The budget checks are declared `inaccessiblememonly`: they touch nothing a caller
+        holds, which lets array sizes and buffers stay in registers across a loop's tick
+        check. (relay_fail and relay_unwind write the error record callers read: not them.)
+        """
         fn = self.module.globals.get(name)
-        return fn if fn is not None else self._support_function(name)
+        if fn is None:
+            fn = self._support_function(name)
+            if name in BUDGET_CHECKS:
+                fn.attributes.add("inaccessiblememonly")
+        return fn
+
+    def array_function(self, name: str) -> ir.Function:
+        fn = self.module.globals.get(name)
+        return fn if fn is not None else ir.Function(self.module, ARRAY_FUNCTIONS[name], name)
 
     def _support_function(self, name: str) -> ir.Function:
         fnty, _, cold = SUPPORT[name]
@@ -230,46 +269,6 @@ class ModuleBuilder:
         b.store(b.add(count, I64(1)), count_slot)  # past MAX_FRAMES: counted, not kept
         b.ret_void()
         return fn
-
-    def _float_helper(self) -> ir.Function:
-        """`relay_float(v)`: a new reference to a float object; a shared one for 0..255 (not -0.0)."""
-        fn, b = self._helper("relay_float")
-        value = fn.args[0]
-        in_range = b.and_(b.fcmp_ordered(">=", value, ir.Constant(DOUBLE, 0.0)),
-                          b.fcmp_ordered("<", value, ir.Constant(DOUBLE, SMALL_FLOATS)))
-        k = b.fptosi(b.select(in_range, value, ir.Constant(DOUBLE, 0.0)), I64)  # never converts out of range
-        small = b.and_(b.and_(in_range, b.fcmp_ordered("==", b.sitofp(k, DOUBLE), value)),
-                       b.icmp_signed(">=", b.bitcast(value, I64), I64(0)))  # integral, and not -0.0
-        with b.if_then(small, likely=True):
-            obj = b.load(b.gep(self.small_floats, [I32(0), k]))
-            b.call(self.external("Py_IncRef", ir.VoidType(), [PTR]), [obj])
-            b.ret(obj)
-        b.ret(b.call(self.external("PyFloat_FromDouble", PTR, [DOUBLE]), [value]))
-        return fn
-
-    def _check_floats(self, b: ir.IRBuilder, fn: ir.Function, lst: ir.Value, float_type: ir.Value,
-                      failed: ir.Constant) -> None:
-        n = b.load(b.bitcast(b.gep(lst, [I64(16)]), I64.as_pointer()))
-        items = b.load(b.bitcast(b.gep(lst, [I64(24)]), PTR.as_pointer().as_pointer()))
-        start = b.block
-        head = fn.append_basic_block("check.head")
-        body = fn.append_basic_block("check.body")
-        bad = fn.append_basic_block("check.bad")
-        done = fn.append_basic_block("check.done")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(I64)
-        i.add_incoming(I64(0), start)
-        b.cbranch(b.icmp_signed("<", i, n), body, done)
-        b.position_at_end(body)
-        obj = b.load(b.gep(items, [i]))
-        typ = b.load(b.bitcast(b.gep(obj, [I64(8)]), PTR.as_pointer()))
-        i.add_incoming(b.add(i, I64(1)), body)
-        b.cbranch(b.icmp_unsigned("==", typ, float_type), head, bad)
-        b.position_at_end(bad)
-        b.store(I64(ERR_ARGUMENT_TYPE), self.rt_field(b, "err_code"))
-        b.ret(failed)
-        b.position_at_end(done)
 
     def rt_field(self, b: ir.IRBuilder, name: str) -> ir.Value:
         return b.gep(self.rt, [I32(0), I32(RT_FIELDS.index(name))], inbounds=True)
@@ -368,29 +367,34 @@ class ModuleBuilder:
     def _entry_wrapper(self, t: Typed) -> None:
         """A C-friendly entry point (bools as i8) for the ctypes trampoline.
 
-        It first checks that every array argument holds only floats (a tight
-        loop here costs far less than the same check in Python); if one does
-        not, it reports ERR_ARGUMENT_TYPE and runs nothing, so the caller can
-        hand the call to the interpreter.
+        It first checks that every array argument is of the numbers kind (one load each); if
+        one is not, it reports ERR_ARGUMENT_TYPE and runs nothing, so the caller can hand the
+        call to the interpreter.
         """
         inner = self.functions[t.sig]
         ret = I8 if t.ret in (BOOL, NULL) else LLVM_TYPES[t.ret]
         args = [I8 if p == BOOL else LLVM_TYPES[p] for p in t.sig.params]
         fn = ir.Function(self.module, ir.FunctionType(ret, args), "entry_" + t.sig.symbol)
         b = ir.IRBuilder(fn.append_basic_block())
-        float_type = self.module.globals.get("PyFloat_Type") or ir.GlobalVariable(self.module, I8, "PyFloat_Type")
         for arg, p in zip(fn.args, t.sig.params):
             if p == ARR:
-                self._check_floats(b, fn, arg, float_type, ZERO[t.ret] if t.ret != BOOL else ir.Constant(I8, 0))
+                kind = b.load(b.bitcast(b.gep(arg, [I64(ARRAY_KIND)]), I64.as_pointer()))
+                with b.if_then(b.icmp_signed("!=", kind, I64(NUMBERS_KIND)), likely=False):
+                    b.store(I64(ERR_ARGUMENT_TYPE), self.rt_field(b, "err_code"))
+                    b.ret(self._none(b) if t.ret == ARR else ir.Constant(ret, 0) if ret == I8 else ZERO[t.ret])
         passed = [b.trunc(a, I1) if p == BOOL else a for a, p in zip(fn.args, t.sig.params)]
         depth = b.add(b.load(self.rt_field(b, "depth")), I64(1))
         value = b.call(inner, [depth, *passed])
         if t.ret == ARR:  # after an error the array is NULL, which ctypes must never see: give it None
             with b.if_then(b.icmp_unsigned("==", value, ir.Constant(PTR, None)), likely=False):
-                none = self.module.globals.get("_Py_NoneStruct") or ir.GlobalVariable(self.module, I8, "_Py_NoneStruct")
-                b.call(self.external("Py_IncRef", ir.VoidType(), [PTR]), [none])
-                b.ret(none)
+                b.ret(self._none(b))
         b.ret(b.zext(value, I8) if t.ret == BOOL else value)
+
+    def _none(self, b: ir.IRBuilder) -> ir.Value:
+        """A new reference to None."""
+        none = self.module.globals.get("_Py_NoneStruct") or ir.GlobalVariable(self.module, I8, "_Py_NoneStruct")
+        b.call(self.external("Py_IncRef", ir.VoidType(), [PTR]), [none])
+        return none
 
 
 class FunctionLowerer:
@@ -406,6 +410,9 @@ class FunctionLowerer:
         self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue target, break target)
         self.owned_arrays: list[ir.AllocaInstr] = []  # slots released at the exit: variables and temporaries
         self.res = mb.res
+        self.provable = provable_loops(typed, mb.res)  # type: ignore[arg-type]
+        self.trusted: dict[tuple[Decl, Decl], Callable[[], ir.Value]] = {}  # (array, index var) -> its i64 index
+        self.failing: tuple[ir.Block, list[ir.PhiInstr]] | None = None  # the block every failure jumps to
 
     # ------------------------------------------------------------ structure
 
@@ -475,13 +482,28 @@ class FunctionLowerer:
 
     def fail(self, code: int, node: Node | None, x: ir.Value | None = None, y: ir.Value | None = None,
              at: int = -1) -> None:
-        """Records an error (node None: at the call site, or where `at` says) and leaves the function."""
+        """Records an error (node None: at the call site, or where `at` says) and leaves the function.
+
+        Every failure of a function jumps to one block that calls relay_fail: one call
+        instead of one per check keeps small functions cheap enough for LLVM to inline.
+        """
         b = self.b
-        node_id = I64(at if node is None else self.ordinals[id(node)])
-        b.call(self.mb.support("relay_fail"), [I64(code), I64(self.fn_index), node_id,
-                                              x if x is not None else ir.Constant(DOUBLE, 0.0),
-                                              y if y is not None else I64(0)])
-        b.branch(self.exit)
+        if self.failing is None:
+            here = b.block
+            block = self.fn.append_basic_block("fail")
+            b.position_at_end(block)
+            phis = [b.phi(I64), b.phi(I64), b.phi(DOUBLE), b.phi(I64)]
+            code_phi, node_phi, x_phi, y_phi = phis
+            b.call(self.mb.support("relay_fail"), [code_phi, I64(self.fn_index), node_phi, x_phi, y_phi])
+            b.branch(self.exit)
+            self.failing = (block, phis)
+            b.position_at_end(here)
+        block, phis = self.failing
+        values = (I64(code), I64(at if node is None else self.ordinals[id(node)]),
+                  x if x is not None else ir.Constant(DOUBLE, 0.0), y if y is not None else I64(0))
+        for phi, value in zip(phis, values):
+            phi.add_incoming(value, b.block)
+        b.branch(block)
         b.position_at_end(self.fn.append_basic_block("dead"))
 
     def after_call(self, call: Node) -> None:
@@ -631,9 +653,9 @@ class FunctionLowerer:
         idx, _ = self.expr(target.index)
         if op is None:  # as in the interpreter: the value is computed before the index is checked
             value, _ = self.expr(s.value)
-            k = self.checked_index(arr, idx, target)
+            k = self.index_of(target, arr, idx)
         else:
-            k = self.checked_index(arr, idx, target)
+            k = self.index_of(target, arr, idx)
             current = self.load_item(arr, k)
             rhs, _ = self.expr(s.value)
             value = self.arith(op, current, rhs)
@@ -710,9 +732,54 @@ class FunctionLowerer:
         b = self.b
         start, _ = self.expr(s.start)
         end, _ = self.expr(s.end)
+        proof = self.provable.get(s)
+        if proof is None:
+            self.counted_loop(s, start, end, None)
+            return
+        fast_bb = self.fn.append_basic_block("for.unchecked")
+        checked_bb = self.fn.append_basic_block("for.checked")
+        done_bb = self.fn.append_basic_block("for.done")
+        b.cbranch(self.proven(proof, start, end), fast_bb, checked_bb)
+        for block, unchecked in ((fast_bb, proof), (checked_bb, None)):
+            b.position_at_end(block)
+            self.counted_loop(s, start, end, unchecked)
+            b.branch(done_bb)
+        b.position_at_end(done_bb)
+
+    def proven(self, proof: Provable, start: ir.Value, end: ir.Value) -> ir.Value:
+        """Whether every index of `proof` is whole and in range on every iteration (see bounds.py)."""
+        b = self.b
+        zero = ir.Constant(DOUBLE, 0.0)
+
+        def whole(v: ir.Value) -> ir.Value:
+            return b.and_(b.fcmp_ordered(">=", v, zero), b.fcmp_ordered("==", b.call(self.mb.intrinsic("llvm.floor"), [v]), v))
+
+        ok = whole(start)
+        for arr_decl, index_decl in proof.pairs:
+            n = b.sitofp(self.length(b.load(self.vars[arr_decl])), DOUBLE)
+            if index_decl is proof.loop_var:
+                ok = b.and_(ok, b.fcmp_ordered("<=", end, n))
+            else:
+                v = b.load(self.vars[index_decl])
+                ok = b.and_(ok, b.and_(whole(v), b.fcmp_ordered("<", v, n)))
+        return ok
+
+    def counted_loop(self, s: ForRange, start: ir.Value, end: ir.Value, unchecked: Provable | None) -> None:
+        """The loop; with `unchecked`, its proven indexes skip their checks and count in an i64."""
+        b = self.b
         k = self.entry_alloca(DOUBLE, "k")
         b.store(ir.Constant(DOUBLE, 0.0), k)
         var = self.vars[self.res.bindings[s].decl]  # type: ignore[union-attr]
+        if unchecked is not None:
+            ki = self.entry_alloca(I64, "ki")
+            b.store(I64(0), ki)
+            first = b.fptosi(start, I64)
+            for arr_decl, index_decl in unchecked.pairs:
+                if index_decl is unchecked.loop_var:
+                    self.trusted[arr_decl, index_decl] = lambda: b.add(first, b.load(ki))
+                else:
+                    slot = self.vars[index_decl]
+                    self.trusted[arr_decl, index_decl] = lambda slot=slot: b.fptosi(b.load(slot), I64)  # type: ignore[misc]
 
         def head() -> ir.Value:
             value = b.fadd(start, b.load(k))  # i = start + k while start + k < end
@@ -721,16 +788,18 @@ class FunctionLowerer:
 
         def step() -> None:
             b.store(b.fadd(b.load(k), ir.Constant(DOUBLE, 1.0)), k)
+            if unchecked is not None:
+                b.store(b.add(b.load(ki), I64(1)), ki)
 
         self.loop("for", s, head, lambda: self.block(s.body), step)
+        self.trusted.clear()
 
     def for_each(self, s: ForEach) -> None:
         """The loop holds a reference to the list it walks until it ends, however it ends."""
         b = self.b
         arr, owner = self.expr(s.iterable)
         if self.t.writes_arrays.get(s, True):  # iterate a snapshot, as the interpreter does
-            snapshot = b.call(self.mb.external("PyList_GetSlice", PTR, [PTR, I64, I64]),
-                              [arr, I64(0), self.length(arr)])
+            snapshot = b.call(self.mb.array_function("relay_array_copy"), [arr])
             self.release(arr, owner)
             arr, owner = snapshot, self.own(snapshot)
             self.check_alloc(snapshot, s)
@@ -761,37 +830,39 @@ class FunctionLowerer:
         b = self.b
         return b.bitcast(b.gep(obj, [I64(offset)], inbounds=True), typ.as_pointer())
 
-    def length(self, arr: ir.Value) -> ir.Value:
-        return self.b.load(self.field_ptr(arr, 16, I64))
+    def header(self, arr: ir.Value, offset: int, typ: ir.Type) -> ir.Value:
+        value = self.b.load(self.field_ptr(arr, offset, typ))
+        value.set_metadata("tbaa", self.mb.tbaa["header"])
+        return value
 
-    def items(self, arr: ir.Value) -> ir.Value:
-        return self.b.load(self.field_ptr(arr, 24, PTR.as_pointer()))
+    def length(self, arr: ir.Value) -> ir.Value:
+        return self.header(arr, ARRAY_SIZE, I64)
+
+    def element(self, arr: ir.Value, k: ir.Value) -> ir.Value:
+        """The address of element k (already checked) of a numbers array."""
+        return self.b.gep(self.header(arr, ARRAY_ITEMS, DOUBLE.as_pointer()), [k], inbounds=True)
 
     def load_item(self, arr: ir.Value, k: ir.Value) -> ir.Value:
-        b = self.b
-        obj = b.load(b.gep(self.items(arr), [k], inbounds=True))
-        return b.load(self.field_ptr(obj, 16, DOUBLE))
+        value = self.b.load(self.element(arr, k))
+        value.set_metadata("tbaa", self.mb.tbaa["element"])
+        return value
 
     def store_item(self, arr: ir.Value, k: ir.Value, value: ir.Value) -> None:
-        """a[k] = value: overwrite the float in place when only this list holds it."""
-        b = self.b
-        slot = b.gep(self.items(arr), [k], inbounds=True)
-        old = b.load(slot)
-        unique = b.icmp_signed("==", b.load(self.field_ptr(old, 0, I64)), I64(1))
-        with b.if_else(unique, likely=True) as (then, otherwise):
-            with then:
-                b.store(value, self.field_ptr(old, 16, DOUBLE))
-            with otherwise:
-                new = self.new_float(value)
-                b.store(new, slot)
-                self.decref(old)
-
-    def new_float(self, value: ir.Value) -> ir.Value:
-        return self.b.call(self.mb.support("relay_float"), [value])
+        store = self.b.store(value, self.element(arr, k))
+        store.set_metadata("tbaa", self.mb.tbaa["element"])
 
     def check_alloc(self, obj: ir.Value, node: Node) -> None:
         with self.b.if_then(self.b.icmp_unsigned("==", obj, ir.Constant(PTR, None)), likely=False):
             self.fail(ERR_MEMORY, node)
+
+    def index_of(self, e: Index, arr: ir.Value, idx: ir.Value) -> ir.Value:
+        """The i64 index of e: unchecked where the loop proved it (see bounds.py), else checked."""
+        key = (self.declared(e.obj), self.declared(e.index))
+        proven = self.trusted.get(key) if None not in key else None  # type: ignore[arg-type]
+        return proven() if proven is not None else self.checked_index(arr, idx, e)
+
+    def declared(self, e: Expr) -> Decl | None:
+        return getattr(self.res.bindings.get(e), "decl", None) if type(e) is Name else None  # type: ignore[union-attr]
 
     def checked_index(self, arr: ir.Value, idx: ir.Value, node: Node) -> ir.Value:
         """The i64 index, after the interpreter's checks: integral and 0 <= i < len."""
@@ -811,21 +882,21 @@ class FunctionLowerer:
         b.position_at_end(ok_bb)
         return k
 
+    def allocate(self, n: ir.Value, node: Node) -> tuple[ir.Value, Owner]:
+        """A new numbers array of n zeros, owned by a frame slot."""
+        arr = self.b.call(self.mb.array_function("relay_array_new"), [n])
+        owner = self.own(arr)
+        self.check_alloc(arr, node)
+        return arr, owner
+
     def new_array(self, values: list[ir.Value], node: Node) -> tuple[ir.Value, Owner]:
-        b = self.b
-        lst = b.call(self.mb.external("PyList_New", PTR, [I64]), [I64(len(values))])
-        owner = self.own(lst)
-        self.check_alloc(lst, node)
-        if values:
-            items = self.items(lst)
-            for k, v in enumerate(values):
-                obj = self.new_float(v)
-                self.check_alloc(obj, node)
-                b.store(obj, b.gep(items, [I64(k)], inbounds=True))
-        return lst, owner
+        arr, owner = self.allocate(I64(len(values)), node)
+        for k, v in enumerate(values):
+            self.store_item(arr, I64(k), v)
+        return arr, owner
 
     def filled_array(self, count: ir.Value, fill: ir.Value, node: Node) -> tuple[ir.Value, Owner]:
-        """array(n, v): one float object shared by every slot, as Python does with [v] * n."""
+        """array(n, v)."""
         b = self.b
         ok = b.and_(b.and_(b.fcmp_ordered(">=", count, ir.Constant(DOUBLE, 0.0)),
                            b.fcmp_ordered("<", count, ir.Constant(DOUBLE, float("inf")))),  # inf is not whole
@@ -839,12 +910,7 @@ class FunctionLowerer:
         with b.if_then(b.icmp_signed(">", size, I64(BIG_ALLOCATION)), likely=False):
             with b.if_then(b.call(self.mb.support("relay_memory_over"), [size]), likely=False):
                 self.fail(ERR_MEMORY_LIMIT, node)
-        lst = b.call(self.mb.external("PyList_New", PTR, [I64]), [n])
-        owner = self.own(lst)
-        self.check_alloc(lst, node)
-        obj = self.new_float(fill)
-        self.check_alloc(obj, node)
-        items = self.items(lst)
+        arr, owner = self.allocate(n, node)
         i = self.entry_alloca(I64, "fill")
         b.store(I64(0), i)
         head = self.fn.append_basic_block("fill.head")
@@ -854,22 +920,15 @@ class FunctionLowerer:
         b.position_at_end(head)
         b.cbranch(b.icmp_signed("<", b.load(i), n), body, end)
         b.position_at_end(body)
-        b.store(obj, b.gep(items, [b.load(i)], inbounds=True))
+        self.store_item(arr, b.load(i), fill)
         b.store(b.add(b.load(i), I64(1)), i)
         b.branch(head)
         b.position_at_end(end)
-        refcnt = self.field_ptr(obj, 0, I64)
-        b.store(b.add(b.load(refcnt), b.sub(n, I64(1))), refcnt)  # n references, one was there
-        with b.if_then(b.icmp_signed("==", n, I64(0))):
-            self.decref(obj)
-        return lst, owner
+        return arr, owner
 
     def push(self, arr: ir.Value, value: ir.Value, node: Node) -> ir.Value:
         b = self.b
-        obj = self.new_float(value)
-        self.check_alloc(obj, node)
-        status = b.call(self.mb.external("PyList_Append", I32, [PTR, PTR]), [arr, obj])
-        self.decref(obj)
+        status = b.call(self.mb.array_function("relay_array_push"), [arr, value])
         with b.if_then(b.icmp_signed("!=", status, I32(0)), likely=False):
             self.fail(ERR_MEMORY, node)
         return b.sitofp(self.length(arr), DOUBLE)
@@ -896,7 +955,7 @@ class FunctionLowerer:
         if t is Index:
             arr, owner = self.expr(e.obj)  # type: ignore[attr-defined]
             idx, _ = self.expr(e.index)  # type: ignore[attr-defined]
-            value = self.load_item(arr, self.checked_index(arr, idx, e))
+            value = self.load_item(arr, self.index_of(e, arr, idx))  # type: ignore[arg-type]
             self.release(arr, owner)
             return value, None
         if t is ArrayLit:

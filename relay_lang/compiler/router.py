@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._array import Array, holds_numbers
 from ..budget import Limits
 from ..errors import RelayError
 from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Let, Name, Program, While, walk
@@ -83,12 +84,12 @@ def value_type(v: object) -> str | None:
         return NUM
     if t is bool:
         return BOOL
-    if t is list and all(type(x) is float for x in v):  # type: ignore[attr-defined]
+    if holds_numbers(v):
         return ARR
     return None
 
 
-SHALLOW = {NUM: lambda v: type(v) is float, BOOL: lambda v: type(v) is bool, ARR: lambda v: type(v) is list}
+SHALLOW = {NUM: lambda v: type(v) is float, BOOL: lambda v: type(v) is bool, ARR: lambda v: type(v) is Array}
 
 
 class Router:

@@ -1,0 +1,741 @@
+/* Relay arrays: one object type, two element kinds (V8's "elements kinds").
+ *
+ *   NUMBERS  a flat buffer of doubles: compiled code reads and writes it in place
+ *   VALUES   a buffer of object references: any Relay value
+ *
+ * Every array starts as NUMBERS and moves to VALUES, once and in place, the
+ * first time it receives something that is not a float (the object keeps its
+ * identity, so every alias sees the change). The interpreter and compiled code
+ * share the same object: no copies cross the tiers.
+ *
+ * The layout is read by compiled code (compiler/lower.py: ARRAY_SIZE, ARRAY_ITEMS,
+ * ARRAY_KIND); `layout()` reports the offsets so the engine can check them.
+ *
+ * Indexing takes Relay's keys (a float holding a whole number in range) and,
+ * for Python code, ints (negative ones count from the end) and slices. Any
+ * other key goes to the index-error hook that ops.py installs, which raises
+ * the Relay error both tiers report.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <string.h>
+
+enum { NUMBERS = 0, VALUES = 1 };
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t size;
+    void *items;          /* double * (NUMBERS) or PyObject ** (VALUES); NULL when capacity is 0 */
+    Py_ssize_t kind;
+    Py_ssize_t capacity;
+} ArrayObject;
+
+static PyTypeObject ArrayType;
+static PyTypeObject ArrayIterType;
+static PyObject *index_error_hook;  /* hook(array, key): raises the Relay error for a bad key */
+
+#define NUMS(a) ((double *)(a)->items)
+#define OBJS(a) ((PyObject **)(a)->items)
+#define IS_ARRAY(o) Py_IS_TYPE((o), &ArrayType)
+
+/* ------------------------------------------------------------------ storage */
+
+static ArrayObject *
+array_alloc(Py_ssize_t capacity)
+{
+    if (capacity > PY_SSIZE_T_MAX / 8) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    ArrayObject *a = PyObject_GC_New(ArrayObject, &ArrayType);
+    if (a == NULL)
+        return NULL;
+    a->size = 0;
+    a->kind = NUMBERS;
+    a->capacity = capacity;
+    a->items = NULL;
+    if (capacity > 0) {
+        a->items = PyMem_Malloc((size_t)capacity * 8);
+        if (a->items == NULL) {
+            a->capacity = 0;
+            Py_DECREF(a);
+            PyErr_NoMemory();
+            return NULL;
+        }
+    }
+    PyObject_GC_Track(a);
+    return a;
+}
+
+static int
+reserve(ArrayObject *a, Py_ssize_t needed)
+{
+    if (needed <= a->capacity)
+        return 0;
+    Py_ssize_t capacity = needed + (needed >> 3) + (needed < 9 ? 3 : 6);  /* list's growth pattern */
+    if (needed > PY_SSIZE_T_MAX / 16) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    void *items = PyMem_Realloc(a->items, (size_t)capacity * 8);
+    if (items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    a->items = items;
+    a->capacity = capacity;
+    return 0;
+}
+
+/* NUMBERS -> VALUES, in place; on failure the array is unchanged. */
+static int
+to_values(ArrayObject *a)
+{
+    PyObject **objs = PyMem_Malloc((size_t)(a->capacity > 0 ? a->capacity : 1) * 8);
+    if (objs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < a->size; i++) {
+        objs[i] = PyFloat_FromDouble(NUMS(a)[i]);
+        if (objs[i] == NULL) {
+            while (--i >= 0)
+                Py_DECREF(objs[i]);
+            PyMem_Free(objs);
+            return -1;
+        }
+    }
+    PyMem_Free(a->items);
+    a->items = objs;
+    a->kind = VALUES;
+    if (a->capacity == 0)
+        a->capacity = 1;
+    return 0;
+}
+
+static PyObject *
+item(ArrayObject *a, Py_ssize_t i)
+{
+    if (a->kind == NUMBERS)
+        return PyFloat_FromDouble(NUMS(a)[i]);
+    return Py_NewRef(OBJS(a)[i]);
+}
+
+static int
+store(ArrayObject *a, Py_ssize_t i, PyObject *v)
+{
+    if (a->kind == NUMBERS) {
+        if (PyFloat_CheckExact(v)) {
+            NUMS(a)[i] = PyFloat_AS_DOUBLE(v);
+            return 0;
+        }
+        if (to_values(a) < 0)
+            return -1;
+    }
+    Py_SETREF(OBJS(a)[i], Py_NewRef(v));
+    return 0;
+}
+
+static int
+append(ArrayObject *a, PyObject *v)
+{
+    if (reserve(a, a->size + 1) < 0)
+        return -1;
+    if (a->kind == NUMBERS) {
+        if (PyFloat_CheckExact(v)) {
+            NUMS(a)[a->size++] = PyFloat_AS_DOUBLE(v);
+            return 0;
+        }
+        if (to_values(a) < 0)
+            return -1;
+    }
+    OBJS(a)[a->size++] = Py_NewRef(v);
+    return 0;
+}
+
+static ArrayObject *
+from_items(PyObject *const *items, Py_ssize_t n)
+{
+    ArrayObject *a = array_alloc(n);
+    if (a == NULL)
+        return NULL;
+    Py_ssize_t i = 0;
+    while (i < n && PyFloat_CheckExact(items[i]))
+        i++;
+    if (i == n) {
+        for (i = 0; i < n; i++)
+            NUMS(a)[i] = PyFloat_AS_DOUBLE(items[i]);
+    } else {
+        a->kind = VALUES;
+        for (i = 0; i < n; i++)
+            OBJS(a)[i] = Py_NewRef(items[i]);
+    }
+    a->size = n;
+    return a;
+}
+
+static ArrayObject *
+from_iterable(PyObject *iterable)
+{
+    if (IS_ARRAY(iterable)) {
+        ArrayObject *src = (ArrayObject *)iterable;
+        ArrayObject *a = array_alloc(src->size);
+        if (a == NULL)
+            return NULL;
+        if (src->size > 0)
+            memcpy(a->items, src->items, (size_t)src->size * 8);
+        a->kind = src->kind;
+        a->size = src->size;
+        if (a->kind == VALUES)
+            for (Py_ssize_t i = 0; i < a->size; i++)
+                Py_INCREF(OBJS(a)[i]);
+        return a;
+    }
+    PyObject *seq = PySequence_Fast(iterable, "Array() takes an iterable");
+    if (seq == NULL)
+        return NULL;
+    ArrayObject *a = from_items(PySequence_Fast_ITEMS(seq), PySequence_Fast_GET_SIZE(seq));
+    Py_DECREF(seq);
+    return a;
+}
+
+/* ------------------------------------------------------------------ keys */
+
+/* The position a key names: 0 <= i < size, or -1 with an exception set. */
+static Py_ssize_t
+position(ArrayObject *a, PyObject *key)
+{
+    if (PyFloat_CheckExact(key)) {
+        double k = PyFloat_AS_DOUBLE(key);
+        if (k >= 0.0 && k < (double)a->size && k == (double)(Py_ssize_t)k)
+            return (Py_ssize_t)k;
+    } else if (PyLong_CheckExact(key)) {  /* Python's own use; never a Relay value (bools are not exact ints) */
+        Py_ssize_t i = PyLong_AsSsize_t(key);
+        if (i == -1 && PyErr_Occurred())
+            return -1;
+        if (i < 0)
+            i += a->size;
+        if (i >= 0 && i < a->size)
+            return i;
+        PyErr_SetString(PyExc_IndexError, "Array index out of range");
+        return -1;
+    }
+    if (index_error_hook == NULL) {
+        PyErr_SetString(PyExc_IndexError, "bad Array index");
+        return -1;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(index_error_hook, (PyObject *)a, key, NULL);
+    if (r != NULL) {  /* the hook must raise */
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_SystemError, "the Array index-error hook returned");
+    }
+    return -1;
+}
+
+static ArrayObject *
+array_slice(ArrayObject *a, PyObject *key)
+{
+    Py_ssize_t start, stop, step;
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0)
+        return NULL;
+    Py_ssize_t n = PySlice_AdjustIndices(a->size, &start, &stop, step);
+    ArrayObject *r = array_alloc(n);
+    if (r == NULL)
+        return NULL;
+    r->kind = a->kind;
+    for (Py_ssize_t i = 0, k = start; i < n; i++, k += step) {
+        if (a->kind == NUMBERS)
+            NUMS(r)[i] = NUMS(a)[k];
+        else
+            OBJS(r)[i] = Py_NewRef(OBJS(a)[k]);
+    }
+    r->size = n;
+    return r;
+}
+
+static PyObject *
+array_subscript(ArrayObject *a, PyObject *key)
+{
+    if (PyFloat_CheckExact(key) && a->kind == NUMBERS) {  /* the hot path */
+        double k = PyFloat_AS_DOUBLE(key);
+        if (k >= 0.0 && k < (double)a->size && k == (double)(Py_ssize_t)k)
+            return PyFloat_FromDouble(NUMS(a)[(Py_ssize_t)k]);
+    }
+    if (PySlice_Check(key))
+        return (PyObject *)array_slice(a, key);
+    Py_ssize_t i = position(a, key);
+    return i < 0 ? NULL : item(a, i);
+}
+
+static int
+array_ass_subscript(ArrayObject *a, PyObject *key, PyObject *value)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "Relay arrays do not delete elements");
+        return -1;
+    }
+    Py_ssize_t i = position(a, key);
+    return i < 0 ? -1 : store(a, i, value);
+}
+
+static Py_ssize_t
+array_length(ArrayObject *a)
+{
+    return a->size;
+}
+
+static PyObject *
+array_item(ArrayObject *a, Py_ssize_t i)
+{
+    if (i < 0 || i >= a->size) {
+        PyErr_SetString(PyExc_IndexError, "Array index out of range");
+        return NULL;
+    }
+    return item(a, i);
+}
+
+/* ------------------------------------------------------------------ lifetime */
+
+static int
+array_traverse(ArrayObject *a, visitproc visit, void *arg)
+{
+    if (a->kind == VALUES)
+        for (Py_ssize_t i = 0; i < a->size; i++)
+            Py_VISIT(OBJS(a)[i]);
+    return 0;
+}
+
+static int
+array_clear(ArrayObject *a)
+{
+    if (a->kind == VALUES) {
+        Py_ssize_t n = a->size;
+        PyObject **objs = OBJS(a);
+        a->size = 0;  /* nothing can reach the references while they go */
+        for (Py_ssize_t i = 0; i < n; i++)
+            Py_XDECREF(objs[i]);
+    }
+    a->size = 0;
+    return 0;
+}
+
+static void
+array_dealloc(ArrayObject *a)
+{
+    PyObject_GC_UnTrack(a);
+    Py_TRASHCAN_BEGIN(a, array_dealloc)  /* arrays nested a million deep free without deep C recursion */
+    array_clear(a);
+    PyMem_Free(a->items);
+    Py_TYPE(a)->tp_free((PyObject *)a);
+    Py_TRASHCAN_END
+}
+
+/* ------------------------------------------------------------------ Python API */
+
+static PyObject *
+array_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        PyErr_SetString(PyExc_TypeError, "Array() takes no keyword arguments");
+        return NULL;
+    }
+    if (n > 1) {
+        PyErr_SetString(PyExc_TypeError, "Array() takes at most one argument");
+        return NULL;
+    }
+    return n == 0 ? (PyObject *)array_alloc(0) : (PyObject *)from_iterable(args[0]);
+}
+
+static PyObject *
+array_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *iterable = NULL;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) > 0) {
+        PyErr_SetString(PyExc_TypeError, "Array() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "Array", 0, 1, &iterable))
+        return NULL;
+    return iterable == NULL ? (PyObject *)array_alloc(0) : (PyObject *)from_iterable(iterable);
+}
+
+static PyObject *
+array_append(ArrayObject *a, PyObject *v)
+{
+    if (append(a, v) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+array_push(ArrayObject *a, PyObject *v)
+{
+    if (append(a, v) < 0)
+        return NULL;
+    return PyFloat_FromDouble((double)a->size);
+}
+
+static PyObject *
+array_pop(ArrayObject *a, PyObject *Py_UNUSED(ignored))
+{
+    if (a->size == 0) {
+        PyErr_SetString(PyExc_IndexError, "pop from an empty Array");
+        return NULL;
+    }
+    a->size--;
+    if (a->kind == NUMBERS)
+        return PyFloat_FromDouble(NUMS(a)[a->size]);
+    return OBJS(a)[a->size];  /* the array's reference moves to the caller */
+}
+
+static PyObject *
+array_copy(ArrayObject *a, PyObject *Py_UNUSED(ignored))
+{
+    return (PyObject *)from_iterable((PyObject *)a);
+}
+
+static PyObject *
+array_tolist(ArrayObject *a, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(a->size);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < a->size; i++) {
+        PyObject *v = item(a, i);
+        if (v == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, v);
+    }
+    return list;
+}
+
+static PyObject *
+array_reduce(ArrayObject *a, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = array_tolist(a, NULL);
+    return list == NULL ? NULL : Py_BuildValue("O(N)", (PyObject *)&ArrayType, list);
+}
+
+static PyObject *
+array_sizeof(ArrayObject *a, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSsize_t((Py_ssize_t)sizeof(ArrayObject) + a->capacity * 8);
+}
+
+static PyObject *
+array_repr(ArrayObject *a)
+{
+    int seen = Py_ReprEnter((PyObject *)a);
+    if (seen != 0)
+        return seen > 0 ? PyUnicode_FromString("Array(...)") : NULL;
+    PyObject *list = array_tolist(a, NULL);
+    PyObject *r = list == NULL ? NULL : PyUnicode_FromFormat("Array(%R)", list);
+    Py_XDECREF(list);
+    Py_ReprLeave((PyObject *)a);
+    return r;
+}
+
+static PyObject *
+array_richcompare(PyObject *self, PyObject *other, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || !(IS_ARRAY(other) || PyList_Check(other)))
+        Py_RETURN_NOTIMPLEMENTED;
+    ArrayObject *a = (ArrayObject *)self;
+    if (a->size != PyObject_Length(other))
+        return PyBool_FromLong(op == Py_NE);
+    for (Py_ssize_t i = 0; i < a->size; i++) {
+        PyObject *x = item(a, i);
+        PyObject *y = x == NULL ? NULL : PySequence_GetItem(other, i);
+        int same = y == NULL ? -1 : PyObject_RichCompareBool(x, y, Py_EQ);
+        Py_XDECREF(x);
+        Py_XDECREF(y);
+        if (same < 0)
+            return NULL;
+        if (!same)
+            return PyBool_FromLong(op == Py_NE);
+        if (a->size != PyObject_Length(other))  /* a comparison changed the other sequence */
+            return PyBool_FromLong(op == Py_NE);
+    }
+    return PyBool_FromLong(op == Py_EQ);
+}
+
+static PyObject *
+array_get_kind(ArrayObject *a, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(a->kind == NUMBERS ? "numbers" : "values");
+}
+
+/* ------------------------------------------------------------------ iteration */
+
+typedef struct {
+    PyObject_HEAD
+    ArrayObject *array;   /* NULL once exhausted */
+    Py_ssize_t next;
+} ArrayIterObject;
+
+static PyObject *
+array_iter(ArrayObject *a)
+{
+    ArrayIterObject *it = PyObject_GC_New(ArrayIterObject, &ArrayIterType);
+    if (it == NULL)
+        return NULL;
+    it->array = (ArrayObject *)Py_NewRef(a);
+    it->next = 0;
+    PyObject_GC_Track(it);
+    return (PyObject *)it;
+}
+
+static PyObject *
+iter_next(ArrayIterObject *it)
+{
+    ArrayObject *a = it->array;
+    if (a == NULL)
+        return NULL;
+    if (it->next < a->size)
+        return item(a, it->next++);
+    it->array = NULL;
+    Py_DECREF(a);
+    return NULL;
+}
+
+static int
+iter_traverse(ArrayIterObject *it, visitproc visit, void *arg)
+{
+    Py_VISIT(it->array);
+    return 0;
+}
+
+static void
+iter_dealloc(ArrayIterObject *it)
+{
+    PyObject_GC_UnTrack(it);
+    Py_XDECREF(it->array);
+    PyObject_GC_Del(it);
+}
+
+static PyTypeObject ArrayIterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "relay_lang._array.ArrayIterator",
+    .tp_basicsize = sizeof(ArrayIterObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_dealloc = (destructor)iter_dealloc,
+    .tp_traverse = (traverseproc)iter_traverse,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)iter_next,
+};
+
+/* ------------------------------------------------------------------ the type */
+
+static PyMethodDef array_methods[] = {
+    {"append", (PyCFunction)array_append, METH_O, "Adds v at the end (as list.append)."},
+    {"push", (PyCFunction)array_push, METH_O, "Adds v at the end; returns the new length as a float (Relay's push)."},
+    {"pop", (PyCFunction)array_pop, METH_NOARGS, "Removes and returns the last element."},
+    {"copy", (PyCFunction)array_copy, METH_NOARGS, "A shallow copy, of the same kind."},
+    {"tolist", (PyCFunction)array_tolist, METH_NOARGS, "The elements as a Python list."},
+    {"__reduce__", (PyCFunction)array_reduce, METH_NOARGS, NULL},
+    {"__sizeof__", (PyCFunction)array_sizeof, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef array_getset[] = {
+    {"kind", (getter)array_get_kind, NULL, "'numbers' (a flat buffer of doubles) or 'values'.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods array_as_sequence = {
+    .sq_length = (lenfunc)array_length,
+    .sq_item = (ssizeargfunc)array_item,
+};
+
+static PyMappingMethods array_as_mapping = {
+    .mp_length = (lenfunc)array_length,
+    .mp_subscript = (binaryfunc)array_subscript,
+    .mp_ass_subscript = (objobjargproc)array_ass_subscript,
+};
+
+static PyTypeObject ArrayType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "relay_lang._array.Array",
+    .tp_doc = "A Relay array: a flat buffer of doubles while it holds only numbers, then any values.",
+    .tp_basicsize = sizeof(ArrayObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = array_new,
+    .tp_vectorcall = array_vectorcall,
+    .tp_dealloc = (destructor)array_dealloc,
+    .tp_traverse = (traverseproc)array_traverse,
+    .tp_clear = (inquiry)array_clear,
+    .tp_repr = (reprfunc)array_repr,
+    .tp_hash = PyObject_HashNotImplemented,
+    .tp_richcompare = array_richcompare,
+    .tp_iter = (getiterfunc)array_iter,
+    .tp_as_sequence = &array_as_sequence,
+    .tp_as_mapping = &array_as_mapping,
+    .tp_methods = array_methods,
+    .tp_getset = array_getset,
+};
+
+/* ------------------------------------------------------------------ for compiled code
+ * Called with the GIL held (compiled code runs under ctypes.PYFUNCTYPE). They never leave
+ * a Python exception set: compiled code reports a failure as its own memory error. */
+
+/* A NUMBERS array of n zeros, or NULL. */
+static ArrayObject *
+relay_array_new(Py_ssize_t n)
+{
+    ArrayObject *a = array_alloc(n);
+    if (a == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (n > 0)
+        memset(a->items, 0, (size_t)n * 8);
+    a->size = n;
+    return a;
+}
+
+/* Appends v to a NUMBERS array: 0, or -1 when memory runs out. */
+static int
+relay_array_push(ArrayObject *a, double v)
+{
+    if (reserve(a, a->size + 1) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    NUMS(a)[a->size++] = v;
+    return 0;
+}
+
+/* A copy of a NUMBERS array, or NULL. */
+static ArrayObject *
+relay_array_copy(ArrayObject *a)
+{
+    ArrayObject *r = from_iterable((PyObject *)a);
+    if (r == NULL)
+        PyErr_Clear();
+    return r;
+}
+
+/* ------------------------------------------------------------------ module */
+
+static PyObject *
+mod_pack(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    return (PyObject *)from_items(args, nargs);
+}
+
+static PyObject *
+mod_filled(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "filled(n, value) takes two arguments");
+        return NULL;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(args[0]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "filled: n must be >= 0");
+        return NULL;
+    }
+    ArrayObject *a = array_alloc(n);
+    if (a == NULL)
+        return NULL;
+    PyObject *v = args[1];
+    if (PyFloat_CheckExact(v)) {
+        double x = PyFloat_AS_DOUBLE(v);
+        for (Py_ssize_t i = 0; i < n; i++)
+            NUMS(a)[i] = x;
+    } else {
+        a->kind = VALUES;
+        for (Py_ssize_t i = 0; i < n; i++)
+            OBJS(a)[i] = Py_NewRef(v);
+    }
+    a->size = n;
+    return (PyObject *)a;
+}
+
+static PyObject *
+mod_all_numbers(PyObject *Py_UNUSED(module), PyObject *a)
+{
+    if (!IS_ARRAY(a))
+        Py_RETURN_FALSE;
+    ArrayObject *arr = (ArrayObject *)a;
+    if (arr->kind == NUMBERS)
+        Py_RETURN_TRUE;
+    for (Py_ssize_t i = 0; i < arr->size; i++)
+        if (!PyFloat_CheckExact(OBJS(arr)[i]))
+            Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+mod_holds_numbers(PyObject *Py_UNUSED(module), PyObject *a)
+{
+    return PyBool_FromLong(IS_ARRAY(a) && ((ArrayObject *)a)->kind == NUMBERS);
+}
+
+static PyObject *
+mod_set_index_error(PyObject *Py_UNUSED(module), PyObject *hook)
+{
+    Py_XSETREF(index_error_hook, Py_NewRef(hook));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+mod_addresses(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{s:N,s:N,s:N}",
+                         "relay_array_new", PyLong_FromVoidPtr((void *)relay_array_new),
+                         "relay_array_push", PyLong_FromVoidPtr((void *)relay_array_push),
+                         "relay_array_copy", PyLong_FromVoidPtr((void *)relay_array_copy));
+}
+
+static PyObject *
+mod_layout(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{s:n,s:n,s:n,s:n}",
+                         "size", (Py_ssize_t)offsetof(ArrayObject, size),
+                         "items", (Py_ssize_t)offsetof(ArrayObject, items),
+                         "kind", (Py_ssize_t)offsetof(ArrayObject, kind),
+                         "numbers", (Py_ssize_t)NUMBERS);
+}
+
+static PyMethodDef module_methods[] = {
+    {"pack", (PyCFunction)(void (*)(void))mod_pack, METH_FASTCALL, "pack(*items): an Array of the items."},
+    {"filled", (PyCFunction)(void (*)(void))mod_filled, METH_FASTCALL, "filled(n, v): an Array of n times v."},
+    {"all_numbers", (PyCFunction)mod_all_numbers, METH_O, "Whether a is an Array holding only floats."},
+    {"holds_numbers", (PyCFunction)mod_holds_numbers, METH_O,
+     "Whether a is an Array of the numbers kind (what compiled code takes)."},
+    {"set_index_error", (PyCFunction)mod_set_index_error, METH_O,
+     "Installs hook(array, key), which raises the error for a key that names no element."},
+    {"addresses", (PyCFunction)mod_addresses, METH_NOARGS, "The C functions compiled code calls, by name."},
+    {"layout", (PyCFunction)mod_layout, METH_NOARGS, "Byte offsets of the fields compiled code reads."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef array_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "relay_lang._array",
+    .m_doc = "Relay arrays: flat doubles while they hold only numbers, shared by both tiers.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__array(void)
+{
+    if (PyType_Ready(&ArrayType) < 0 || PyType_Ready(&ArrayIterType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&array_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Array", (PyObject *)&ArrayType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
