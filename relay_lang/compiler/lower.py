@@ -155,7 +155,7 @@ class ModuleBuilder:
         tbaa_root = self.module.add_metadata([ir.MetaDataString(self.module, "relay arrays")])
         self.tbaa = {name: self.module.add_metadata([node, node, I64(0)]) for name, node in (
             (name, self.module.add_metadata([ir.MetaDataString(self.module, name), tbaa_root, I64(0)]))
-            for name in ("header", "element"))}
+            for name in ("header", "element", "runtime"))}
         self.functions: dict[Signature, ir.Function] = {}
         for t in group:
             # The first argument is the call depth: a register, not a global to update on every call.
@@ -459,16 +459,21 @@ class FunctionLowerer:
 
     def prologue(self) -> None:
         b = self.b
-        too_deep = b.icmp_signed(">", self.depth, b.load(self.mb.rt_field(b, "max_depth")))
+        too_deep = b.icmp_signed(">", self.depth, self.rt_load("max_depth"))
         with b.if_then(too_deep, likely=False):
             self.fail(ERR_DEPTH, None)
-        stack_full = b.icmp_unsigned("<", b.ptrtoint(self.frame_mark, I64), b.load(self.mb.rt_field(b, "stack_limit")))
+        stack_full = b.icmp_unsigned("<", b.ptrtoint(self.frame_mark, I64), self.rt_load("stack_limit"))
         with b.if_then(stack_full, likely=False):
             self.fail(ERR_STACK, None, y=self.depth)
-        ticks = self.mb.rt_field(b, "ticks")
-        n = b.add(b.load(ticks), I64(1))
-        b.store(n, ticks)
+        n = b.add(self.rt_load("ticks"), I64(1))
+        b.store(n, self.mb.rt_field(b, "ticks")).set_metadata("tbaa", self.mb.tbaa["runtime"])
         self.tick_check(n, self.t.sig.fn)
+
+    def rt_load(self, name: str) -> ir.Value:
+        """A field of the runtime state; its TBAA tag tells LLVM array elements never overlap it."""
+        value = self.b.load(self.mb.rt_field(self.b, name))
+        value.set_metadata("tbaa", self.mb.tbaa["runtime"])
+        return value
 
     def tick_check(self, counter: ir.Value, node: Node) -> None:
         b = self.b
@@ -509,7 +514,7 @@ class FunctionLowerer:
     def after_call(self, call: Node) -> None:
         """Propagates an error raised by a callee, recording this call site."""
         b = self.b
-        code = b.load(self.mb.rt_field(b, "err_code"))
+        code = self.rt_load("err_code")
         with b.if_then(b.icmp_unsigned("!=", code, I64(0)), likely=False):
             b.call(self.mb.support("relay_unwind"), [I64(self.fn_index), I64(self.ordinals[id(call)])])
             b.branch(self.exit)
