@@ -6,6 +6,8 @@ implementations, bound to an interpreter, are in `builtins`.
 
 from __future__ import annotations
 
+from .values import format_number
+
 MATH1 = ("abs", "sqrt", "sin", "cos", "tan", "atan", "exp", "log", "floor", "ceil", "round")  # number -> number
 MATH2 = ("atan2", "pow")  # (number, number) -> number
 
@@ -23,8 +25,8 @@ BUILTIN_NAMES = frozenset(ARITY)
 MAX_ARRAY = 50_000_000  # elements made at once by array(n, v) or a range: the memory budget
 
 
-def array_budget_message(size: int) -> str:
-    return f"array: size {size} is over the memory budget of {MAX_ARRAY} elements"
+def array_budget_message(size: float) -> str:
+    return f"array: size {format_number(size)} is over the memory budget of {MAX_ARRAY} elements"
 
 
 def too_deep_message(max_depth: int) -> str:

@@ -109,7 +109,7 @@ def b_del(m: object, k: object) -> object:
 def b_array(n: object, fill: object = None) -> Array:
     size = _count("array", n, "size")
     if size > MAX_ARRAY:
-        raise RelayError(array_budget_message(size))
+        raise RelayError(array_budget_message(float(size)))
     reserve(8 * size)
     return filled(size, fill)
 

@@ -12,8 +12,8 @@ import pickle
 import sys
 
 import pytest
-from conftest import both, run_relay
 
+from conftest import both, run_relay
 from relay_lang.errors import RelayError
 from relay_lang.values import Array
 from relay_workers.wire import from_wire, to_wire
@@ -141,6 +141,27 @@ print({call})
     assert (error in compiled) if error else not compiled.startswith("ERROR")
 
 
+@pytest.mark.parametrize("far, expected", [(1, "2\n"), (3, "index 3 out of range for array of length 2")])
+def test_a_let_in_the_loop_body_is_never_trusted(far: int, expected: str) -> None:
+    """A variable declared in the body gets a new value each iteration: the test before the loop cannot cover it."""
+    src = f"""
+@llvm
+fn alias_in_body(a: array<number>) {{ let s = 0; for i in 0..len(a) {{ let b = a; s = s + b[i] }} return s }}
+@llvm
+fn index_in_body(a: array<number>, far) {{
+    let s = 0
+    let r = 0
+    while r < 2 {{ for i in 0..1 {{ let j = r * far; s = a[j]; a[j] = s }} r = r + 1 }}
+    return s
+}}
+print(alias_in_body(array(10, 1)))
+print(index_in_body([1, 2], {far}))
+"""
+    interpreted, compiled = both(src)
+    assert interpreted == compiled
+    assert expected in compiled and (compiled.startswith("10\n") or compiled.startswith("ERROR"))
+
+
 def test_the_array_type_from_python() -> None:
     a = Array([1.0, 2.0])
     assert a == [1.0, 2.0] and [1.0, 2.0] == a and a != [1.0] and a.kind == "numbers"
@@ -163,3 +184,10 @@ def test_the_array_type_from_python() -> None:
     assert gc.collect() >= 1
     assert from_wire([1, 2.5]).kind == "numbers"  # type: ignore[union-attr]
     assert to_wire(Array([1.0, float("inf"), "s"])) == [1.0, {"$num": "inf"}, "s"]
+
+
+def test_an_array_too_large_is_named_in_relay_number_format() -> None:
+    src = "@llvm\nfn make(n) { return array(n, 0) }\nprint(len(make(1e20)))\n"
+    interpreted, compiled = both(src)
+    assert interpreted == compiled
+    assert "array: size 1e+20 is over the memory budget of 50000000 elements" in compiled

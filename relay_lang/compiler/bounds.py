@@ -3,7 +3,8 @@
 For an innermost `for i in a..b` loop, an index `arr[v]` (arr and v plain
 variables) is provable when nothing in the body can change arr's length or
 rebind arr or v: no push, no call that is given an array, no assignment to
-arr or v. Then, if `v` is the loop variable, `a` whole and >= 0 and `b <=
+arr or v, and neither declared in the body (a `let` there gives it a new
+value each iteration, which the check before the loop cannot see). Then, if `v` is the loop variable, `a` whole and >= 0 and `b <=
 len(arr)` cover every iteration; if `v` is any other variable, its value on
 entry (whole, 0 <= v < len(arr)) holds throughout. Lowering emits the loop
 twice and takes the copy without per-index checks when those hold.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..nodes import Assign, Call, ForEach, ForRange, Index, MethodCall, Name, Node, While, walk
+from ..nodes import Assign, Call, ForEach, ForRange, Index, Let, MethodCall, Name, Node, While, walk
 from ..resolver import Decl, Resolution
 from .infer import ARR, NUM, Typed
 
@@ -30,9 +31,9 @@ def provable_loops(typed: Typed, res: Resolution) -> dict[ForRange, Provable]:
     found: dict[ForRange, Provable] = {}
     for node in walk(typed.sig.fn.body):
         if type(node) is ForRange:
-            proof = _provable(node, typed, res)  # type: ignore[arg-type]
+            proof = _provable(node, typed, res)
             if proof is not None:
-                found[node] = proof  # type: ignore[index]
+                found[node] = proof
     return found
 
 
@@ -46,7 +47,7 @@ def _provable(loop: ForRange, typed: Typed, res: Resolution) -> Provable | None:
     body = list(walk(loop.body))
     if any(type(n) in (ForRange, ForEach, While) for n in body):
         return None  # innermost loops only: each level would double the code
-    assigned: set[Decl] = set()
+    assigned: set[Decl] = set()  # assigned or declared in the body
     pairs: list[tuple[Decl, Decl]] = []
     for n in body:
         t = type(n)
@@ -58,6 +59,8 @@ def _provable(loop: ForRange, typed: Typed, res: Resolution) -> Provable | None:
             decl = _decl(n.target, res)  # type: ignore[attr-defined]
             if decl is not None:
                 assigned.add(decl)
+        if t is Let:
+            assigned.add(res.bindings[n].decl)  # type: ignore[union-attr]
         if t is Index:
             arr, index = _decl(n.obj, res), _decl(n.index, res)  # type: ignore[attr-defined]
             if arr is not None and index is not None and typed.locals.get(arr) == ARR \

@@ -80,7 +80,7 @@ class Compiled:
         elif code == ERR_ARRAY_SIZE:
             err = RelayError(f"array: size must be a whole number >= 0, got {to_str(rt.err_x)}")
         elif code == ERR_ARRAY_BUDGET:
-            err = RelayError(array_budget_message(int(rt.err_x)))
+            err = RelayError(array_budget_message(rt.err_x))
         elif code == ERR_MEMORY_LIMIT:
             err = RelayError(limits.memory_limit_message(), kind="limit")
         elif code == ERR_RETURN_TYPE:

@@ -413,6 +413,7 @@ class FunctionLowerer:
         self.provable = provable_loops(typed, mb.res)  # type: ignore[arg-type]
         self.trusted: dict[tuple[Decl, Decl], Callable[[], ir.Value]] = {}  # (array, index var) -> its i64 index
         self.failing: tuple[ir.Block, list[ir.PhiInstr]] | None = None  # the block every failure jumps to
+        self.scoped: dict[Decl, tuple[ir.Value, ir.Value]] = {}  # array -> alias metadata, in an unchecked loop
 
     # ------------------------------------------------------------ structure
 
@@ -661,10 +662,10 @@ class FunctionLowerer:
             k = self.index_of(target, arr, idx)
         else:
             k = self.index_of(target, arr, idx)
-            current = self.load_item(arr, k)
+            current = self.load_item(arr, k, target.obj)
             rhs, _ = self.expr(s.value)
             value = self.arith(op, current, rhs)
-        self.store_item(arr, k, value)
+        self.store_item(arr, k, value, target.obj)
         self.release(arr, arr_owner)
 
     def truth(self, e: Expr) -> ir.Value:
@@ -760,6 +761,11 @@ class FunctionLowerer:
             return b.and_(b.fcmp_ordered(">=", v, zero), b.fcmp_ordered("==", b.call(self.mb.intrinsic("llvm.floor"), [v]), v))
 
         ok = whole(start)
+        arrays = list(dict.fromkeys(arr for arr, _ in proof.pairs))
+        pointers = [b.load(self.vars[arr]) for arr in arrays]
+        for k, p in enumerate(pointers):  # distinct objects: the unchecked copy tells LLVM they never overlap
+            for q in pointers[k + 1:]:
+                ok = b.and_(ok, b.icmp_unsigned("!=", p, q))
         for arr_decl, index_decl in proof.pairs:
             n = b.sitofp(self.length(b.load(self.vars[arr_decl])), DOUBLE)
             if index_decl is proof.loop_var:
@@ -776,6 +782,7 @@ class FunctionLowerer:
         b.store(ir.Constant(DOUBLE, 0.0), k)
         var = self.vars[self.res.bindings[s].decl]  # type: ignore[union-attr]
         if unchecked is not None:
+            self.scoped = self.alias_scopes(s, unchecked)
             ki = self.entry_alloca(I64, "ki")
             b.store(I64(0), ki)
             first = b.fptosi(start, I64)
@@ -798,6 +805,27 @@ class FunctionLowerer:
 
         self.loop("for", s, head, lambda: self.block(s.body), step)
         self.trusted.clear()
+        self.scoped = {}
+
+    def alias_scopes(self, s: ForRange, proof: Provable) -> dict[Decl, tuple[ir.Value, ir.Value]]:
+        """Per array of the proof: (its scope list, the other arrays' scopes), for `alias.scope` and
+        `noalias` on its element accesses in the unchecked loop, which runs only when the arrays are
+        distinct objects. Declared in the loop's preheader, so LLVM clones them when it copies the loop."""
+        arrays = list(dict.fromkeys(arr for arr, _ in proof.pairs))
+        if len(arrays) < 2:
+            return {}
+        module = self.mb.module
+        name = f"{self.fn.name} loop {self.ordinals[id(s)]}"
+        domain = module.add_metadata([ir.MetaDataString(module, name)])
+        scopes = [module.add_metadata([ir.MetaDataString(module, f"{name} {arr.name}#{k}"), domain])
+                  for k, arr in enumerate(arrays)]
+        declare = self.mb.external("llvm.experimental.noalias.scope.decl", ir.VoidType(), [ir.MetaDataType()])
+        found = {}
+        for k, arr in enumerate(arrays):
+            own = module.add_metadata([scopes[k]])
+            self.b.call(declare, [own])
+            found[arr] = (own, module.add_metadata([sc for j, sc in enumerate(scopes) if j != k]))
+        return found
 
     def for_each(self, s: ForEach) -> None:
         """The loop holds a reference to the list it walks until it ends, however it ends."""
@@ -847,14 +875,21 @@ class FunctionLowerer:
         """The address of element k (already checked) of a numbers array."""
         return self.b.gep(self.header(arr, ARRAY_ITEMS, DOUBLE.as_pointer()), [k], inbounds=True)
 
-    def load_item(self, arr: ir.Value, k: ir.Value) -> ir.Value:
+    def load_item(self, arr: ir.Value, k: ir.Value, obj: Expr | None = None) -> ir.Value:
         value = self.b.load(self.element(arr, k))
-        value.set_metadata("tbaa", self.mb.tbaa["element"])
+        self.tag_element(value, obj)
         return value
 
-    def store_item(self, arr: ir.Value, k: ir.Value, value: ir.Value) -> None:
-        store = self.b.store(value, self.element(arr, k))
-        store.set_metadata("tbaa", self.mb.tbaa["element"])
+    def store_item(self, arr: ir.Value, k: ir.Value, value: ir.Value, obj: Expr | None = None) -> None:
+        self.tag_element(self.b.store(value, self.element(arr, k)), obj)
+
+    def tag_element(self, access: ir.Instruction, obj: Expr | None) -> None:
+        """TBAA, and the alias scopes of the unchecked loop when `obj` names one of its arrays."""
+        access.set_metadata("tbaa", self.mb.tbaa["element"])
+        scopes = self.scoped.get(self.declared(obj)) if obj is not None else None  # type: ignore[arg-type]
+        if scopes is not None:
+            access.set_metadata("alias.scope", scopes[0])
+            access.set_metadata("noalias", scopes[1])
 
     def check_alloc(self, obj: ir.Value, node: Node) -> None:
         with self.b.if_then(self.b.icmp_unsigned("==", obj, ir.Constant(PTR, None)), likely=False):
@@ -960,7 +995,7 @@ class FunctionLowerer:
         if t is Index:
             arr, owner = self.expr(e.obj)  # type: ignore[attr-defined]
             idx, _ = self.expr(e.index)  # type: ignore[attr-defined]
-            value = self.load_item(arr, self.index_of(e, arr, idx))  # type: ignore[arg-type]
+            value = self.load_item(arr, self.index_of(e, arr, idx), e.obj)  # type: ignore[arg-type, attr-defined]
             self.release(arr, owner)
             return value, None
         if t is ArrayLit:
