@@ -60,6 +60,7 @@ from .nodes import (
     Unary,
     While,
 )
+from .ops import BIG_STRING
 from .resolver import Binding, Decl, Free, FunctionInfo, Global, Local, Resolution
 
 GLOBAL_PREFIX = "g_"  # Relay global NAME is the Python global g_NAME of the generated code
@@ -86,6 +87,7 @@ TYPE_TESTS = {
 
 # Static types the generator tracks for atoms, to skip checks it can prove.
 NUM, BOOL, STR = "number", "bool", "string"
+STRING_BUILTINS = ("str", "string", "join")  # builtins whose value is always a string
 
 
 @dataclass(eq=False)
@@ -222,8 +224,9 @@ class CodeGen:
                             tuple(p.name for p in fn_node.params),
                             tuple(p.type for p in fn_node.params), fn_node.ret_type, gen.pyname)
         self.codes.append(code)
-        self.emit("_D[0] += 1", fn_node.pos)
-        self.emit("if _D[0] > _LIMIT: _too_deep()", fn_node.pos)
+        self.emit("_d = _D[0] + 1", fn_node.pos)  # this call's depth, restored from the local on return
+        self.emit("_D[0] = _d", fn_node.pos)
+        self.emit("if _d > _LIMIT: _too_deep()", fn_node.pos)
         for i, (p, decl) in enumerate(zip(fn_node.params, info.params)):
             var = self.local_name(decl)
             if p.type is not None and p.type.name != "any":
@@ -248,7 +251,7 @@ class CodeGen:
                 test = self.type_test(fn.ret_type, value)
                 code = self.const(fn.ret_type)
                 self.emit(f"if not ({test}): _bad_return({code}, {value!s}, {fn.relay_name!r})", pos)
-            self.emit("_D[0] -= 1")
+            self.emit("_D[0] = _d - 1")
         self.emit(f"return {value}", pos)
 
     def body(self, stmts: tuple[Stmt, ...]) -> None:
@@ -543,7 +546,7 @@ class CodeGen:
         if t is Unary:
             return self.unary(e)  # type: ignore[arg-type]
         if t is Call:
-            return self.call(e), None  # type: ignore[arg-type]
+            return self.call(e), self.call_kind(e)  # type: ignore[arg-type]
         if t is MethodCall:
             return self.method_call(e), None  # type: ignore[arg-type]
         if t is Index:
@@ -629,6 +632,11 @@ class CodeGen:
         t = self.temp()
         checks = self.float_checks(left, right)
         slow = f"{ARITH_SLOW[op]}({a}, {b})"
+        if op == "+" and STR in (left[1], right[1]):  # joining strings: short ones need no budget check
+            strings = [f"type({x}) is str" for x, kind in (left, right) if kind != STR]
+            self.emit(f"if {' and '.join(strings + [f'len({a}) + len({b}) <= {BIG_STRING}'])}: {t} = {a} + {b}", pos)
+            self.emit(f"else: {t} = {slow}", pos)
+            return t, STR
         if op in ("+", "-", "*"):
             fast = f"{a} {op} {b}"
         elif op == "/":
@@ -692,9 +700,8 @@ class CodeGen:
 
     def call(self, e: Call) -> str:
         callee = e.callee
-        if isinstance(callee, Name) and isinstance(self.res.bindings[callee], Global) \
-                and callee.name in BUILTIN_NAMES:
-            return self.builtin_call(callee.name, e)
+        if self.is_builtin(callee):
+            return self.builtin_call(callee.name, e)  # type: ignore[attr-defined]
         f = self.expr(callee)
         args = self.arguments(e.args)
         t = self.temp()
@@ -702,6 +709,13 @@ class CodeGen:
         self.emit(f"if type({f}) is _Fn and {f}.n == {len(args)}: {t} = {f}.py({f}.c{''.join(', ' + a for a in args)})", e.pos)
         self.emit(f"else: {t} = _call({f}, ({joined}{',' if len(args) == 1 else ''}))", e.pos)
         return t
+
+    def is_builtin(self, callee: Expr) -> bool:
+        return isinstance(callee, Name) and isinstance(self.res.bindings[callee], Global) and callee.name in BUILTIN_NAMES
+
+    def call_kind(self, e: Call) -> str | None:
+        """The static type of a call's value: known for the builtins that make strings."""
+        return STR if self.is_builtin(e.callee) and e.callee.name in STRING_BUILTINS else None  # type: ignore[attr-defined]
 
     def builtin_call(self, name: str, e: Call) -> str:
         args = self.arguments(e.args)

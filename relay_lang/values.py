@@ -20,6 +20,7 @@ from .errors import RelayError
 MAX_DATA_DEPTH = 500  # nesting bound for printing, comparing and sending values
 MAX_STRING = 1 << 28  # characters; a string longer than this is over the memory budget
 CHECK_EVERY = 4096  # elements visited between two checks of the time budget
+CHECK_TEXT = 1 << 20  # characters of a container's text past which showing it checks the time budget
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -217,6 +218,8 @@ class _Shower(_Walk):
         self.active.discard(key)
         open_, close = ("[", "]") if type(v) is Array else ("{", "}")
         text = open_ + ", ".join(parts) + close
+        if len(text) > CHECK_TEXT:  # a shared part shown twice doubles the text: few elements, much copying
+            checkpoint()
         if self.cycles == cycles:
             self.done[key] = text
         return text

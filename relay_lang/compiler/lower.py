@@ -757,8 +757,9 @@ class FunctionLowerer:
         b = self.b
         zero = ir.Constant(DOUBLE, 0.0)
 
-        def whole(v: ir.Value) -> ir.Value:
-            return b.and_(b.fcmp_ordered(">=", v, zero), b.fcmp_ordered("==", b.call(self.mb.intrinsic("llvm.floor"), [v]), v))
+        def whole(v: ir.Value) -> ir.Value:  # and below 2**53, where fptosi is exact
+            in_range = b.and_(b.fcmp_ordered(">=", v, zero), b.fcmp_ordered("<", v, ir.Constant(DOUBLE, 2.0 ** 53)))
+            return b.and_(in_range, b.fcmp_ordered("==", b.call(self.mb.intrinsic("llvm.floor"), [v]), v))
 
         ok = whole(start)
         arrays = list(dict.fromkeys(arr for arr, _ in proof.pairs))
