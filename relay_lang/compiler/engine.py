@@ -160,12 +160,15 @@ class Pipeline:
 SCALAR_PASSES = ("sroa", "instruction_combine", "simplify_cfg", "new_gvn", "sccp", "dead_code_elimination")
 
 
+_machines: dict[Target, llvm.TargetMachine] = {}  # for optimising and emitting; each engine owns its own
+
+
 def compile_object(ir_text: str, target: Target, pipeline: Pipeline) -> bytes:
     """Parses, verifies, optimises and emits object code for one module."""
     initialise()
     module = llvm.parse_assembly(ir_text)
     module.verify()
-    tm = target.machine()
+    tm = _machines.get(target) or _machines.setdefault(target, target.machine())
     if pipeline.large:
         mpm = llvm.create_new_module_pass_manager()
         for name in SCALAR_PASSES:
@@ -183,37 +186,45 @@ def compile_object(ir_text: str, target: Target, pipeline: Pipeline) -> bytes:
 
 
 class LoadedModule:
-    """An engine holding one object file, and the entry points it defines."""
+    """One object file's code, loaded in the process's engine for its target, and its entry points."""
 
     def __init__(self, obj: bytes, target: Target, entries: list[str]) -> None:
         initialise()
         load_support()
-        self.engine, self.addresses = _load(obj, target, entries)
+        self.addresses = _load(obj, target, entries)
 
 
-def _load(obj: bytes, target: Target, entries: list[str]) -> tuple[llvm.ExecutionEngine, dict[str, int]]:
-    empty = llvm.parse_assembly("")
-    empty.triple = target.triple
-    engine = llvm.create_mcjit_compiler(empty, target.machine())
+_engines: dict[Target, llvm.ExecutionEngine] = {}  # one MCJIT engine per target, holding every object loaded
+_loaded: dict[str, int] = {}  # entry name -> address, across the engines
+
+
+def _load(obj: bytes, target: Target, entries: list[str]) -> dict[str, int]:
+    """Adds an object file to the target's engine (entry names are unique per module: see
+    lower.entry_name), unless it is there already. A new engine per object cost 1 ms, most of
+    it compiling the engine's own empty module when it is first finalised."""
+    if all(name in _loaded for name in entries):
+        return {name: _loaded[name] for name in entries}
+    engine = _engines.get(target)
+    if engine is None:
+        empty = llvm.parse_assembly("")
+        empty.triple = target.triple
+        engine = _engines[target] = llvm.create_mcjit_compiler(empty, target.machine())
     engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
     # Only names this module defines are looked up: a missing symbol would kill the process.
-    return engine, {name: engine.get_function_address(name) for name in entries}
-
-
-_support_engine: llvm.ExecutionEngine | None = None
+    addresses = {name: engine.get_function_address(name) for name in entries}
+    _loaded.update(addresses)
+    return addresses
 
 
 def load_support() -> None:
     """Compiles and loads the support functions (lower.SUPPORT) once per process; every module
     refers to them by name, bound here as process symbols."""
-    global _support_engine
-    if _support_engine is not None:
+    if all(name in _loaded for name in SUPPORT):
         return
     target = Target.host(2)
     obj = compile_object(str(support_module(target.triple)), target, Pipeline.for_level(2))
-    _support_engine, addresses = _load(obj, target, list(SUPPORT))
-    for name, address in addresses.items():
+    for name, address in _load(obj, target, list(SUPPORT)).items():
         llvm.add_symbol(name, address)
 
 

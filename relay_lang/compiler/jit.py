@@ -33,6 +33,7 @@ from .lower import (
     ERR_STACK,
     ERR_TIME,
     ModuleBuilder,
+    entry_name,
 )
 
 LARGE_MODULE = 10_000  # AST nodes in a module's functions
@@ -54,13 +55,13 @@ def has_directive(fn: FnLit, name: str) -> bool:
 class Compiled:
     """A compiled specialisation, callable from the interpreter."""
 
-    def __init__(self, group: list[Typed], module: engine.LoadedModule, root: Typed) -> None:
+    def __init__(self, group: list[Typed], module: engine.LoadedModule, root: Typed, key: str) -> None:
         self.group = group  # every function of the module: error records index into it
         self.sig = root.sig
         self.ret = root.ret
         self.module = module  # keeps the engine alive
         proto = ctypes.PYFUNCTYPE(CTYPES[root.ret], *[CTYPES[p] for p in root.sig.params])
-        self.cfunc = proto(module.addresses["entry_" + root.sig.symbol])
+        self.cfunc = proto(module.addresses[entry_name(root.sig, key)])
         self.ordinals = [enumerate_nodes(t.sig.fn) for t in group]
 
     def error(self, limits: Limits) -> RelayError:
@@ -142,16 +143,16 @@ class Compiler:
         pipeline = engine.Pipeline.for_level(level, large)
         fastmath = {t.sig for t in group if has_directive(t.sig.fn, "fastmath")}
         key = module_key(group, fastmath, target, pipeline)
-        entries = ["entry_" + t.sig.symbol for t in group]
+        entries = [entry_name(t.sig, key) for t in group]
 
         def build() -> bytes:
-            module = ModuleBuilder(f"relay_{sigs[0].fn.name}", group, self.res, target.triple, fastmath).build()
+            module = ModuleBuilder(f"relay_{sigs[0].fn.name}", group, self.res, target.triple, fastmath, key).build()
             return engine.compile_object(str(module), target, pipeline)
 
         module = engine.COMPILER.run(
             lambda: self.cache.get_or_build(key, build, lambda obj: engine.LoadedModule(obj, target, entries)),
             deadline_ns)
-        return [Compiled(group, module, root) for root in roots]  # type: ignore[arg-type]
+        return [Compiled(group, module, root, key) for root in roots]  # type: ignore[arg-type]
 
     def _group(self, root: Typed) -> list[Typed]:
         """The root and every specialisation it calls, in a deterministic (discovery) order."""

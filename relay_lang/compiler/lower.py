@@ -135,15 +135,22 @@ BUDGET_CHECKS = frozenset({"relay_time_up", "relay_memory_over"})
 
 
 def support_module(triple: str) -> ir.Module:
-    return ModuleBuilder("relay_support", [], None, triple, set()).build_support()
+    return ModuleBuilder("relay_support", [], None, triple, set(), "").build_support()
+
+
+def entry_name(sig: Signature, key: str) -> str:
+    """The exported entry point of `sig` in the module whose cache key is `key`: unique per
+    module, since all modules of a process share one engine (engine._load)."""
+    return f"entry_{sig.symbol}_{key[:16]}"
 
 
 class ModuleBuilder:
     """Builds one LLVM module for a group of typed functions."""
 
     def __init__(self, name: str, group: list[Typed], res: Resolution | None, triple: str,
-                 fastmath: set[Signature]) -> None:
+                 fastmath: set[Signature], key: str) -> None:
         self.res = res
+        self.key = key
         self.typed = {t.sig: t for t in group}
         self.module = ir.Module(name)
         self.module.triple = triple
@@ -162,6 +169,7 @@ class ModuleBuilder:
             fnty = ir.FunctionType(LLVM_TYPES[t.ret], [I64] + [LLVM_TYPES[p] for p in t.sig.params])
             fn = ir.Function(self.module, fnty, t.sig.symbol)
             fn.linkage = "internal"  # only the entry wrappers are called from outside
+            fn.attributes.add("nounwind")
             self.functions[t.sig] = fn
         self.externals: dict[str, ir.Function] = {}
 
@@ -216,6 +224,7 @@ class ModuleBuilder:
         fnty, _, cold = SUPPORT[name]
         fn = ir.Function(self.module, fnty, name)
         fn.attributes.add("noinline")
+        fn.attributes.add("nounwind")
         if cold:
             fn.attributes.add("cold")
         return fn
@@ -374,7 +383,8 @@ class ModuleBuilder:
         inner = self.functions[t.sig]
         ret = I8 if t.ret in (BOOL, NULL) else LLVM_TYPES[t.ret]
         args = [I8 if p == BOOL else LLVM_TYPES[p] for p in t.sig.params]
-        fn = ir.Function(self.module, ir.FunctionType(ret, args), "entry_" + t.sig.symbol)
+        fn = ir.Function(self.module, ir.FunctionType(ret, args), entry_name(t.sig, self.key))
+        fn.attributes.add("nounwind")
         b = ir.IRBuilder(fn.append_basic_block())
         for arg, p in zip(fn.args, t.sig.params):
             if p == ARR:
