@@ -7,7 +7,10 @@ COPY relay_lang relay_lang
 COPY relay_workers relay_workers
 COPY config config
 COPY examples examples
-RUN pip install --no-cache-dir . && python -c "import relay_workers.celery"
+# gcc builds Relay's array type (relay_lang/_array.c), then leaves the image.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install --no-cache-dir . && python -c "import relay_workers.celery, relay_lang._array" \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 USER relay
 ENV RELAY_CACHE_DIR=/home/relay/.cache/relay PYTHONUNBUFFERED=1
 CMD ["celery", "-A", "relay_workers", "worker", "-Q", "relay.*"]
