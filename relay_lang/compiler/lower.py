@@ -125,17 +125,34 @@ FCMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 SUPPORT: dict[str, tuple[ir.FunctionType, str, bool]] = {
     "relay_time_up": (ir.FunctionType(I1, []), "_clock_check", True),
     "relay_memory_over": (ir.FunctionType(I1, [I64]), "_memory_check", True),
+    "relay_budget": (ir.FunctionType(I64, []), "_budget_check", True),
     "relay_fail": (ir.FunctionType(ir.VoidType(), [I64, I64, I64, DOUBLE, I64]), "_fail_helper", True),
     "relay_unwind": (ir.FunctionType(ir.VoidType(), [I64, I64]), "_unwind_helper", True),
 }
 
 # The budget checks read only fields compiled code never writes (stop, deadline, memory ceiling):
 # callers may treat them as touching no memory they can see (see ModuleBuilder.support).
-BUDGET_CHECKS = frozenset({"relay_time_up", "relay_memory_over"})
+BUDGET_CHECKS = frozenset({"relay_time_up", "relay_memory_over", "relay_budget"})
 
 
 def support_module(triple: str) -> ir.Module:
     return ModuleBuilder("relay_support", [], None, triple, set(), "").build_support()
+
+
+def recursive_functions(group: list[Typed]) -> set[Signature]:
+    """The functions of a group that can reach themselves through calls."""
+    calls = {t.sig: set(t.calls.values()) for t in group}
+    found = set()
+    for sig in calls:
+        seen, todo = set(), list(calls[sig])
+        while todo:
+            callee = todo.pop()
+            if callee not in seen:
+                seen.add(callee)
+                todo.extend(calls.get(callee, ()))
+        if sig in seen:
+            found.add(sig)
+    return found
 
 
 def entry_name(sig: Signature, key: str) -> str:
@@ -172,6 +189,7 @@ class ModuleBuilder:
             fn.attributes.add("nounwind")
             self.functions[t.sig] = fn
         self.externals: dict[str, ir.Function] = {}
+        self.recursive = recursive_functions(group)
 
     def external(self, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
         fn = self.externals.get(name)
@@ -282,6 +300,16 @@ class ModuleBuilder:
     def rt_field(self, b: ir.IRBuilder, name: str) -> ir.Value:
         return b.gep(self.rt, [I32(0), I32(RT_FIELDS.index(name))], inbounds=True)
 
+    def _budget_check(self) -> ir.Function:
+        """`i64 relay_budget()`: 0, or the error of the budget that ran out (time first, then memory)."""
+        fn, b = self._helper("relay_budget")
+        with b.if_then(b.call(self.support("relay_time_up"), []), likely=False):
+            b.ret(I64(ERR_TIME))
+        with b.if_then(b.call(self.support("relay_memory_over"), [I64(0)]), likely=False):
+            b.ret(I64(ERR_MEMORY_LIMIT))
+        b.ret(I64(0))
+        return fn
+
     def _clock_check(self) -> ir.Function:
         """`i1 relay_time_up()`: has the deadline passed (or a stop been requested)?"""
         fn, b = self._helper("relay_time_up")
@@ -378,7 +406,8 @@ class ModuleBuilder:
 
         It first checks that every array argument is of the numbers kind (one load each); if
         one is not, it reports ERR_ARGUMENT_TYPE and runs nothing, so the caller can hand the
-        call to the interpreter.
+        call to the interpreter. Then the native stack, for the functions that do not check it
+        themselves (those that cannot recurse).
         """
         inner = self.functions[t.sig]
         ret = I8 if t.ret in (BOOL, NULL) else LLVM_TYPES[t.ret]
@@ -386,15 +415,24 @@ class ModuleBuilder:
         fn = ir.Function(self.module, ir.FunctionType(ret, args), entry_name(t.sig, self.key))
         fn.attributes.add("nounwind")
         b = ir.IRBuilder(fn.append_basic_block())
+
+        def nothing() -> ir.Value:  # the value when nothing ran: the caller reads the error code
+            return self._none(b) if t.ret == ARR else ir.Constant(ret, 0)
+
         for arg, p in zip(fn.args, t.sig.params):
             if p == ARR:
                 kind = b.load(b.bitcast(b.gep(arg, [I64(ARRAY_KIND)]), I64.as_pointer()))
                 with b.if_then(b.icmp_signed("!=", kind, I64(NUMBERS_KIND)), likely=False):
                     b.store(I64(ERR_ARGUMENT_TYPE), self.rt_field(b, "err_code"))
-                    b.ret(self._none(b) if t.ret == ARR else ir.Constant(ret, 0) if ret == I8 else ZERO[t.ret])
+                    b.ret(nothing())
         passed = [b.trunc(a, I1) if p == BOOL else a for a, p in zip(fn.args, t.sig.params)]
         depth = b.add(b.load(self.rt_field(b, "depth")), I64(1))
-        value = b.call(inner, [depth, *passed])
+        frame = b.alloca(I8)
+        with b.if_then(b.icmp_unsigned("<", b.ptrtoint(frame, I64), b.load(self.rt_field(b, "stack_limit"))), likely=False):
+            b.call(self.support("relay_fail"), [I64(ERR_STACK), I64(self.index[t.sig]), I64(-1),
+                                                ir.Constant(DOUBLE, 0.0), depth])
+            b.ret(nothing())
+        value = b.call(inner, [depth, *passed], attrs=("noinline",))  # one copy of the body, not two
         if t.ret == ARR:  # after an error the array is NULL, which ctypes must never see: give it None
             with b.if_then(b.icmp_unsigned("==", value, ir.Constant(PTR, None)), likely=False):
                 b.ret(self._none(b))
@@ -469,10 +507,15 @@ class FunctionLowerer:
                 b.unreachable()
 
     def prologue(self) -> None:
+        """The depth limit, checked on every call as the interpreter does; the native stack and a
+        tick only in functions that can recurse: other calls nest no deeper than the group's
+        functions, within the margin the entry point checked, and loops tick on their own."""
         b = self.b
         too_deep = b.icmp_signed(">", self.depth, self.rt_load("max_depth"))
         with b.if_then(too_deep, likely=False):
             self.fail(ERR_DEPTH, None)
+        if self.t.sig not in self.mb.recursive:
+            return
         stack_full = b.icmp_unsigned("<", b.ptrtoint(self.frame_mark, I64), self.rt_load("stack_limit"))
         with b.if_then(stack_full, likely=False):
             self.fail(ERR_STACK, None, y=self.depth)
@@ -490,13 +533,11 @@ class FunctionLowerer:
         b = self.b
         due = b.icmp_unsigned("==", b.and_(counter, I64(TICK_MASK)), I64(0))
         with b.if_then(due, likely=False):
-            up = b.call(self.mb.support("relay_time_up"), [])
-            with b.if_then(up, likely=False):
-                self.fail(ERR_TIME, node)
-            with b.if_then(b.call(self.mb.support("relay_memory_over"), [I64(0)]), likely=False):
-                self.fail(ERR_MEMORY_LIMIT, node)
+            code = b.call(self.mb.support("relay_budget"), [])
+            with b.if_then(b.icmp_unsigned("!=", code, I64(0)), likely=False):
+                self.fail(code, node)
 
-    def fail(self, code: int, node: Node | None, x: ir.Value | None = None, y: ir.Value | None = None,
+    def fail(self, code: int | ir.Value, node: Node | None, x: ir.Value | None = None, y: ir.Value | None = None,
              at: int = -1) -> None:
         """Records an error (node None: at the call site, or where `at` says) and leaves the function.
 
@@ -515,7 +556,7 @@ class FunctionLowerer:
             self.failing = (block, phis)
             b.position_at_end(here)
         block, phis = self.failing
-        values = (I64(code), I64(at if node is None else self.ordinals[id(node)]),
+        values = (I64(code) if isinstance(code, int) else code, I64(at if node is None else self.ordinals[id(node)]),
                   x if x is not None else ir.Constant(DOUBLE, 0.0), y if y is not None else I64(0))
         for phi, value in zip(phis, values):
             phi.add_incoming(value, b.block)
