@@ -439,6 +439,15 @@ def compile_latency(work: Path) -> None:
         xs = sorted(xs)
         return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e3
 
+    groups = []
+    for name in RELAY:  # each kernel's @llvm functions compile as one module
+        seconds = []
+        for k in range(3):
+            interp = Interpreter(out=io.StringIO(), tier="llvm", store=DirectoryStore(work / f"group-{name}-{k}"))
+            interp.run(RELAY[name], "g.relay")
+            seconds.append(sum(interp.router.cache.stats.compile_seconds))
+        groups.append(f"{name} {statistics.median(seconds) * 1e3:.0f} ms")
+    print(f"compile of each kernel's group, O2, cold store (median of 3): {', '.join(groups)}")
     print(f"compile latency per function, O2, cold store ({len(cold)} functions): "
           f"p50 {statistics.median(cold) * 1e3:.1f} ms, p95 {pct(cold, 0.95):.1f} ms")
     print(f"object-store load in a fresh process ({len(warm)} functions): p50 {statistics.median(warm) * 1e3:.2f} ms, "
