@@ -195,13 +195,13 @@ def module_key(group: list[Typed], fastmath: set[Signature], target: engine.Targ
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-NOT_TAKEN = object()  # compiled code declined the call (an array argument holds a non-number)
+NOT_TAKEN = object()  # compiled code declined the call (an array argument is not of the numbers kind)
 
 
 def call_compiled(compiled: Compiled, limits: Limits, args: tuple) -> object:
     """Runs compiled code from the interpreter with its budgets; errors become Relay errors.
 
-    Returns NOT_TAKEN, having run nothing, when an array argument holds something other than numbers.
+    Returns NOT_TAKEN, having run nothing, when an array argument is of the values kind (see _array.c).
     """
     rt = engine.RT
     rt.err_code = 0
