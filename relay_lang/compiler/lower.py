@@ -407,7 +407,7 @@ class ModuleBuilder:
         It first checks that every array argument is of the numbers kind (one load each); if
         one is not, it reports ERR_ARGUMENT_TYPE and runs nothing, so the caller can hand the
         call to the interpreter. Then the native stack, for the functions that do not check it
-        themselves (those that cannot recurse).
+        themselves (those that call no other).
         """
         inner = self.functions[t.sig]
         ret = I8 if t.ret in (BOOL, NULL) else LLVM_TYPES[t.ret]
@@ -507,18 +507,20 @@ class FunctionLowerer:
                 b.unreachable()
 
     def prologue(self) -> None:
-        """The depth limit, checked on every call as the interpreter does; the native stack and a
-        tick only in functions that can recurse: other calls nest no deeper than the group's
-        functions, within the margin the entry point checked, and loops tick on their own."""
+        """The depth limit, checked on every call as the interpreter does; the native stack in
+        every function that calls others (a leaf's frame fits the margin its caller checked);
+        a tick only in functions that can recurse (loops tick on their own, and without
+        recursion or loops the work of a call is bounded)."""
         b = self.b
         too_deep = b.icmp_signed(">", self.depth, self.rt_load("max_depth"))
         with b.if_then(too_deep, likely=False):
             self.fail(ERR_DEPTH, None)
+        if self.t.calls:
+            stack_full = b.icmp_unsigned("<", b.ptrtoint(self.frame_mark, I64), self.rt_load("stack_limit"))
+            with b.if_then(stack_full, likely=False):
+                self.fail(ERR_STACK, None, y=self.depth)
         if self.t.sig not in self.mb.recursive:
             return
-        stack_full = b.icmp_unsigned("<", b.ptrtoint(self.frame_mark, I64), self.rt_load("stack_limit"))
-        with b.if_then(stack_full, likely=False):
-            self.fail(ERR_STACK, None, y=self.depth)
         n = b.add(self.rt_load("ticks"), I64(1))
         b.store(n, self.mb.rt_field(b, "ticks")).set_metadata("tbaa", self.mb.tbaa["runtime"])
         self.tick_check(n, self.t.sig.fn)
