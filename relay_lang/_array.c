@@ -9,7 +9,8 @@
  * share the same object: no copies cross the tiers.
  *
  * The layout is read by compiled code (compiler/lower.py: ARRAY_SIZE, ARRAY_ITEMS,
- * ARRAY_KIND); `layout()` reports the offsets so the engine can check them.
+ * ARRAY_KIND, ARRAY_CAPACITY: it pushes in place while there is room); `layout()`
+ * reports the offsets so the engine can check them.
  *
  * Indexing takes Relay's keys (a float holding a whole number in range) and,
  * for Python code, ints (negative ones count from the end) and slices. Any
@@ -697,10 +698,11 @@ mod_addresses(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 static PyObject *
 mod_layout(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{s:n,s:n,s:n,s:n}",
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n}",
                          "size", (Py_ssize_t)offsetof(ArrayObject, size),
                          "items", (Py_ssize_t)offsetof(ArrayObject, items),
                          "kind", (Py_ssize_t)offsetof(ArrayObject, kind),
+                         "capacity", (Py_ssize_t)offsetof(ArrayObject, capacity),
                          "numbers", (Py_ssize_t)NUMBERS);
 }
 

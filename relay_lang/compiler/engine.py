@@ -29,7 +29,17 @@ import llvmlite.binding as llvm
 from llvmlite import ir
 
 from .. import _array
-from .lower import ARRAY_FUNCTIONS, ARRAY_ITEMS, ARRAY_KIND, ARRAY_SIZE, NUMBERS_KIND, RT_LAYOUT, SUPPORT, support_module
+from .lower import (
+    ARRAY_CAPACITY,
+    ARRAY_FUNCTIONS,
+    ARRAY_ITEMS,
+    ARRAY_KIND,
+    ARRAY_SIZE,
+    NUMBERS_KIND,
+    RT_LAYOUT,
+    SUPPORT,
+    support_module,
+)
 
 T = TypeVar("T")
 
@@ -114,7 +124,8 @@ def _native_stack_limit() -> int:
 
 def _check_array_layout() -> None:
     """Compiled code reads Arrays at fixed offsets: make sure the extension agrees."""
-    expected = {"size": ARRAY_SIZE, "items": ARRAY_ITEMS, "kind": ARRAY_KIND, "numbers": NUMBERS_KIND}
+    expected = {"size": ARRAY_SIZE, "items": ARRAY_ITEMS, "kind": ARRAY_KIND, "capacity": ARRAY_CAPACITY,
+                "numbers": NUMBERS_KIND}
     if _array.layout() != expected:
         raise RuntimeError(f"the _array extension's layout {_array.layout()} is not the one the LLVM tier uses")
 

@@ -97,7 +97,7 @@ ERR_ARGUMENT_TYPE = 7  # not a Relay error: an array argument is not of the numb
 ERR_STACK = 8  # the native stack is full (err_y: the call depth)
 ERR_RETURN_TYPE = 9  # the function's return annotation does not hold its compiled return type
 ERR_MEMORY_LIMIT = 10  # the process's resident memory would pass the job's ceiling
-ARRAY_SIZE, ARRAY_ITEMS, ARRAY_KIND = 16, 24, 32  # byte offsets in an Array (engine checks them against _array.layout())
+ARRAY_SIZE, ARRAY_ITEMS, ARRAY_KIND, ARRAY_CAPACITY = 16, 24, 32, 40  # byte offsets in an Array (checked: engine)
 NUMBERS_KIND = 0
 # The C functions of the _array extension that compiled code calls (their addresses come from _array.addresses()).
 ARRAY_FUNCTIONS = {
@@ -1021,10 +1021,17 @@ class FunctionLowerer:
         return arr, owner
 
     def push(self, arr: ir.Value, value: ir.Value, node: Node) -> ir.Value:
+        """In place while the buffer has room; the extension grows it otherwise."""
         b = self.b
-        status = b.call(self.mb.array_function("relay_array_push"), [arr, value])
-        with b.if_then(b.icmp_signed("!=", status, I32(0)), likely=False):
-            self.fail(ERR_MEMORY, node)
+        n = self.length(arr)
+        with b.if_else(b.icmp_signed("<", n, self.header(arr, ARRAY_CAPACITY, I64)), likely=True) as (room, grow):
+            with room:
+                self.store_item(arr, n, value)
+                b.store(b.add(n, I64(1)), self.field_ptr(arr, ARRAY_SIZE, I64)).set_metadata("tbaa", self.mb.tbaa["header"])
+            with grow:
+                status = b.call(self.mb.array_function("relay_array_push"), [arr, value])
+                with b.if_then(b.icmp_signed("!=", status, I32(0)), likely=False):
+                    self.fail(ERR_MEMORY, node)
         return b.sitofp(self.length(arr), DOUBLE)
 
     # ------------------------------------------------------------ expressions
