@@ -334,6 +334,13 @@ array_dealloc(ArrayObject *a)
 
 /* ------------------------------------------------------------------ Python API */
 
+/* Array() or Array(iterable), for both ways of calling the type. */
+static PyObject *
+construct(PyObject *iterable)
+{
+    return iterable == NULL ? (PyObject *)array_alloc(0) : (PyObject *)from_iterable(iterable);
+}
+
 static PyObject *
 array_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -346,7 +353,7 @@ array_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf, PyObject 
         PyErr_SetString(PyExc_TypeError, "Array() takes at most one argument");
         return NULL;
     }
-    return n == 0 ? (PyObject *)array_alloc(0) : (PyObject *)from_iterable(args[0]);
+    return construct(n == 0 ? NULL : args[0]);
 }
 
 static PyObject *
@@ -359,7 +366,7 @@ array_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     if (!PyArg_UnpackTuple(args, "Array", 0, 1, &iterable))
         return NULL;
-    return iterable == NULL ? (PyObject *)array_alloc(0) : (PyObject *)from_iterable(iterable);
+    return construct(iterable);
 }
 
 static PyObject *
@@ -583,7 +590,7 @@ static PyTypeObject ArrayType = {
  * Called with the GIL held (compiled code runs under ctypes.PYFUNCTYPE). They never leave
  * a Python exception set: compiled code reports a failure as its own memory error. */
 
-/* A NUMBERS array of n zeros, or NULL. */
+/* A NUMBERS array of n elements the caller writes, every one, before anything reads them; or NULL. */
 static ArrayObject *
 relay_array_new(Py_ssize_t n)
 {
@@ -592,8 +599,6 @@ relay_array_new(Py_ssize_t n)
         PyErr_Clear();
         return NULL;
     }
-    if (n > 0)
-        memset(a->items, 0, (size_t)n * 8);
     a->size = n;
     return a;
 }

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._array import Array
+from ._array import Array, holds_numbers
 from .budget import checkpoint
 from .errors import RelayError
 
@@ -317,7 +317,7 @@ class _Copier(_Walk):
         if depth > MAX_DATA_DEPTH or key in self.active:
             raise RelayError(f"cannot send {self.what}: nested deeper than {MAX_DATA_DEPTH} levels (or cyclic)")
         self.active.add(key)
-        if t is Array and v.kind == "numbers":  # type: ignore[attr-defined]
+        if holds_numbers(v):  # a flat buffer: one copy
             result: object = v.copy()  # type: ignore[attr-defined]
         elif t is Array:
             result = Array([self.copy(x, depth + 1) for span in self.spans(len(v))  # type: ignore[arg-type]

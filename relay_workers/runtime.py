@@ -24,7 +24,7 @@ from celery import Celery
 
 from relay_lang.actors import cycle_error
 from relay_lang.errors import Pos, RelayError
-from relay_lang.values import Array, Function, ServerRef, copy_data
+from relay_lang.values import Array, Function, ServerRef
 
 from .ledger import Ledger, Outgoing
 from .registry import Registry
@@ -126,14 +126,14 @@ class FleetRuntime:
         if server.name in chain:  # the server is waiting on this very call: fail now, naming the cycle
             raise cycle_error(chain, server.name)
         message_id = self.handling.derive("c") if self.handling else uuid.uuid4().hex
-        wire = to_wire(copy_data(Array(args), "a message"))
+        wire = to_wire(Array(args), "a message")
         reply = self.messenger.call(server.name, handler, wire, message_id, chain, self.timeout)  # type: ignore[arg-type]
         if "error" in reply:
             raise remote_error(reply["error"])
         return from_wire(reply["value"])
 
     def send(self, server: ServerRef, handler: str, args: list) -> None:
-        wire = to_wire(copy_data(Array(args), "a message"))
+        wire = to_wire(Array(args), "a message")
         if self.handling is None:
             self.messenger.post(server.name, handler, wire, uuid.uuid4().hex, [], False)  # type: ignore[arg-type]
             return

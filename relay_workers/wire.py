@@ -26,12 +26,13 @@ def bad_request(message: str) -> RelayError:
 MAX_WIRE_ITEMS = 1_000_000  # elements of a value written out as JSON (shared parts count each time)
 
 
-def to_wire(value: object) -> object:
-    """A Relay data value as JSON-serialisable Python (non-finite numbers as {"$num": "inf"}).
+def to_wire(value: object, what: str = "a value across the fleet") -> object:
+    """A Relay data value as JSON-serialisable Python (non-finite numbers as {"$num": "inf"});
+    `what` names the value in the error when it is not data.
 
     JSON has no sharing: a value built as `x = [x, x]` is written out in full, so its size is bounded
     (MAX_WIRE_ITEMS) and the job's time budget is checked while it is written."""
-    value = copy_data(value, "a value across the fleet")
+    value = copy_data(value, what)
     return _Encoder().encode(value)
 
 

@@ -26,6 +26,11 @@ class Provable:
     loop_var: Decl
     pairs: tuple[tuple[Decl, Decl], ...]
 
+    @property
+    def arrays(self) -> list[Decl]:
+        """The arrays of the pairs, each once, in order."""
+        return list(dict.fromkeys(arr for arr, _ in self.pairs))
+
 
 def provable_loops(typed: Typed, res: Resolution) -> dict[ForRange, Provable]:
     found: dict[ForRange, Provable] = {}
@@ -37,7 +42,8 @@ def provable_loops(typed: Typed, res: Resolution) -> dict[ForRange, Provable]:
     return found
 
 
-def _decl(e: Node, res: Resolution) -> Decl | None:
+def name_decl(e: Node, res: Resolution) -> Decl | None:
+    """The local declaration a plain name refers to; None for any other expression or binding."""
     if type(e) is not Name:
         return None
     return getattr(res.bindings.get(e), "decl", None)
@@ -56,13 +62,13 @@ def _provable(loop: ForRange, typed: Typed, res: Resolution) -> Provable | None:
         if t is Call and n in typed.calls and any(typed.exprs.get(a) == ARR for a in n.args):  # type: ignore[attr-defined]
             return None  # a callee given an array may push to it
         if t is Assign and type(n.target) is Name:  # type: ignore[attr-defined]
-            decl = _decl(n.target, res)  # type: ignore[attr-defined]
+            decl = name_decl(n.target, res)  # type: ignore[attr-defined]
             if decl is not None:
                 assigned.add(decl)
         if t is Let:
             assigned.add(res.bindings[n].decl)  # type: ignore[union-attr]
         if t is Index:
-            arr, index = _decl(n.obj, res), _decl(n.index, res)  # type: ignore[attr-defined]
+            arr, index = name_decl(n.obj, res), name_decl(n.index, res)  # type: ignore[attr-defined]
             if arr is not None and index is not None and typed.locals.get(arr) == ARR \
                     and typed.locals.get(index) == NUM and (arr, index) not in pairs:
                 pairs.append((arr, index))

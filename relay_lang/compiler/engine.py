@@ -126,8 +126,9 @@ def _check_array_layout() -> None:
     """Compiled code reads Arrays at fixed offsets: make sure the extension agrees."""
     expected = {"size": ARRAY_SIZE, "items": ARRAY_ITEMS, "kind": ARRAY_KIND, "capacity": ARRAY_CAPACITY,
                 "numbers": NUMBERS_KIND}
-    if _array.layout() != expected:
-        raise RuntimeError(f"the _array extension's layout {_array.layout()} is not the one the LLVM tier uses")
+    layout = _array.layout()
+    if layout != expected:
+        raise RuntimeError(f"the _array extension's layout {layout} is not the one the LLVM tier uses")
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,16 @@ Conventions of the generated code:
   function's frame that every exit (return, break, error) releases: no
   borrowed pointer outlives what keeps it alive, and nothing leaks on an
   error path.
-- array headers (size, items) and elements carry distinct TBAA tags, and the
-  cold support calls are declared as touching no memory the caller sees, so
-  LLVM can keep an array's size and buffer in registers through a loop that
-  only reads and writes elements.
-- a counted loop (`for i in a..b`) whose body indexes arrays with `i` is
-  lowered twice: when a check before the loop proves every such index whole
-  and in range for all iterations (start whole and >= 0, end <= each array's
-  length, no push or call in the body, neither `i` nor the arrays reassigned),
-  the loop runs without per-index checks on an integer counter; otherwise the
-  checked copy runs, failing exactly where the interpreter does.
+- array headers (size, items), elements and the runtime state carry distinct
+  TBAA tags, and the budget checks are declared as touching no memory the
+  caller sees, so LLVM can keep an array's size and buffer in registers
+  through a loop that only reads and writes elements.
+- an innermost counted loop (`for i in a..b`) whose indexes `bounds.py`
+  finds provable is lowered twice: when a test before the loop proves every
+  such index whole and in range on every iteration, the copy without
+  per-index checks runs on an integer counter (with scoped noalias metadata
+  when its arrays are distinct objects, which the test also requires);
+  otherwise the checked copy runs, failing exactly where the interpreter does.
 - errors never unwind: a failing function writes the error into the runtime
   state `relay_rt` (code, function index, node ordinal, payload), jumps to
   its exit block, and each caller records its call site in the state's frame
@@ -72,7 +72,7 @@ from ..nodes import (
     While,
 )
 from ..resolver import Decl, Resolution
-from .bounds import Provable, provable_loops
+from .bounds import Provable, name_decl, provable_loops
 from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, annotation_holds, enumerate_nodes
 
 DOUBLE = ir.DoubleType()
@@ -427,11 +427,13 @@ class ModuleBuilder:
                     b.ret(nothing())
         passed = [b.trunc(a, I1) if p == BOOL else a for a, p in zip(fn.args, t.sig.params)]
         depth = b.add(b.load(self.rt_field(b, "depth")), I64(1))
-        frame = b.alloca(I8)
-        with b.if_then(b.icmp_unsigned("<", b.ptrtoint(frame, I64), b.load(self.rt_field(b, "stack_limit"))), likely=False):
-            b.call(self.support("relay_fail"), [I64(ERR_STACK), I64(self.index[t.sig]), I64(-1),
-                                                ir.Constant(DOUBLE, 0.0), depth])
-            b.ret(nothing())
+        if not t.calls:  # a function that calls others checks the stack itself (FunctionLowerer.prologue)
+            frame = b.alloca(I8)
+            with b.if_then(b.icmp_unsigned("<", b.ptrtoint(frame, I64), b.load(self.rt_field(b, "stack_limit"))),
+                           likely=False):
+                b.call(self.support("relay_fail"), [I64(ERR_STACK), I64(self.index[t.sig]), I64(-1),
+                                                    ir.Constant(DOUBLE, 0.0), depth])
+                b.ret(nothing())
         value = b.call(inner, [depth, *passed], attrs=("noinline",))  # one copy of the body, not two
         if t.ret == ARR:  # after an error the array is NULL, which ctypes must never see: give it None
             with b.if_then(b.icmp_unsigned("==", value, ir.Constant(PTR, None)), likely=False):
@@ -815,8 +817,7 @@ class FunctionLowerer:
             return b.and_(in_range, b.fcmp_ordered("==", b.call(self.mb.intrinsic("llvm.floor"), [v]), v))
 
         ok = whole(start)
-        arrays = list(dict.fromkeys(arr for arr, _ in proof.pairs))
-        pointers = [b.load(self.vars[arr]) for arr in arrays]
+        pointers = [b.load(self.vars[arr]) for arr in proof.arrays]
         for k, p in enumerate(pointers):  # distinct objects: the unchecked copy tells LLVM they never overlap
             for q in pointers[k + 1:]:
                 ok = b.and_(ok, b.icmp_unsigned("!=", p, q))
@@ -865,7 +866,7 @@ class FunctionLowerer:
         """Per array of the proof: (its scope list, the other arrays' scopes), for `alias.scope` and
         `noalias` on its element accesses in the unchecked loop, which runs only when the arrays are
         distinct objects. Declared in the loop's preheader, so LLVM clones them when it copies the loop."""
-        arrays = list(dict.fromkeys(arr for arr, _ in proof.pairs))
+        arrays = proof.arrays
         if len(arrays) < 2:
             return {}
         module = self.mb.module
@@ -956,7 +957,7 @@ class FunctionLowerer:
         return proven() if proven is not None else self.checked_index(arr, idx, e)
 
     def declared(self, e: Expr) -> Decl | None:
-        return getattr(self.res.bindings.get(e), "decl", None) if type(e) is Name else None  # type: ignore[union-attr]
+        return name_decl(e, self.res)  # type: ignore[arg-type]
 
     def checked_index(self, arr: ir.Value, idx: ir.Value, node: Node) -> ir.Value:
         """The i64 index, after the interpreter's checks: integral and 0 <= i < len."""
