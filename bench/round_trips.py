@@ -54,10 +54,13 @@ class Monitor:
     def _run(self) -> None:
         with self.conn.monitor() as m:
             self.ready.set()
-            for event in m.listen():
-                if self.active:
-                    name = event["command"].split(" ", 1)[0].upper().strip('"')
-                    self.seen.append((int(event.get("client_port") or 0), int(event.get("db") or 0), name))
+            try:
+                for event in m.listen():
+                    if self.active:
+                        name = event["command"].split(" ", 1)[0].upper().strip('"')
+                        self.seen.append((int(event.get("client_port") or 0), int(event.get("db") or 0), name))
+            except redis.ConnectionError:
+                pass  # the benchmark is over and its server stopped: nothing more to watch
 
     def count(self, action, n: int, label: str) -> None:
         self.seen.clear()
