@@ -266,6 +266,7 @@ class Limits:
         self.memory_limit: int | None = memory_limit_from_env()  # bytes a job may add to the process; None: any
         self.memory_ceiling = 0  # resident bytes the running job must stay under; 0: none
         self.memory_budget = 0  # the running job's memory limit, in bytes
+        self.native: object | None = None  # the runtime state of its compiled calls (compiler.jit.runtime_state)
 
     def start_clock(self, seconds: float | None) -> None:
         self.time_limit = seconds

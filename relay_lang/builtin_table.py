@@ -23,6 +23,8 @@ ARITY: dict[str, tuple[int, int | None]] = {
 BUILTIN_NAMES = frozenset(ARITY)
 
 MAX_ARRAY = 50_000_000  # elements made at once by array(n, v) or a range: the memory budget
+# Resizing (push, pop, a non-number stored) an array that compiled code of another thread holds.
+ARRAY_BUSY_MESSAGE = "array is in use by compiled code in another thread: its length and kind cannot change now"
 
 
 def array_budget_message(size: float) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from . import _array, numeric
 from ._array import Array
 from .budget import reserve
+from .builtin_table import ARRAY_BUSY_MESSAGE
 from .errors import RelayError
 from .values import MAX_STRING, equal, format_number, type_name
 
@@ -101,6 +102,14 @@ def _index_error(a: Array, i: object) -> None:
 
 
 _array.set_index_error(_index_error)
+
+
+def _busy_error(a: Array) -> None:
+    """Raises the error for resizing an array that compiled code of another thread holds (called by Array)."""
+    raise RelayError(ARRAY_BUSY_MESSAGE)
+
+
+_array.set_busy_error(_busy_error)
 
 
 def index(obj: object, i: object) -> object:

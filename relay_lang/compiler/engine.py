@@ -3,8 +3,9 @@
 Object code is the unit of everything: a module is optimised and emitted as
 an object file once; that object is what the persistent store keeps, and
 what an engine loads, whether it was compiled a moment ago or in another
-process. The object refers to the runtime state (`relay_rt`) and to CPython
-and libm by symbol only; each process binds `relay_rt` to its own state.
+process. The object refers to the Array extension's functions, CPython and
+libm by symbol only; the runtime state is an argument of every call (one
+per job: `new_state`).
 
 Traps handled here (llvmlite 0.50 / LLVM 22): `llvm.initialize()` is gone
 (only the native target and asm printer are initialised); a ModulePassManager
@@ -34,6 +35,8 @@ from .lower import (
     ARRAY_FUNCTIONS,
     ARRAY_ITEMS,
     ARRAY_KIND,
+    ARRAY_PIN_OWNER,
+    ARRAY_PINS,
     ARRAY_SIZE,
     NUMBERS_KIND,
     RT_LAYOUT,
@@ -59,8 +62,15 @@ class RuntimeState(ctypes.Structure):
     _fields_ = [(name, _ctype(t)) for name, t in RT_LAYOUT]
 
 
-RT = RuntimeState()
-RT.page_size = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def new_state() -> RuntimeState:
+    """A runtime state for one job's compiled calls (they may run in several threads at once,
+    each job with its own)."""
+    state = RuntimeState()
+    state.page_size = PAGE_SIZE
+    return state
 
 
 # LLVM's code generator options, set once per process: branches kept within 32-byte blocks, the
@@ -70,7 +80,7 @@ CODEGEN_OPTIONS = ("-x86-branches-within-32B-boundaries",) if platform.machine()
 
 
 def initialise() -> None:
-    """Native target, asm printer and the process's runtime symbol; once per process."""
+    """Native target, asm printer and the symbols of the Array extension; once per process."""
     global _initialised
     if _initialised:
         return
@@ -78,7 +88,6 @@ def initialise() -> None:
     llvm.initialize_native_asmprinter()
     for option in CODEGEN_OPTIONS:
         llvm.set_option("relay", option)
-    llvm.add_symbol("relay_rt", ctypes.addressof(RT))
     _check_array_layout()
     addresses = _array.addresses()
     for name in ARRAY_FUNCTIONS:
@@ -125,6 +134,7 @@ def _native_stack_limit() -> int:
 def _check_array_layout() -> None:
     """Compiled code reads Arrays at fixed offsets: make sure the extension agrees."""
     expected = {"size": ARRAY_SIZE, "items": ARRAY_ITEMS, "kind": ARRAY_KIND, "capacity": ARRAY_CAPACITY,
+                "pins": ARRAY_PINS, "pin_owner": ARRAY_PIN_OWNER,
                 "numbers": NUMBERS_KIND}
     layout = _array.layout()
     if layout != expected:

@@ -11,7 +11,7 @@ import llvmlite
 import llvmlite.binding as llvm
 
 from ..budget import Limits
-from ..builtin_table import array_budget_message, too_deep_message
+from ..builtin_table import ARRAY_BUSY_MESSAGE, array_budget_message, too_deep_message
 from ..errors import Pos, RelayError
 from ..hashing import node_hash
 from ..nodes import Call, FnLit, Name
@@ -24,6 +24,7 @@ from .lower import (
     AT_CALLER,
     ERR_ARGUMENT_TYPE,
     ERR_ARRAY_BUDGET,
+    ERR_ARRAY_BUSY,
     ERR_ARRAY_SIZE,
     ERR_DEPTH,
     ERR_INDEX,
@@ -60,13 +61,14 @@ class Compiled:
         self.sig = root.sig
         self.ret = root.ret
         self.module = module  # keeps the engine alive
-        proto = ctypes.PYFUNCTYPE(CTYPES[root.ret], *[CTYPES[p] for p in root.sig.params])
+        # PYFUNCTYPE: called with the GIL, which the code itself lets go of when it runs long (lower.py).
+        proto = ctypes.PYFUNCTYPE(CTYPES[root.ret], ctypes.POINTER(engine.RuntimeState),
+                                  *[CTYPES[p] for p in root.sig.params])
         self.cfunc = proto(module.addresses[entry_name(root.sig, key)])
         self.ordinals = [enumerate_nodes(t.sig.fn) for t in group]
 
-    def error(self, limits: Limits) -> RelayError:
+    def error(self, rt: engine.RuntimeState, limits: Limits) -> RelayError:
         """The Relay error the compiled code recorded in the runtime state."""
-        rt = engine.RT
         code = rt.err_code
         if code == ERR_INDEX:
             err = RelayError(f"index {format_number(rt.err_x)} out of range for array of length {rt.err_y}")
@@ -84,6 +86,8 @@ class Compiled:
             err = RelayError(array_budget_message(rt.err_x))
         elif code == ERR_MEMORY_LIMIT:
             err = RelayError(limits.memory_limit_message(), kind="limit")
+        elif code == ERR_ARRAY_BUSY:
+            err = RelayError(ARRAY_BUSY_MESSAGE)
         elif code == ERR_RETURN_TYPE:
             typed = self.group[rt.err_fn]
             err = RelayError(f"{typed.sig.fn.name}: must return {typed.sig.fn.ret_type}, "
@@ -195,6 +199,14 @@ def module_key(group: list[Typed], fastmath: set[Signature], target: engine.Targ
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
+def runtime_state(limits: Limits) -> engine.RuntimeState:
+    """The runtime state of the job whose budgets `limits` holds (made on its first compiled call)."""
+    rt = limits.native
+    if rt is None:
+        rt = limits.native = engine.new_state()
+    return rt  # type: ignore[return-value]
+
+
 NOT_TAKEN = object()  # compiled code declined the call (an array argument is not of the numbers kind)
 
 
@@ -203,7 +215,7 @@ def call_compiled(compiled: Compiled, limits: Limits, args: tuple) -> object:
 
     Returns NOT_TAKEN, having run nothing, when an array argument is of the values kind (see _array.c).
     """
-    rt = engine.RT
+    rt = runtime_state(limits)
     rt.err_code = 0
     rt.nframes = 0
     rt.depth = limits.depth[0]
@@ -212,11 +224,11 @@ def call_compiled(compiled: Compiled, limits: Limits, args: tuple) -> object:
     rt.deadline_ns = limits.deadline_ns
     rt.stack_limit = engine.stack_limit()
     rt.memory_ceiling = limits.memory_ceiling
-    result = compiled.cfunc(*args)
+    result = compiled.cfunc(rt, *args)
     if rt.err_code:
         if rt.err_code == ERR_ARGUMENT_TYPE:
             return NOT_TAKEN
-        raise compiled.error(limits)
+        raise compiled.error(rt, limits)
     if compiled.ret == BOOL:
         return bool(result)
     if compiled.ret == NULL:

@@ -23,14 +23,22 @@ Conventions of the generated code:
   per-index checks runs on an integer counter (with scoped noalias metadata
   when its arrays are distinct objects, which the test also requires);
   otherwise the checked copy runs, failing exactly where the interpreter does.
+- every function takes a pointer to its job's runtime state (`RT_LAYOUT`:
+  budgets in, errors out) as a hidden first argument: each interpreter has
+  its own, so compiled code of several jobs runs in several threads at once.
+- the GIL: the entry point is called with it; the first budget check of a
+  call lets it go (`relay_gil_release`), and the entry point takes it back
+  before returning. Without it, compiled code touches Python objects only
+  through the extension's functions, which take the GIL when they allocate
+  or free, and count references of the arrays they pin in their own field.
 - errors never unwind: a failing function writes the error into the runtime
-  state `relay_rt` (code, function index, node ordinal, payload), jumps to
+  state (code, function index, node ordinal, payload), jumps to
   its exit block, and each caller records its call site in the state's frame
   list and exits too. Node ordinals (see `infer.enumerate_nodes`) keep object
   code free of source positions, so cached code serves reformatted sources.
-- budgets: each function takes its call depth as a hidden first argument and
-  checks it against `relay_rt.max_depth`, and checks that its frame lies above
-  `relay_rt.stack_limit` (the native stack is never exhausted, whatever the
+- budgets: each function takes its call depth as a hidden second argument and
+  checks it against the state's `max_depth`, and checks that its frame lies above
+  the state's `stack_limit` (the native stack is never exhausted, whatever the
   frame size); entry increments a tick counter; every loop of a function
   counts its iterations in one counter of that function (never reset, so
   loops at any nesting depth are counted); every 65,536 ticks the clock is
@@ -82,7 +90,7 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = I8.as_pointer()
 MAX_FRAMES = 10_000  # runs of frames kept (as many as the default depth limit); deeper ones are counted
-# The runtime state `relay_rt` that compiled code shares with the interpreter: the one definition
+# The runtime state that compiled code of one job shares with its interpreter: the one definition
 # of its layout (engine.RuntimeState is built from it).
 RT_LAYOUT: tuple[tuple[str, ir.Type], ...] = (
     ("stop", I64), ("depth", I64), ("max_depth", I64), ("err_code", I64), ("err_fn", I64), ("err_node", I64),
@@ -92,18 +100,27 @@ RT_LAYOUT: tuple[tuple[str, ir.Type], ...] = (
 )
 RT_FIELDS = tuple(name for name, _ in RT_LAYOUT)
 RT_TYPE = ir.LiteralStructType([t for _, t in RT_LAYOUT])
+RT_PTR = RT_TYPE.as_pointer()
 ERR_INDEX, ERR_DEPTH, ERR_TIME, ERR_ARRAY_SIZE, ERR_ARRAY_BUDGET, ERR_MEMORY = 1, 2, 3, 4, 5, 6
 ERR_ARGUMENT_TYPE = 7  # not a Relay error: an array argument is not of the numbers kind; the interpreter takes the call
 ERR_STACK = 8  # the native stack is full (err_y: the call depth)
 ERR_RETURN_TYPE = 9  # the function's return annotation does not hold its compiled return type
 ERR_MEMORY_LIMIT = 10  # the process's resident memory would pass the job's ceiling
+ERR_ARRAY_BUSY = 11  # push would grow an array that compiled code of another thread holds
 ARRAY_SIZE, ARRAY_ITEMS, ARRAY_KIND, ARRAY_CAPACITY = 16, 24, 32, 40  # byte offsets in an Array (checked: engine)
+ARRAY_PINS, ARRAY_PIN_OWNER = 48, 56  # compiled calls holding it, and whose runtime state (_array.c)
 NUMBERS_KIND = 0
 # The C functions of the _array extension that compiled code calls (their addresses come from _array.addresses()).
 ARRAY_FUNCTIONS = {
     "relay_array_new": ir.FunctionType(PTR, [I64]),  # a numbers array of n zeros, or null
-    "relay_array_push": ir.FunctionType(I32, [PTR, DOUBLE]),  # 0, or -1 when memory runs out
+    "relay_array_push": ir.FunctionType(I32, [PTR, DOUBLE, RT_PTR]),  # 0; -1: out of memory; -2: held elsewhere
     "relay_array_copy": ir.FunctionType(PTR, [PTR]),  # a copy, or null
+    "relay_array_incref": ir.FunctionType(ir.VoidType(), [PTR]),
+    "relay_array_decref": ir.FunctionType(ir.VoidType(), [PTR]),  # null: nothing
+    "relay_array_pin": ir.FunctionType(ir.VoidType(), [PTR, RT_PTR]),  # with the GIL: the call holds it
+    "relay_array_unpin": ir.FunctionType(ir.VoidType(), [PTR]),
+    "relay_gil_release": ir.FunctionType(ir.VoidType(), []),  # once per call; what follows runs without the GIL
+    "relay_gil_reacquire": ir.FunctionType(ir.VoidType(), []),  # before returning to the interpreter
 }
 BIG_ALLOCATION = 1 << 20  # bytes: array(n) this large checks the memory budget first
 AT_CALLER = -2  # err_node of an error the interpreter places at the caller's call, keeping the callee's frame
@@ -123,16 +140,22 @@ FCMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 # them: optimising and emitting them anew for each function cost about half of a small compile.
 # They run only on errors and every 65,536 loop iterations: cold.
 SUPPORT: dict[str, tuple[ir.FunctionType, str, bool]] = {
-    "relay_time_up": (ir.FunctionType(I1, []), "_clock_check", True),
-    "relay_memory_over": (ir.FunctionType(I1, [I64]), "_memory_check", True),
-    "relay_budget": (ir.FunctionType(I64, []), "_budget_check", True),
-    "relay_fail": (ir.FunctionType(ir.VoidType(), [I64, I64, I64, DOUBLE, I64]), "_fail_helper", True),
-    "relay_unwind": (ir.FunctionType(ir.VoidType(), [I64, I64]), "_unwind_helper", True),
+    "relay_time_up": (ir.FunctionType(I1, [RT_PTR]), "_clock_check", True),
+    "relay_memory_over": (ir.FunctionType(I1, [RT_PTR, I64]), "_memory_check", True),
+    "relay_budget": (ir.FunctionType(I64, [RT_PTR]), "_budget_check", True),
+    "relay_fail": (ir.FunctionType(ir.VoidType(), [RT_PTR, I64, I64, I64, DOUBLE, I64]), "_fail_helper", True),
+    "relay_unwind": (ir.FunctionType(ir.VoidType(), [RT_PTR, I64, I64]), "_unwind_helper", True),
 }
 
-# The budget checks read only fields compiled code never writes (stop, deadline, memory ceiling):
-# callers may treat them as touching no memory they can see (see ModuleBuilder.support).
+# The budget checks read only fields compiled code never writes (stop, deadline, memory ceiling) and
+# the GIL's state (kept by the extension): callers may treat them as touching no memory they can
+# see (see ModuleBuilder.support).
 BUDGET_CHECKS = frozenset({"relay_time_up", "relay_memory_over", "relay_budget"})
+
+
+def rt_field(b: ir.IRBuilder, rt: ir.Value, name: str) -> ir.Value:
+    """A field of the runtime state `rt` points at."""
+    return b.gep(rt, [I32(0), I32(RT_FIELDS.index(name))], inbounds=True)
 
 
 def support_module(triple: str) -> ir.Module:
@@ -174,16 +197,15 @@ class ModuleBuilder:
         self.group = group
         self.index = {t.sig: i for i, t in enumerate(group)}
         self.fastmath = fastmath
-        self.rt = ir.GlobalVariable(self.module, RT_TYPE, "relay_rt")
-        self.rt.linkage = "external"
         tbaa_root = self.module.add_metadata([ir.MetaDataString(self.module, "relay arrays")])
         self.tbaa = {name: self.module.add_metadata([node, node, I64(0)]) for name, node in (
             (name, self.module.add_metadata([ir.MetaDataString(self.module, name), tbaa_root, I64(0)]))
             for name in ("header", "element", "runtime"))}
         self.functions: dict[Signature, ir.Function] = {}
         for t in group:
-            # The first argument is the call depth: a register, not a global to update on every call.
-            fnty = ir.FunctionType(LLVM_TYPES[t.ret], [I64] + [LLVM_TYPES[p] for p in t.sig.params])
+            # Hidden arguments first: the job's runtime state, and the call depth (a register, not
+            # a field to update on every call).
+            fnty = ir.FunctionType(LLVM_TYPES[t.ret], [RT_PTR, I64] + [LLVM_TYPES[p] for p in t.sig.params])
             fn = ir.Function(self.module, fnty, t.sig.symbol)
             fn.linkage = "internal"  # only the entry wrappers are called from outside
             fn.attributes.add("nounwind")
@@ -255,8 +277,9 @@ class ModuleBuilder:
     def _fail_helper(self) -> ir.Function:
         """`relay_fail(code, fn, node, x, y)`: record an error in the runtime state."""
         fn, b = self._helper("relay_fail")
-        for field, arg in zip(("err_code", "err_fn", "err_node", "err_x", "err_y"), fn.args):
-            b.store(arg, self.rt_field(b, field))
+        rt = fn.args[0]
+        for field, arg in zip(("err_code", "err_fn", "err_node", "err_x", "err_y"), fn.args[1:]):
+            b.store(arg, rt_field(b, rt, field))
         b.ret_void()
         return fn
 
@@ -267,16 +290,16 @@ class ModuleBuilder:
         counts, so a deep recursion keeps its whole stack in a few entries.
         """
         fn, b = self._helper("relay_unwind")
-        fn_index, node = fn.args
-        node_slot = self.rt_field(b, "err_node")
+        rt, fn_index, node = fn.args
+        node_slot = rt_field(b, rt, "err_node")
         at_site = b.icmp_signed("==", b.load(node_slot), I64(-1))
         with b.if_then(at_site):  # the callee failed on entry: the error belongs to this call
-            b.store(fn_index, self.rt_field(b, "err_fn"))
+            b.store(fn_index, rt_field(b, rt, "err_fn"))
             b.store(node, node_slot)
             b.ret_void()
-        count_slot = self.rt_field(b, "nframes")
+        count_slot = rt_field(b, rt, "nframes")
         count = b.load(count_slot)
-        frames = self.rt_field(b, "frames")
+        frames = rt_field(b, rt, "frames")
 
         def slot(k: ir.Value, field: int) -> ir.Value:
             return b.gep(frames, [I32(0), b.add(b.mul(k, I64(3)), I64(field))])
@@ -297,15 +320,19 @@ class ModuleBuilder:
         b.ret_void()
         return fn
 
-    def rt_field(self, b: ir.IRBuilder, name: str) -> ir.Value:
-        return b.gep(self.rt, [I32(0), I32(RT_FIELDS.index(name))], inbounds=True)
-
     def _budget_check(self) -> ir.Function:
-        """`i64 relay_budget()`: 0, or the error of the budget that ran out (time first, then memory)."""
+        """`i64 relay_budget(rt)`: 0, or the error of the budget that ran out (time first, then memory).
+
+        The first check of a call also lets go of the GIL: a call that reaches it runs long enough
+        (65,536 loop iterations or recursive calls) for other threads to deserve the interpreter;
+        shorter calls never pay for releasing and taking it back.
+        """
         fn, b = self._helper("relay_budget")
-        with b.if_then(b.call(self.support("relay_time_up"), []), likely=False):
+        rt = fn.args[0]
+        b.call(self.array_function("relay_gil_release"), [])
+        with b.if_then(b.call(self.support("relay_time_up"), [rt]), likely=False):
             b.ret(I64(ERR_TIME))
-        with b.if_then(b.call(self.support("relay_memory_over"), [I64(0)]), likely=False):
+        with b.if_then(b.call(self.support("relay_memory_over"), [rt, I64(0)]), likely=False):
             b.ret(I64(ERR_MEMORY_LIMIT))
         b.ret(I64(0))
         return fn
@@ -313,8 +340,9 @@ class ModuleBuilder:
     def _clock_check(self) -> ir.Function:
         """`i1 relay_time_up()`: has the deadline passed (or a stop been requested)?"""
         fn, b = self._helper("relay_time_up")
-        stop = b.load(self.rt_field(b, "stop"))
-        deadline = b.load(self.rt_field(b, "deadline_ns"))
+        rt = fn.args[0]
+        stop = b.load(rt_field(b, rt, "stop"))
+        deadline = b.load(rt_field(b, rt, "deadline_ns"))
         check = fn.append_basic_block("check")
         done = fn.append_basic_block("done")
         stopped = b.icmp_unsigned("!=", stop, I64(0))
@@ -343,9 +371,10 @@ class ModuleBuilder:
         has no ceiling or the file cannot be read.
         """
         fn, b = self._helper("relay_memory_over")
+        rt, extra = fn.args
         no = fn.append_basic_block("no")
         read_bb = fn.append_basic_block("read")
-        ceiling = b.load(self.rt_field(b, "memory_ceiling"))
+        ceiling = b.load(rt_field(b, rt, "memory_ceiling"))
         b.cbranch(b.icmp_signed("==", ceiling, I64(0)), no, read_bb)
         b.position_at_end(no)
         b.ret(ir.Constant(I1, 0))
@@ -397,48 +426,68 @@ class ModuleBuilder:
         b.store(b.add(b.mul(b.load(pages), I64(10)), b.zext(b.sub(c, I8(ord("0"))), I64)), pages)
         b.branch(digits_body)
         b.position_at_end(done)
-        resident = b.mul(b.load(pages), b.load(self.rt_field(b, "page_size")))
-        b.ret(b.icmp_signed(">", b.add(resident, fn.args[0]), ceiling))
+        resident = b.mul(b.load(pages), b.load(rt_field(b, rt, "page_size")))
+        b.ret(b.icmp_signed(">", b.add(resident, extra), ceiling))
         return fn
 
     def _entry_wrapper(self, t: Typed) -> None:
-        """A C-friendly entry point (bools as i8) for the ctypes trampoline.
+        """A C-friendly entry point (runtime state first, bools as i8) for the ctypes trampoline,
+        which calls it with the GIL held and gets it back held.
 
         It first checks that every array argument is of the numbers kind (one load each); if
         one is not, it reports ERR_ARGUMENT_TYPE and runs nothing, so the caller can hand the
-        call to the interpreter. Then the native stack, for the functions that do not check it
-        themselves (those that call no other).
+        call to the interpreter. It pins the array arguments for the call (see _array.c: no
+        other thread may resize them while this code may run without the GIL), checks the
+        native stack for the functions that do not check it themselves (those that call no
+        other), runs the body, and takes the GIL back (the first budget check let it go).
         """
         inner = self.functions[t.sig]
         ret = I8 if t.ret in (BOOL, NULL) else LLVM_TYPES[t.ret]
         args = [I8 if p == BOOL else LLVM_TYPES[p] for p in t.sig.params]
-        fn = ir.Function(self.module, ir.FunctionType(ret, args), entry_name(t.sig, self.key))
+        fn = ir.Function(self.module, ir.FunctionType(ret, [RT_PTR, *args]), entry_name(t.sig, self.key))
         fn.attributes.add("nounwind")
         b = ir.IRBuilder(fn.append_basic_block())
+        rt, params = fn.args[0], fn.args[1:]
+        inner_ret = LLVM_TYPES[t.ret]
+        failed_value = ir.Constant(PTR, None) if t.ret == ARR else ir.Constant(inner_ret, 0)
+        arrays = [arg for arg, p in zip(params, t.sig.params) if p == ARR]
 
-        def nothing() -> ir.Value:  # the value when nothing ran: the caller reads the error code
-            return self._none(b) if t.ret == ARR else ir.Constant(ret, 0)
-
-        for arg, p in zip(fn.args, t.sig.params):
-            if p == ARR:
-                kind = b.load(b.bitcast(b.gep(arg, [I64(ARRAY_KIND)]), I64.as_pointer()))
-                with b.if_then(b.icmp_signed("!=", kind, I64(NUMBERS_KIND)), likely=False):
-                    b.store(I64(ERR_ARGUMENT_TYPE), self.rt_field(b, "err_code"))
-                    b.ret(nothing())
-        passed = [b.trunc(a, I1) if p == BOOL else a for a, p in zip(fn.args, t.sig.params)]
-        depth = b.add(b.load(self.rt_field(b, "depth")), I64(1))
+        for arr in arrays:
+            kind = b.load(b.bitcast(b.gep(arr, [I64(ARRAY_KIND)]), I64.as_pointer()))
+            with b.if_then(b.icmp_signed("!=", kind, I64(NUMBERS_KIND)), likely=False):
+                b.store(I64(ERR_ARGUMENT_TYPE), rt_field(b, rt, "err_code"))
+                b.ret(self._none(b) if t.ret == ARR else ir.Constant(ret, 0))  # nothing ran
+        for arr in arrays:
+            b.call(self.array_function("relay_array_pin"), [arr, rt])
+        passed = [b.trunc(a, I1) if p == BOOL else a for a, p in zip(params, t.sig.params)]
+        depth = b.add(b.load(rt_field(b, rt, "depth")), I64(1))
+        done = fn.append_basic_block("done")
+        run = fn.append_basic_block("run")
+        stack_full_block = None
         if not t.calls:  # a function that calls others checks the stack itself (FunctionLowerer.prologue)
             frame = b.alloca(I8)
-            with b.if_then(b.icmp_unsigned("<", b.ptrtoint(frame, I64), b.load(self.rt_field(b, "stack_limit"))),
-                           likely=False):
-                b.call(self.support("relay_fail"), [I64(ERR_STACK), I64(self.index[t.sig]), I64(-1),
+            stack_full = b.icmp_unsigned("<", b.ptrtoint(frame, I64), b.load(rt_field(b, rt, "stack_limit")))
+            with b.if_then(stack_full, likely=False):
+                b.call(self.support("relay_fail"), [rt, I64(ERR_STACK), I64(self.index[t.sig]), I64(-1),
                                                     ir.Constant(DOUBLE, 0.0), depth])
-                b.ret(nothing())
-        value = b.call(inner, [depth, *passed], attrs=("noinline",))  # one copy of the body, not two
+                stack_full_block = b.block
+                b.branch(done)
+        b.branch(run)
+        b.position_at_end(run)
+        value = b.call(inner, [rt, depth, *passed], attrs=("noinline",))  # one copy of the body, not two
+        b.branch(done)
+        b.position_at_end(done)
+        result = b.phi(inner_ret)
+        result.add_incoming(value, run)
+        if stack_full_block is not None:
+            result.add_incoming(failed_value, stack_full_block)
+        b.call(self.array_function("relay_gil_reacquire"), [])
+        for arr in arrays:
+            b.call(self.array_function("relay_array_unpin"), [arr])
         if t.ret == ARR:  # after an error the array is NULL, which ctypes must never see: give it None
-            with b.if_then(b.icmp_unsigned("==", value, ir.Constant(PTR, None)), likely=False):
+            with b.if_then(b.icmp_unsigned("==", result, ir.Constant(PTR, None)), likely=False):
                 b.ret(self._none(b))
-        b.ret(b.zext(value, I8) if t.ret == BOOL else value)
+        b.ret(b.zext(result, I8) if t.ret == BOOL else result)
 
     def _none(self, b: ir.IRBuilder) -> ir.Value:
         """A new reference to None."""
@@ -484,11 +533,12 @@ class FunctionLowerer:
             # precede them): storing a zero first would give every variable two definitions and make
             # promoting them to registers (SROA) quadratic in the function's length.
         params = [self.res.bindings[p].decl for p in self.t.sig.fn.params]  # type: ignore[union-attr]
-        self.depth = fn.args[0]
+        self.rt = fn.args[0]
+        self.depth = fn.args[1]
         self.ticks = b.alloca(I64, name="ticks")  # loop iterations of this call, all loops together
         b.store(I64(0), self.ticks)
         self.frame_mark = b.alloca(I8, name="frame")  # its address places this frame on the native stack
-        for arg, decl, typ in zip(fn.args[1:], params, self.t.sig.params):
+        for arg, decl, typ in zip(fn.args[2:], params, self.t.sig.params):
             if typ == ARR:
                 self.incref(arg)
             b.store(arg, self.vars[decl])
@@ -524,12 +574,12 @@ class FunctionLowerer:
         if self.t.sig not in self.mb.recursive:
             return
         n = b.add(self.rt_load("ticks"), I64(1))
-        b.store(n, self.mb.rt_field(b, "ticks")).set_metadata("tbaa", self.mb.tbaa["runtime"])
+        b.store(n, rt_field(b, self.rt, "ticks")).set_metadata("tbaa", self.mb.tbaa["runtime"])
         self.tick_check(n, self.t.sig.fn)
 
     def rt_load(self, name: str) -> ir.Value:
         """A field of the runtime state; its TBAA tag tells LLVM array elements never overlap it."""
-        value = self.b.load(self.mb.rt_field(self.b, name))
+        value = self.b.load(rt_field(self.b, self.rt, name))
         value.set_metadata("tbaa", self.mb.tbaa["runtime"])
         return value
 
@@ -537,7 +587,7 @@ class FunctionLowerer:
         b = self.b
         due = b.icmp_unsigned("==", b.and_(counter, I64(TICK_MASK)), I64(0))
         with b.if_then(due, likely=False):
-            code = b.call(self.mb.support("relay_budget"), [])
+            code = b.call(self.mb.support("relay_budget"), [self.rt])
             with b.if_then(b.icmp_unsigned("!=", code, I64(0)), likely=False):
                 self.fail(code, node)
 
@@ -555,7 +605,7 @@ class FunctionLowerer:
             b.position_at_end(block)
             phis = [b.phi(I64), b.phi(I64), b.phi(DOUBLE), b.phi(I64)]
             code_phi, node_phi, x_phi, y_phi = phis
-            b.call(self.mb.support("relay_fail"), [code_phi, I64(self.fn_index), node_phi, x_phi, y_phi])
+            b.call(self.mb.support("relay_fail"), [self.rt, code_phi, I64(self.fn_index), node_phi, x_phi, y_phi])
             b.branch(self.exit)
             self.failing = (block, phis)
             b.position_at_end(here)
@@ -572,17 +622,17 @@ class FunctionLowerer:
         b = self.b
         code = self.rt_load("err_code")
         with b.if_then(b.icmp_unsigned("!=", code, I64(0)), likely=False):
-            b.call(self.mb.support("relay_unwind"), [I64(self.fn_index), I64(self.ordinals[id(call)])])
+            b.call(self.mb.support("relay_unwind"), [self.rt, I64(self.fn_index), I64(self.ordinals[id(call)])])
             b.branch(self.exit)
             b.position_at_end(self.fn.append_basic_block("dead"))
 
     # ------------------------------------------------------------ refcounts
 
     def incref(self, obj: ir.Value) -> None:
-        self.b.call(self.mb.external("Py_IncRef", ir.VoidType(), [PTR]), [obj])
+        self.b.call(self.mb.array_function("relay_array_incref"), [obj])
 
     def decref(self, obj: ir.Value) -> None:
-        self.b.call(self.mb.external("Py_DecRef", ir.VoidType(), [PTR]), [obj])
+        self.b.call(self.mb.array_function("relay_array_decref"), [obj])
 
     def own(self, obj: ir.Value) -> ir.AllocaInstr:
         """Gives a new array reference an owner: a frame slot (null until now) that every exit releases."""
@@ -1003,7 +1053,7 @@ class FunctionLowerer:
         n = b.fptosi(count, I64)
         size = b.mul(n, I64(8))
         with b.if_then(b.icmp_signed(">", size, I64(BIG_ALLOCATION)), likely=False):
-            with b.if_then(b.call(self.mb.support("relay_memory_over"), [size]), likely=False):
+            with b.if_then(b.call(self.mb.support("relay_memory_over"), [self.rt, size]), likely=False):
                 self.fail(ERR_MEMORY_LIMIT, node)
         arr, owner = self.allocate(n, node)
         i = self.entry_alloca(I64, "fill")
@@ -1022,17 +1072,22 @@ class FunctionLowerer:
         return arr, owner
 
     def push(self, arr: ir.Value, value: ir.Value, node: Node) -> ir.Value:
-        """In place while the buffer has room; the extension grows it otherwise."""
+        """In place while the buffer has room and no other thread's compiled code holds the array;
+        the extension grows it, or refuses when another thread holds it."""
         b = self.b
         n = self.length(arr)
-        with b.if_else(b.icmp_signed("<", n, self.header(arr, ARRAY_CAPACITY, I64)), likely=True) as (room, grow):
+        room = b.icmp_signed("<", n, self.header(arr, ARRAY_CAPACITY, I64))
+        mine = b.or_(b.icmp_signed("==", self.header(arr, ARRAY_PINS, I64), I64(0)),
+                     b.icmp_unsigned("==", self.header(arr, ARRAY_PIN_OWNER, PTR), b.bitcast(self.rt, PTR)))
+        with b.if_else(b.and_(room, mine), likely=True) as (room, grow):
             with room:
                 self.store_item(arr, n, value)
                 b.store(b.add(n, I64(1)), self.field_ptr(arr, ARRAY_SIZE, I64)).set_metadata("tbaa", self.mb.tbaa["header"])
             with grow:
-                status = b.call(self.mb.array_function("relay_array_push"), [arr, value])
+                status = b.call(self.mb.array_function("relay_array_push"), [arr, value, self.rt])
                 with b.if_then(b.icmp_signed("!=", status, I32(0)), likely=False):
-                    self.fail(ERR_MEMORY, node)
+                    busy = b.icmp_signed("==", status, I32(-2))
+                    self.fail(b.select(busy, I64(ERR_ARRAY_BUSY), I64(ERR_MEMORY)), node)
         return b.sitofp(self.length(arr), DOUBLE)
 
     # ------------------------------------------------------------ expressions
@@ -1127,7 +1182,7 @@ class FunctionLowerer:
         if sig is not None:
             args = [self.expr(a) for a in e.args]
             callee = self.mb.functions[sig]
-            result = b.call(callee, [b.add(self.depth, I64(1))] + [v for v, _ in args])
+            result = b.call(callee, [self.rt, b.add(self.depth, I64(1))] + [v for v, _ in args])
             owner = self.own(result) if self.mb.typed[sig].ret == ARR else None  # null after an error
             for v, arg_owner in args:
                 self.release(v, arg_owner)

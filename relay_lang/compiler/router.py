@@ -24,9 +24,9 @@ from ..errors import RelayError
 from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Let, Name, Program, While, walk
 from ..resolver import Global, Resolution
 from .cache import CompileCache, DirectoryStore, ObjectStore
-from .engine import RT, CompileTimeout
+from .engine import CompileTimeout
 from .infer import ARR, BOOL, NUM, Signature, Unsupported, param_type
-from .jit import NOT_TAKEN, Compiled, Compiler, call_compiled, directive_level, has_directive
+from .jit import NOT_TAKEN, Compiled, Compiler, call_compiled, directive_level, has_directive, runtime_state
 
 if TYPE_CHECKING:
     from ..codegen import FunctionCode, Unit
@@ -111,7 +111,7 @@ class Router:
 
     def request_stop(self) -> None:
         """Compiled code running now stops at its next check of the clock (thread-safe)."""
-        RT.stop = 1
+        runtime_state(self.limits).stop = 1
 
     def note(self, fn: FnLit | None, name: str, tier: str, reason: str) -> None:
         self.decisions[id(fn)] = (name, tier, reason)
