@@ -15,10 +15,8 @@ import redis
 from celery import Celery
 
 from relay_lang.errors import RelayError
-from relay_lang.nodes import ServerDecl
-from relay_lang.parser import parse
-from relay_lang.resolver import resolve
 
+from .deploy import check, declared_servers
 from .ledger import DeadLetters, Ledger, connect
 from .registry import Registry, node_of
 from .runtime import Messenger, remote_error
@@ -63,6 +61,8 @@ class RelayClient:
         if not broker.startswith(("redis://", "rediss://")):
             self.app.conf.broker_transport = None
         self.store_url = store_url or settings.relay_store_url
+        self.job_time_limit: float = settings.relay_job_time_limit  # also a deploy check's (see deploy)
+        self.output_limit: int = settings.relay_output_limit
         self.broker_url = broker
         r = connect(self.store_url)
         self.registry = Registry(r, settings.relay_host_ttl)
@@ -102,21 +102,22 @@ class RelayClient:
                restart_period: float | None = None, time_limit: float | None = None,
                memory_limit: int | None = None) -> list[tuple[str, int]]:
         """Starts the servers a source declares, or hot-upgrades them (state kept); returns (name, version)
-        of each. The source must parse, resolve and declare a server, or nothing changes on the fleet.
-        The settings (restart intensity, a message's time limit and memory budget in bytes) apply to every
-        server of the source."""
-        program = parse(source, file)
-        resolve(program)
-        names = [s.name for s in program.stmts if isinstance(s, ServerDecl)]
-        if not names:
-            raise RelayError("the source declares no server (deploy takes `server NAME { ... }` declarations)",
-                             program.pos)
+        of each. Before anything changes on the fleet, the source is checked (relay_workers.deploy.check):
+        it must parse, resolve, declare a server, compile every `@llvm` function and handler, and load (its
+        top-level statements and each server's initial state) in a scratch interpreter within a server's
+        budgets; a source that fails raises its positioned RelayError and nothing of it is deployed (a
+        running server keeps its version). The settings (restart intensity, a message's time limit and
+        memory budget in bytes) apply to every server of the source."""
         settings = {k: v for k, v in (("max_restarts", max_restarts), ("restart_period", restart_period),
                                       ("time_limit", time_limit), ("memory_limit", memory_limit)) if v is not None}
         for k, v in settings.items():
             if type(v) not in (int, float) or not 0 < v < float("inf") or (k == "max_restarts" and v != int(v)):
                 raise RelayError(f"{k} must be a positive number, got {v!r}", kind="bad request")
+        declared_servers(source, file)  # the cheap checks first: no store round trip, no LLVM
         try:
+            deployed = self.registry.names()
+            names = check(source, file, deployed, min(time_limit or self.job_time_limit, self.job_time_limit),
+                          self.output_limit, self.ledger.r)
             return [(name, self.registry.register(name, source, file, settings)) for name in names]
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None

@@ -34,7 +34,7 @@ def redis_url(tmp_path_factory) -> str:
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 TEST_QUEUES = ["relay.eval", "relay.*", "only-w3", "only-w4"] + [
-    f"relay.{n}" for n in ("counter", "batch", "journal", "ping", "pong", "upgraded", "sturdy", "tally", "ledger")]
+    f"relay.{n}" for n in ("counter", "batch", "journal", "ping", "pong", "upgraded", "sturdy", "tally", "ledger", "kept")]
 
 
 def rabbitmq_broker() -> str:

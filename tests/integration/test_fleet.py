@@ -185,3 +185,71 @@ def test_cli_mirrors_the_client(hosts, client, fleet, tmp_path) -> None:
     assert (evaluated.returncode, evaluated.stdout) == (0, "5\n2\n"), evaluated.stderr
     bad = relay("call", "tally", "add", "not json")
     assert bad.returncode == 1 and "is not JSON" in bad.stderr
+
+
+SPINNER = "server spinner {\n state { n: 0 }\n @llvm\n receive fn spin(k: number) { let t = clock()\n  k + t }\n}\n"
+
+
+def test_deploy_refuses_what_cannot_compile_or_load(hosts, client, fleet, tmp_path) -> None:
+    """`relay deploy` and RelayClient.deploy compile and load the source apart from the fleet first: a
+    source that fails is refused with its positioned error, and nothing of it is deployed."""
+    import re
+    import subprocess
+    import sys
+
+    def relay(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "relay_workers.cli", *args], capture_output=True, text=True,
+                              env=fleet.env, timeout=60)
+
+    def listed() -> dict:
+        return {s["name"]: (s["version"], s["owner"], s["status"]) for s in json.loads(relay("servers", "--json").stdout)}
+
+    deploy(client, COUNTER.format(name="kept"))
+    assert client.call("kept", "incr", 4) == 4
+    good = tmp_path / "good.relay"  # an @llvm handler that compiles is deployed, and runs compiled
+    good.write_text(COUNTER.format(name="kept").replace("receive fn get()",
+                                                        "@llvm\n    receive fn twice(x: number) { x * 2 }\n    receive fn get()"))
+    assert relay("deploy", str(good)).stdout == "deployed kept (version 2)\n"
+    assert client.call("kept", "twice", 21) == 42 and client.call("kept", "get")["count"] == 4
+    before = listed()
+    kept_version = before["kept"][0]
+    refused = {  # file: (source, the error's line:col, kind and message)
+        "spinner.relay": (SPINNER, r"4:\d+: compile error: @llvm spin: builtin clock\(\) is not supported by @llvm"),
+        "initial.relay": ("server boom {\n state { n: 0, first: [1][5] }\n receive fn x() { 1 } }\n",
+                          r"2:\d+: error: index 5 out of range for array of length 1"),
+        "top.relay": ("server top { receive fn x() { 1 } }\nlet a = [1]\nerror(\"refused at load\")\n",
+                      r"3:1: error: refused at load"),
+        "message.relay": ("server chatty { receive fn x() { 1 } }\nsend(kept, \"incr\", 1)\n",
+                          r"2:\d+: error: kept.incr: the top-level statements of a deployed source cannot call or "
+                          r"send to servers"),
+        # upgrades of the running server `kept`: it keeps its version, its state, and answers
+        "kept_llvm.relay": (COUNTER.format(name="kept").replace("receive fn get()",
+                                                                "@llvm\n    receive fn t() { clock() }\n    receive fn get()"),
+                            r"7:\d+: compile error: @llvm t: builtin clock\(\) is not supported by @llvm"),
+        "kept_state.relay": (COUNTER.format(name="kept").replace("log: [] }", "log: [], more: {}.x.y }"),
+                             r"3:\d+: error: cannot read field .y. of null"),
+    }
+    seconds = {}
+    for name, (source, expected) in refused.items():
+        path = tmp_path / name
+        path.write_text(source)
+        started = time.monotonic()
+        done = relay("deploy", str(path))
+        seconds[name] = time.monotonic() - started
+        print(f"{name}: exit {done.returncode} in {seconds[name]:.2f} s: {done.stderr.splitlines()[0] if done.stderr else ''}")
+        assert done.returncode == 1 and done.stdout == "" and "Traceback" not in done.stderr, done
+        assert re.match(re.escape(str(path)) + ":" + expected, done.stderr), done.stderr
+    endless = tmp_path / "endless.relay"  # the check runs within the server's time limit
+    endless.write_text("server spin2 { receive fn x() { 1 } }\nwhile true { }\n")
+    started = time.monotonic()
+    done = relay("deploy", "--time-limit", "1", str(endless))
+    seconds["endless"] = time.monotonic() - started
+    print(f"endless.relay --time-limit 1: exit {done.returncode} in {seconds['endless']:.2f} s: {done.stderr.strip()}")
+    assert done.returncode == 1 and done.stderr.startswith(f"{endless}:2:") and "time limit of 1 s exceeded" in done.stderr
+    assert seconds["endless"] < 1 * 1.1 + 0.1 + 5  # the limit, and the process's start-up
+
+    with pytest.raises(RelayError, match=r"^<deploy>:4:\d+: compile error: @llvm spin"):  # RelayClient.deploy
+        client.deploy(SPINNER)
+    assert listed() == before  # nothing of any refused source: no new server, no new version
+    assert client.registry.version("kept") == kept_version
+    assert client.call("kept", "incr", 1) == 5 and client.call("kept", "twice", 2) == 4

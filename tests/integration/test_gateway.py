@@ -210,6 +210,22 @@ def test_deploy_call_send_and_servers(http, deployed) -> None:
     assert is_error(http.post("/v1/deploy", json={"source": "1 + 1"}), 422, "error")
 
 
+def test_deploy_refuses_what_cannot_compile_or_load(http, deployed) -> None:
+    """The gateway's deploy checks the source as `relay deploy` does (RelayClient.deploy): a source whose
+    @llvm handler cannot compile, or whose loading fails, is a 422 with the positioned error; nothing of it
+    is deployed, and a running server keeps its version."""
+    before = {s["name"]: (s["version"], s["owner"]) for s in http.get("/v1/servers").json()}
+    spinner = "server spinner {\n state { n: 0 }\n @llvm\n receive fn spin(k: number) { let t = clock()\n k + t }\n}\n"
+    error = is_error(http.post("/v1/deploy", json={"source": spinner, "file": "spinner.relay"}), 422, "compile error")
+    assert (error["file"], error["line"]) == ("spinner.relay", 4)
+    assert error["text"].startswith(f"spinner.relay:4:{error['col']}: compile error: @llvm spin: builtin clock()")
+    upgrade = TALLY.replace("state { n: 0 }", "state { n: 0, extra: [1][2] }")  # the running tally's state fails
+    error = is_error(http.post("/v1/deploy", json={"source": upgrade, "file": "tally.relay"}), 422, "error")
+    assert error["text"].startswith("tally.relay:2:") and "index 2 out of range" in error["message"]
+    assert {s["name"]: (s["version"], s["owner"]) for s in http.get("/v1/servers").json()} == before
+    assert http.post("/v1/servers/tally/add", json=[0]).status_code == 200
+
+
 def test_eval(http, deployed) -> None:
     result = http.post("/v1/eval", json={"source": 'fn sq(x) { x * x }\nprint("hi", sq(3))\nsq(4) + 0.5'}).json()
     assert result["value"] == 16.5 and result["output"] == "hi 9\n" and result["error"] is None
