@@ -1,6 +1,6 @@
 """The fleet side by side with bare Celery, one run, same broker (a private redis-server).
 
-Run: python bench/fleet.py [--calls N] [--sends N] [--programs N] [--recycle-mib M]
+Run: python bench/fleet.py [--calls N] [--sends N] [--programs N] [--recycle-mib M] [--only compiled-cores]
 - round trips: RelayClient.call on a trivial handler against a bare Celery
   no-op task (`relay.ping`) sent and awaited the same way: throughput and
   p50/p99 latency, sequential, one producer;
@@ -13,7 +13,9 @@ Run: python bench/fleet.py [--calls N] [--sends N] [--programs N] [--recycle-mib
   100,000 and 1,000,000 entries in another state field (a message writes
   what it touched, not the whole state);
 - cores: 4 servers with a CPU-heavy handler, 40 messages each, on 1 worker
-  and then on 2 (each worker hosts its servers on one core);
+  and then on 2 (each worker hosts interpreted servers on one core);
+- compiled cores: servers whose handler spends its time in @llvm code (which
+  runs without the GIL), on one worker: 1 server, then 2 at once;
 - compiled programs: a solo worker (its eval jobs run in its main process,
   beside its host) runs N distinct @llvm programs while one of its servers
   takes a send per 100 programs, with RELAY_HOST_MAX_MEMORY_MIB=M; restarted
@@ -67,9 +69,13 @@ def main() -> None:
     parser.add_argument("--sends", type=int, default=2000)
     parser.add_argument("--programs", type=int, default=2000)
     parser.add_argument("--recycle-mib", type=int, default=256)
+    parser.add_argument("--only", choices=["compiled-cores"], help="run this row alone")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relay-fleet-bench-"))
     print(f"# fleet benchmark on {describe()}; workers with the default pool")
+    if args.only == "compiled-cores":
+        compiled_cores(work)
+        return
     for label, broker in (("Redis", None), ("RabbitMQ", RABBITMQ)):
         if broker is not None and not rabbitmq_answers():
             print(f"## {label} broker: skipped (none answers on localhost:5672)")
@@ -82,6 +88,7 @@ def main() -> None:
             fleet.stop_all()
             server.stop()
     cores(work)
+    compiled_cores(work)
     compiled_programs(work, args.programs, args.recycle_mib)
 
 
@@ -209,6 +216,53 @@ def cores(work: Path, messages: int = 40) -> None:
             fleet.stop_all()
             server.stop()
     print(f"2-core scaling: {rates[2] / rates[1]:.2f}x")
+
+
+BURNER = """
+server {name} {{
+    @llvm
+    receive fn work(n: number) {{
+        let s = 0
+        for i in 0..n {{ s = s + i % 3 }}
+        s
+    }}
+}}
+"""
+
+
+def compiled_cores(work: Path, messages: int = 12, iterations: int = 20_000_000) -> None:
+    """Throughput of servers whose handler is compiled code, all on one worker: 1 server, then 2
+    (compiled code lets go of the GIL, so one worker's servers use its cores); one fresh fleet."""
+    print(f"{'compiled handlers on 1 worker':<34} {'msgs/s':>10} {'seconds':>9}")
+    server = RedisServer(work / "compiled-cores")
+    fleet = Fleet.on(server.url, logs=work)
+    rates = {}
+    try:
+        fleet.start("cc")
+        client = fleet.client()
+        names = ["burner0", "burner1"]
+        client.deploy("".join(BURNER.format(name=n) for n in names), time_limit=600)
+        while not all(s["status"] == "running" for s in client.servers()):
+            time.sleep(0.05)
+        for n in names:
+            client.call(n, "work", 1, timeout=120)  # compiled and warm
+        for count in (1, 2):
+            used = names[:count]
+            before = {n: client.ledger.applied_count(n) for n in used}
+            start = time.perf_counter()
+            for _ in range(messages):
+                for n in used:
+                    client.send(n, "work", iterations)
+            while any(client.ledger.applied_count(n) - before[n] < messages for n in used):
+                time.sleep(0.05)
+            seconds = time.perf_counter() - start
+            rates[count] = count * messages / seconds
+            print(f"{f'{count} server(s), {messages} messages each':<34} {rates[count]:>10.2f} {seconds:>9.2f}")
+        client.close()
+    finally:
+        fleet.stop_all()
+        server.stop()
+    print(f"compiled handlers, 2 servers / 1 on one worker: {rates[2] / rates[1]:.2f}x (target >= 1.8x)")
 
 
 STATEFUL = """

@@ -174,3 +174,11 @@ def test_llvm_compile_errors_are_positioned() -> None:
     with pytest.raises(RelayError) as info:
         run_relay("@llvm\nfn f(x) {\n  if x { 1 } else { 2 }\n}")
     assert info.value.pos.line == 3 and "an if condition must be a bool" in info.value.message
+
+
+def test_compiled_functions_of_the_same_name_in_one_module() -> None:
+    """Two servers may each have an @llvm `work`: one module holds both, under names of their own."""
+    src = ("server a { @llvm receive fn work(n: number) { n + 1 } }\n"
+           "server b { @llvm receive fn work(n: number) { n * 2 } }\n"
+           "print(a.work(1), b.work(5))")
+    assert both(src) == ("2 10\n", "2 10\n")

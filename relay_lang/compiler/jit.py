@@ -64,7 +64,7 @@ class Compiled:
         # PYFUNCTYPE: called with the GIL, which the code itself lets go of when it runs long (lower.py).
         proto = ctypes.PYFUNCTYPE(CTYPES[root.ret], ctypes.POINTER(engine.RuntimeState),
                                   *[CTYPES[p] for p in root.sig.params])
-        self.cfunc = proto(module.addresses[entry_name(root.sig, key)])
+        self.cfunc = proto(module.addresses[entry_name(root.sig, group.index(root), key)])
         self.ordinals = [enumerate_nodes(t.sig.fn) for t in group]
 
     def error(self, rt: engine.RuntimeState, limits: Limits) -> RelayError:
@@ -147,7 +147,7 @@ class Compiler:
         pipeline = engine.Pipeline.for_level(level, large)
         fastmath = {t.sig for t in group if has_directive(t.sig.fn, "fastmath")}
         key = module_key(group, fastmath, target, pipeline)
-        entries = [entry_name(t.sig, key) for t in group]
+        entries = [entry_name(t.sig, i, key) for i, t in enumerate(group)]
 
         def build() -> bytes:
             module = ModuleBuilder(f"relay_{sigs[0].fn.name}", group, self.res, target.triple, fastmath, key).build()
@@ -179,7 +179,8 @@ def _compiler_digest() -> str:
     `nodes.walk` (the node numbers in error records follow its order) and the builtin table."""
     here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in ("infer.py", "bounds.py", "lower.py", "engine.py", "jit.py", "../nodes.py", "../builtin_table.py"):
+    for path in ("infer.py", "bounds.py", "lower.py", "engine.py", "jit.py", "../nodes.py", "../builtin_table.py",
+                 "../_array.c"):
         h.update((here / path).read_bytes())
     return h.hexdigest()
 

@@ -178,10 +178,11 @@ def recursive_functions(group: list[Typed]) -> set[Signature]:
     return found
 
 
-def entry_name(sig: Signature, key: str) -> str:
-    """The exported entry point of `sig` in the module whose cache key is `key`: unique per
-    module, since all modules of a process share one engine (engine._load)."""
-    return f"entry_{sig.symbol}_{key[:16]}"
+def entry_name(sig: Signature, index: int, key: str) -> str:
+    """The exported entry point of `sig`, function `index` of the module whose cache key is `key`:
+    unique per module (two servers may each have a `work`), and across modules, since all modules
+    of a process share one engine (engine._load)."""
+    return f"entry_{sig.symbol}_{index}_{key[:16]}"
 
 
 class ModuleBuilder:
@@ -206,7 +207,7 @@ class ModuleBuilder:
             # Hidden arguments first: the job's runtime state, and the call depth (a register, not
             # a field to update on every call).
             fnty = ir.FunctionType(LLVM_TYPES[t.ret], [RT_PTR, I64] + [LLVM_TYPES[p] for p in t.sig.params])
-            fn = ir.Function(self.module, fnty, t.sig.symbol)
+            fn = ir.Function(self.module, fnty, f"{t.sig.symbol}_{len(self.functions)}")  # names may repeat
             fn.linkage = "internal"  # only the entry wrappers are called from outside
             fn.attributes.add("nounwind")
             self.functions[t.sig] = fn
@@ -444,7 +445,7 @@ class ModuleBuilder:
         inner = self.functions[t.sig]
         ret = I8 if t.ret in (BOOL, NULL) else LLVM_TYPES[t.ret]
         args = [I8 if p == BOOL else LLVM_TYPES[p] for p in t.sig.params]
-        fn = ir.Function(self.module, ir.FunctionType(ret, [RT_PTR, *args]), entry_name(t.sig, self.key))
+        fn = ir.Function(self.module, ir.FunctionType(ret, [RT_PTR, *args]), entry_name(t.sig, self.index[t.sig], self.key))
         fn.attributes.add("nounwind")
         b = ir.IRBuilder(fn.append_basic_block())
         rt, params = fn.args[0], fn.args[1:]
