@@ -49,11 +49,13 @@ from .events import MessageEvents
 from .ledger import Batch, DeadLetters, Ledger, Outgoing, Pending, connect
 from .output import CappedOutput
 from .registry import CONNECTION_PREFIX, Registry
+from .results import CeleryResults
 from .runtime import JOURNALLED, FleetRuntime, Handling, Messenger
 from .stats import FleetStats
+from .strays import Strays
 from .supervisor import Policy, Supervisor
 from .transport import restore_unacked
-from .wire import Delivery, bad_request, from_wire, parse_delivery, to_wire
+from .wire import Delivery, bad_request, from_wire, named_message_id, parse_delivery, to_wire
 
 log = logging.getLogger("relay.workers")
 
@@ -100,6 +102,8 @@ class Host:
         self.events = MessageEvents(app, node, bool(conf.worker_send_task_events))
         self.stats = FleetStats(self.store)
         self.cache = CompileCache(RedisObjectStore(self.store))
+        self.results = CeleryResults(app, self.store)
+        self.strays = Strays(self.store, conf.broker_url, 2 * conf.relay_heartbeat)
         self.time_limit: float = conf.relay_job_time_limit
         self.heartbeat: float = conf.relay_heartbeat
         self.max_attempts: int = conf.relay_max_attempts
@@ -192,6 +196,7 @@ class Host:
                 names = list(self.actors)
             for name in self.ledger.has_pending(names):  # messages whose broker copy went elsewhere or was lost
                 self.wake(name)
+            self.inbox.answer(self.strays.current(set(self.registry.names())))  # queues of no deployed server
             self.stats.cache(self.cache.stats)
             self.stats.flush()
         except STORE_ERRORS as exc:
@@ -225,9 +230,10 @@ class Host:
 
     # ------------------------------------------------------------ replies for plain Celery producers
 
-    def store_result(self, message_id: str, reply: dict) -> None:
+    def store_result(self, message_id: str, reply: dict, task_id: str | None = None) -> None:
+        """The reply as the Celery result of the message id, `task_id` and every task that carried it."""
         try:
-            self.app.backend.store_result(message_id, reply, "SUCCESS")
+            self.results.put(message_id, reply, task_id)
         except Exception as exc:  # noqa: BLE001 - the ledger holds the reply; this copy is for Celery's AsyncResult
             log.warning("relay: could not store the Celery result of %s: %s", message_id, exc)
 
@@ -443,6 +449,7 @@ class Inbox:
     def __init__(self, host: Host) -> None:
         self.host = host
         self.names: set[str] = set()
+        self.strays: set[str] = set()  # undeployed servers whose queues hold messages (relay_workers.strays)
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
@@ -461,6 +468,11 @@ class Inbox:
     def ignore(self, name: str) -> None:
         with self.lock:
             self.names.discard(name)
+
+    def answer(self, strays: set[str]) -> None:
+        """Consumes the queues of these undeployed servers too, answering what waits there."""
+        with self.lock:
+            self.strays = strays
 
     @staticmethod
     def queue(name: str) -> kombu.Queue:
@@ -485,7 +497,7 @@ class Inbox:
         consuming: set[str] = set()
         while not self.host.stopping.is_set():
             with self.lock:
-                wanted = set(self.names)
+                wanted = self.names | self.strays
             for name in wanted - consuming:
                 consumer.add_queue(self.queue(name))
             if wanted - consuming:
@@ -529,18 +541,20 @@ class Inbox:
         try:
             d = parse_delivery(body[0], body[1], task_id)
         except RelayError as err:
-            self.host.store_result(task_id, {"error": err.to_dict()})
+            self.host.store_result(named_message_id(body[0], body[1]) or task_id, {"error": err.to_dict()}, task_id)
             return
-        if (headers.get(JOURNALLED) or self.journal(d)) and not self.host.wake(d.server):
+        stray = queue.startswith("relay.") and queue[len("relay."):] in self.strays  # journalled or not: check
+        if ((headers.get(JOURNALLED) and not stray) or self.journal(d, task_id)) and not self.host.wake(d.server):
             self.host.messenger.ring(d.server, d.handler, d.args, d.message_id, d.chain)  # misrouted, or moved
 
-    def journal(self, d: Delivery) -> bool:
+    def journal(self, d: Delivery, task_id: str) -> bool:
         """Records the message of a plain Celery producer at its server (a no-op when it is there already);
-        True when it waits there to be applied."""
+        True when it waits there to be applied. Its reply goes to its message id and its task id."""
+        self.host.results.carried(d.message_id, task_id)
         status, reply = self.host.ledger.journal(d.server, d.message_id, d.handler, d.args, d.chain, False, True)
         if status < 0:
             err = RelayError(f"no server named '{d.server}' is deployed")
-            self.host.store_result(d.message_id, {"error": err.to_dict()})
-        elif status == 1:
-            self.host.store_result(d.message_id, reply)  # applied before: the reply again, for Celery's AsyncResult
+            self.host.store_result(d.message_id, {"error": err.to_dict()}, task_id)
+        elif status == 1:  # applied before: the reply again, for Celery's AsyncResult
+            self.host.store_result(d.message_id, reply, task_id)
         return status == 0

@@ -29,10 +29,11 @@ from .celery import app
 from .ledger import Ledger, connect
 from .output import CappedOutput
 from .registry import Registry
+from .results import CeleryResults
 from .runtime import FleetRuntime, Messenger
 from .stats import FleetStats
 from .supervisor import Policy, Supervisor
-from .wire import parse_delivery, parse_eval, to_wire
+from .wire import named_message_id, parse_delivery, parse_eval, to_wire
 
 log = logging.getLogger("relay.workers")
 
@@ -112,15 +113,22 @@ def eval_job(self: FleetTask, *args: object, **kwargs: object) -> dict:
 @app.task(name="relay.deliver", bind=True, base=FleetTask, ignore_result=True)
 def misrouted_delivery(self: FleetTask, *args: object, **kwargs: object) -> None:
     """A server message that reached the pool (a queue other than `relay.SERVER`): on to its server.
-    Its reply is stored under its id when the server applies it (or here, when it cannot be delivered)."""
-    message_id = self.request.id or ""
+    Its reply is stored under its message id and its task id when the server applies it (or here, when it
+    cannot be delivered), as the host's inbox does (relay_workers.results)."""
+    task_id = self.request.id or ""
+    results = CeleryResults(self.app, self.resources.registry.r)
     try:
-        d = parse_delivery(list(args), kwargs, message_id)
+        d = parse_delivery(list(args), kwargs, task_id)
+    except RelayError as err:
+        results.put(named_message_id(list(args), kwargs) or task_id, {"error": err.to_dict()}, task_id)
+        return
+    results.carried(d.message_id, task_id)
+    try:
         reply = self.resources.messenger.post(d.server, d.handler, d.args, d.message_id, d.chain, False, True)
     except RelayError as err:
         reply = {"error": err.to_dict()}
     if reply is not None:
-        self.backend.store_result(message_id, reply, "SUCCESS")
+        results.put(d.message_id, reply, task_id)
 
 
 @app.task(name="relay.supervise", bind=True, base=FleetTask, ignore_result=True)

@@ -130,6 +130,15 @@ def parse_delivery(args: object, kwargs: object, task_id: str) -> Delivery:
     return Delivery(server, handler, values, message_id, chain)
 
 
+def named_message_id(args: object, kwargs: object) -> str | None:
+    """The message id a relay.deliver task names, read even when its other fields are malformed (its error
+    reply goes there too), or None."""
+    named = kwargs.get("message_id") if isinstance(kwargs, dict) else None
+    if named is None and isinstance(args, list) and len(args) > 3:
+        named = args[3]
+    return named if isinstance(named, str) and named else None
+
+
 @dataclass
 class EvalOptions:
     tier: str = "auto"

@@ -85,3 +85,51 @@ def test_bad_input_is_set_aside_or_answered(fleet, client) -> None:
     assert (figures["lost"], figures["duplicated"], figures["order_violations"]) == (0, 0, 0)
     # nothing requeued in a loop (the last wake-ups may still be on their way: the journal is applied first)
     wait_until(lambda: broker.llen("relay.seq") == 0 and broker.llen("relay.eval") == 0, 10, "empty queues")
+
+
+def test_deliveries_to_an_undeployed_servers_queue_are_answered_under_every_id(fleet, client) -> None:
+    """A plain-Celery relay.deliver on the queue of a server that is not deployed (no worker consumes it) is
+    answered within seconds; a plain-Celery producer gets every reply, value or error, under its task id
+    and under the message id it names."""
+    import time
+
+    worker = fleet.start("w1")
+    deploy(client, SEQ.format(name="seq"))
+    broker = redis.Redis.from_url(fleet.env["RELAY_BROKER_URL"])
+    app = client.app
+    sent = time.monotonic()
+    plain = app.send_task("relay.deliver", args=["nosuch", "add", ["s", 0]], queue="relay.nosuch")
+    named = app.send_task("relay.deliver", args=["nosuch", "add", ["s", 1]], kwargs={"message_id": "stray-1"},
+                          queue="relay.nosuch")
+    to_seq = app.send_task("relay.deliver", args=["seq", "add", ["s", 0]], queue="relay.nosuch")  # misrouted there
+    answer = plain.get(timeout=20)
+    answered = time.monotonic() - sent
+    assert answer["error"]["message"] == "no server named 'nosuch' is deployed"
+    assert named.get(timeout=20) == app.AsyncResult("stray-1").get(timeout=5) == answer
+    assert to_seq.get(timeout=20) == {"value": 1}
+    wait_until(lambda: broker.llen("relay.nosuch") == 0, 10, "relay.nosuch empty")
+
+    by_id = {}  # each reply as the task id and the message id get it
+    cases = {
+        "value": (["seq", "add", ["s", 1]], {"message_id": "m-ok"}, "relay.seq"),
+        "value again (a retry, applied before)": (["seq", "add", ["s", 1]], {"message_id": "m-ok"}, "relay.seq"),
+        "bad request": (["seq", "add", [{"$num": "abc"}]], {"message_id": "m-bad"}, "relay.seq"),
+        "handler error": (["seq", "nope", []], {"message_id": "m-nope"}, "relay.seq"),
+        "no server": (["nosuch", "add", []], {"message_id": "m-gone"}, "relay.seq"),
+        "through the pool": (["seq", "add", ["s", 2]], {"message_id": "m-pool"}, "relay.eval"),
+        "bad request, pool": (["seq", "add", "x"], {"message_id": "m-pool-bad"}, "relay.eval"),
+    }
+    for what, (args, kwargs, queue) in cases.items():
+        task = app.send_task("relay.deliver", args=args, kwargs=kwargs, queue=queue)
+        by_task = task.get(timeout=20)
+        by_message = app.AsyncResult(kwargs["message_id"]).get(timeout=5)
+        assert by_task == by_message, (what, by_task, by_message)
+        by_id[what] = by_task.get("value", by_task.get("error", {}).get("kind"))
+    assert by_id == {"value": 2, "value again (a retry, applied before)": 2, "bad request": "bad request",
+                     "handler error": "error", "no server": "error", "through the pool": 3,
+                     "bad request, pool": "bad request"}, by_id
+    assert client.call("seq", "stats")[:3] == [3, 0, 0]  # s0, s1, s2: once each, in order
+    record("relay.deliver to an undeployed server's queue", answered_s=answered, **{
+        k.split(" (")[0].replace(" ", "_").replace(",", ""): v for k, v in by_id.items()})
+    assert answered < 5
+    assert fleet.workers[worker].poll() is None and "Traceback" not in fleet.log(worker)
