@@ -241,7 +241,8 @@ class Fleet:
         r = self.store
         names = [only] if only else sorted(n.decode() for n in await r.smembers(key("servers")))
         async with r.pipeline(transaction=False) as pipe:
-            pipe.hkeys(key("hosts"))
+            pipe.hgetall(key("hosts"))
+            pipe.time()
             pipe.zcard(key("deadtime"))
             for n in names:
                 pipe.hmget(key("server", n), "owner", "status", "reason", "restarts", "version")
@@ -252,12 +253,12 @@ class Fleet:
                 pipe.memory_usage(key("state", n))
                 pipe.get(key("fence", n))
             values = await pipe.execute()
-        hosts = sorted(h.decode() for h in values[0])
+        hosts = beating(values[0], values[1], self.client.registry.host_ttl)
         live = set(hosts)
         servers = []
         for i, name in enumerate(names):
             (owner, status, reason, restarts, version), lease, queued, applied, fields, size, fence = \
-                values[2 + 7 * i: 9 + 7 * i]
+                values[3 + 7 * i: 10 + 7 * i]
             if version is None:
                 continue  # not deployed
             host = (owner or b"").decode()
@@ -272,7 +273,23 @@ class Fleet:
                                         queued, holder, max(0, fields - (applied is not None)), size or 0,
                                         int(applied or 0), int(fence or 0)))
         eval_queue = await self.broker.llen("relay.eval") if self.broker is not None and not only else None
-        return Snapshot(hosts, servers, values[1], eval_queue)
+        return Snapshot(hosts, servers, values[2], eval_queue)
+
+    async def live_hosts(self) -> list[str]:
+        """The hosts whose last heartbeat is within the host TTL (see `beating`)."""
+        async with self.store.pipeline(transaction=False) as pipe:
+            pipe.hgetall(key("hosts"))
+            pipe.time()
+            beats, now = await pipe.execute()
+        return beating(beats, now, self.client.registry.host_ttl)
+
+
+def beating(beats: dict[bytes, bytes], now: tuple[int, int], host_ttl: float) -> list[str]:
+    """The hosts whose last heartbeat (the store's clock) is within `host_ttl` seconds of the store's time
+    `now`: a host silent for longer is dead (killed, paused, cut off) whether or not the supervisor has
+    reaped it yet, as relay_workers.registry.Registry.reap counts it."""
+    t = now[0] + now[1] / 1e6
+    return sorted(h.decode() for h, beat in beats.items() if t - float(beat) <= host_ttl)
 
 
 def handlers_of(server: str, source: str, file: str) -> dict[str, list[str]]:
@@ -785,12 +802,13 @@ def create_app(config: GatewayConfig) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], responses={503: ERRORS[503]})
     async def readyz() -> dict:
-        """Readiness: the store, the result backend and a Redis broker answer, and a worker host is live."""
+        """Readiness: the store, the result backend and a Redis broker answer, and a worker host is live (its
+        heartbeat within RELAY_HOST_TTL: a host killed is not live, reaped by the supervisor or not)."""
         f = fleet()
         await f.results.ping()
         if f.broker is not None:
             await f.broker.ping()
-        hosts = await f.store.hlen(key("hosts"))
+        hosts = len(await f.live_hosts())
         if not hosts:
             raise RelayError("no worker host is live (start `celery -A relay_workers worker -Q 'relay.*'`)",
                              kind="unreachable")

@@ -153,6 +153,43 @@ def test_auth_health_and_docs(gateway, http) -> None:
     assert docs.status_code == 200 and "swagger-ui" in docs.text
 
 
+def test_readyz_turns_503_within_the_host_ttl_of_the_last_hosts_death(tmp_path) -> None:
+    """kill -9 of the last worker, with no beat or other host to reap it: /readyz answers 503 once its
+    heartbeat is older than RELAY_HOST_TTL (a fleet of its own, host TTL 3 s, heartbeat 0.5 s)."""
+    host_ttl = 3.0
+    store = RedisServer(tmp_path / "redis")
+    f = Fleet.on(store.url, logs=tmp_path, RELAY_HOST_TTL=str(host_ttl), RELAY_HEARTBEAT="0.5", RELAY_LEASE_TTL="2")
+    port = free_port()
+    proc = start_gateway(dict(f.env, RELAY_GATEWAY_TOKEN=TOKEN), "--port", str(port))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        node = f.start("last")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "the gateway did not become ready"
+            time.sleep(0.1)
+        assert httpx.get(f"{url}/readyz").json() == {"status": "ready", "hosts": 1}
+        f.kill(node)
+        killed = time.monotonic()
+        while (ready := httpx.get(f"{url}/readyz", timeout=5)).status_code == 200:
+            assert time.monotonic() - killed < host_ttl + 5, "still ready"
+            time.sleep(0.05)
+        seconds = time.monotonic() - killed
+        print(f"/readyz 503 {seconds:.2f} s after kill -9 of the last worker (RELAY_HOST_TTL {host_ttl:g} s)")
+        assert seconds <= host_ttl + 1.0
+        assert "no worker host is live" in is_error(ready, 503, "unreachable")["message"]
+        assert "relay_hosts 0.0" in httpx.get(f"{url}/metrics", headers=AUTH).text
+    finally:
+        assert "Traceback" not in stop(proc)
+        f.stop_all()
+        store.stop()
+
+
 def test_unreachable_store_is_503(fleet) -> None:
     dead = f"redis://127.0.0.1:{free_port()}"  # nothing listens there
     port = free_port()
