@@ -48,7 +48,7 @@ from .cache import RedisObjectStore
 from .events import MessageEvents
 from .ledger import Batch, DeadLetters, Ledger, Outgoing, Pending, connect
 from .output import CappedOutput
-from .registry import CONNECTION_PREFIX, Registry
+from .registry import CONFIRM, CONNECTION_PREFIX, Registry
 from .results import CeleryResults
 from .runtime import JOURNALLED, FleetRuntime, Handling, Messenger
 from .stats import FleetStats
@@ -94,7 +94,9 @@ class Host:
         self.app = app
         self.node = node
         self.id = f"{node}#{os.getpid()}.{uuid.uuid4().hex[:6]}"
-        self.store = connect(conf.relay_store_url)
+        # Every connection of the host carries its name: one reset connection leaves the others in the store's
+        # client list, and a host is suspected dead only when all of them are gone (relay_workers.registry).
+        self.store = connect(conf.relay_store_url, name=CONNECTION_PREFIX + self.id)
         self.registry = Registry(connect(conf.relay_store_url, name=CONNECTION_PREFIX + self.id), conf.relay_host_ttl)
         self.ledger = Ledger(self.store, conf.relay_lease_ttl)
         self.dead = DeadLetters(self.store)
@@ -155,19 +157,37 @@ class Host:
             log.warning("relay: clean hand-off failed (%s); the servers move when this host's lease lapses", exc)
 
     def _beat_loop(self) -> None:
+        """Beats every `heartbeat` seconds, or when woken. A store command that fails (a reset connection, a
+        store restarting) makes it beat again at once, reconnecting, then every 0.02, 0.04 ... s up to the
+        heartbeat while it keeps failing: a live host's connections are back before anyone may take it for
+        dead (relay_workers.registry.CONFIRM)."""
+        pause = 0.0  # > 0: the last beat failed
+        wait = self.heartbeat
         while not self.stopping.is_set():
-            try:
-                self.registry.wait_for_wake(self.id, self.heartbeat)
-            except STORE_ERRORS:
-                self.stopping.wait(self.heartbeat)
-            if not self.stopping.is_set():
+            if pause:
+                self.stopping.wait(pause)
+            else:
                 try:
-                    self.beat()
-                except Exception:  # noqa: BLE001 - out of memory for a moment, say: the heartbeat must go on
-                    log.exception("relay: heartbeat failed")
+                    self.registry.wait_for_wake(self.id, wait)
+                except STORE_ERRORS:
+                    pass  # its connection was reset, say: beat at once
+            if self.stopping.is_set():
+                break
+            try:
+                soon = self.beat()
+            except Exception:  # noqa: BLE001 - out of memory for a moment, say: the heartbeat must go on
+                log.exception("relay: heartbeat failed")
+                soon = self.heartbeat
+            if soon is None:
+                pause = min(max(pause * 2, 0.02), self.heartbeat)
+            else:
+                pause, wait = 0.0, min(self.heartbeat, soon)
 
-    def beat(self) -> None:
-        """Liveness, leases, and which servers this host runs; independent of every handler."""
+    def beat(self) -> float | None:
+        """Liveness, leases, and which servers this host runs; independent of every handler. Returns the
+        seconds until the next beat (sooner than the heartbeat when a suspect host is to be checked again),
+        or None when the store failed it."""
+        soon = self.heartbeat
         try:
             if not self.registry.heartbeat(self.id):
                 log.warning("relay: %s was declared dead (paused or cut off): it gives up its servers", self.id)
@@ -179,7 +199,8 @@ class Host:
                 log.warning("relay: %s lost server %s to another host", self.id, name)
                 self.drop(name)
             if self.registry.deaths_noticed():
-                self.supervisor.run()
+                report = self.supervisor.run()
+                soon = report.recheck if report.recheck is not None else CONFIRM if report.busy else soon
             mine = set(self.registry.assigned_to(self.id))
             with self.lock:
                 new = mine - set(self.actors)
@@ -201,11 +222,13 @@ class Host:
             self.stats.flush()
         except STORE_ERRORS as exc:
             log.warning("relay: heartbeat failed (%s); retrying", exc)
+            return None
         if resident_bytes() > self.max_memory:  # llvmlite and MCJIT never give compiled code back
             log.warning("relay: %s uses %d MiB, over its %d MiB: handing its servers off and restarting",
                         self.id, resident_bytes() >> 20, self.max_memory >> 20)
             self.stop()
             os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown; a process manager starts it again
+        return soon
 
     def drop(self, name: str) -> None:
         """Stops hosting a server: its queue is no longer consumed and its in-memory state is discarded."""

@@ -9,7 +9,8 @@ Keys (prefix `relay:`, NAME the server):
   applied:NAME     hash  message id -> JSON reply, for the last APPLIED_KEPT messages
   appliedlog:NAME  list  the same ids in the order they were applied (trims `applied`)
   state:NAME       hash  field -> JSON of that state field; "" -> messages applied (the checkpoint exists)
-  attempts:NAME    hash  message id -> times an owner started it without committing (poison messages)
+  attempts:NAME    hash  message id -> "N HOST": N owners (host incarnations) took it without committing,
+                         HOST the last; a host taking it again (its commit failed) is not a new attempt
   reply:ID         list  the reply of a message someone waits on (expires after REPLY_TTL)
   dead             hash  dead-letter id -> JSON (undecodable input, messages set aside after K attempts)
   deadtime         zset  dead-letter id -> when it was set aside
@@ -70,8 +71,11 @@ JOURNAL = JOURNAL_FN + "return journal(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[
 
 # Holds the lease (renewed, or taken with a new fence token; {false} when another host holds it), reads the
 # server's version and the journal's length, and takes the next batch of the journal: up to ARGV[3]
-# messages, counting an attempt of each. A message an earlier owner started without committing (attempts > 0) is taken alone, so that a
-# poison message is counted once per death it causes, and the messages around it are not.
+# messages, recording this host as the taker of each. An attempt is counted when a host takes a message
+# that no host took before, or that another host took and never committed (that owner died with it, or was
+# cut off); this host taking it again (its commit failed: the store was away) counts nothing. A message
+# whose earlier owner died with it is taken alone, so that a poison message is counted once per death it
+# causes, and the messages around it are not.
 TAKE = """
 local lease = redis.call('GET', KEYS[1])
 if lease then
@@ -87,11 +91,17 @@ if not version then return out end
 for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, tonumber(ARGV[3]) - 1)) do
   local body = redis.call('HGET', KEYS[5], id)
   if body then
-    local tries = tonumber(redis.call('HGET', KEYS[6], id) or '0')
-    if tries > 0 and #out > 3 then break end
-    redis.call('HSET', KEYS[6], id, tries + 1)
-    out[#out + 1] = id; out[#out + 1] = tries + 1; out[#out + 1] = body
-    if tries > 0 then break end
+    local rec = redis.call('HGET', KEYS[6], id)
+    local tries, by = 0, ''
+    if rec then
+      local n, h = string.match(rec, '^(%d+) (.*)$')
+      if n then tries, by = tonumber(n), h else tries = tonumber(rec) or 0 end
+    end
+    if by ~= ARGV[1] then tries = tries + 1 end
+    if tries > 1 and #out > 3 then break end
+    redis.call('HSET', KEYS[6], id, tries .. ' ' .. ARGV[1])
+    out[#out + 1] = id; out[#out + 1] = tries; out[#out + 1] = body
+    if tries > 1 then break end
   end
 end
 return out

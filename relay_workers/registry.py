@@ -7,24 +7,32 @@ Keys (prefix `relay:`):
   server:NAME    hash  source, file, version, owner (host id), restarts, status ("failed" or absent),
                        reason, and the server's settings (max_restarts, restart_period, time_limit, memory_limit)
   restarts:NAME  zset  times of the server's recent restarts (the restart policy)
-  wake:HOST      list  the supervisor pushes here when it gives HOST a server
+  wake:HOST      list  the supervisor pushes here when it gives HOST a server (or suspects it)
+  suspects       hash  host id -> when its connections were first seen gone (the store's clock, seconds)
 
 A host id is one incarnation of a worker process ("NODE#PID.RANDOM"): a worker
 restarted under the same node name is a new host, so it never inherits a lease
 it did not acquire. A host is declared dead (`reap`) when it was silent for
-longer than the host TTL (paused, cut off), or as soon as its heartbeat
-connection, named `relay-host:ID`, is gone from the store's client list (the
-process died: the kernel closed its sockets). A host declared dead learns it
-when its next heartbeat fails, and gives up every server it thought it had.
+longer than the host TTL (paused, cut off), or when its connections, named
+`relay-host:ID`, are gone from the store's client list and stay gone for
+CONFIRM seconds with no heartbeat meanwhile (the process died: the kernel
+closed its sockets). A closed connection alone is only a reason to check: a
+reset connection (a network blip, `CLIENT KILL`) closes it too, and a live
+host reconnects and beats at once when a store command fails. A host declared
+dead learns it when its next heartbeat fails, and gives up every server it
+thought it had.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import redis
 
 from .ledger import key
+
+log = logging.getLogger("relay.workers")
 
 # Beats only for a host still registered (or registering): a host declared dead learns it here.
 HEARTBEAT = """
@@ -72,6 +80,7 @@ return 1
 
 CONNECTION_PREFIX = "relay-host:"
 
+CONFIRM = 0.5  # seconds a host whose connections closed has to reconnect or beat before it is declared dead
 
 def node_of(host: str) -> str:
     """The worker node name of a host id."""
@@ -85,7 +94,7 @@ class Registry:
         self._heartbeat = r.register_script(HEARTBEAT)
         self._reap = r.register_script(REAP)
         self._assign = r.register_script(ASSIGN)
-        self.suspects: set[str] = set()  # hosts whose connection was missing at the last reap
+        self.recheck: float | None = None  # after a reap: seconds until a suspect can be confirmed dead
 
     # ------------------------------------------------------------ hosts
 
@@ -98,22 +107,47 @@ class Registry:
         return bool(self._heartbeat(keys=[key("hosts")], args=[host, "0"]))
 
     def reap(self) -> list[str]:
-        """Declares dead the hosts silent past the host TTL or whose connection closed; returns them.
+        """Declares dead the hosts silent past the host TTL, or whose connections closed and stayed closed;
+        returns them. Sets `recheck`: seconds until a suspect may be confirmed dead (None: no suspect).
 
         Silence counts only once the store has been up for a host TTL (no host could beat while it was
-        down). A missing connection is believed at once when the store has been up for more than half
-        the host TTL; just after the store restarted, hosts are still reconnecting (each at its next
-        heartbeat), so then it must be missing at two reaps in a row."""
+        down). A host whose connections are gone from the store's client list is a suspect, not dead: it
+        is woken (a live host beats at once), and declared dead only when, CONFIRM seconds after it was
+        first seen gone, its connections are still gone and it has not beaten since. A suspect that beat
+        since, or whose connections came back, is cleared. Just after the store restarted every host is
+        reconnecting, so no missing connection counts until the store has been up for half the host TTL."""
         uptime = int(self.r.info("server").get("uptime_in_seconds", 0))
         gone = []
         if uptime > self.host_ttl:  # no host could beat while the store was down: give them a TTL to come back
             gone = [h.decode() for h in self._reap(keys=[key("hosts"), key("host", "")], args=[self.host_ttl])]
-        missing = self.disconnected(self.live_hosts())
+        seconds, micros = self.r.time()
+        now = seconds + micros / 1e6
+        beats = {h.decode(): float(t) for h, t in self.r.hgetall(key("hosts")).items()}
+        missing = self.disconnected(list(beats))
+        suspected = {h.decode(): float(t) for h, t in self.r.hgetall(key("suspects")).items()}
         settled = uptime > self.host_ttl / 2
-        for host in missing if settled else missing & self.suspects:
-            self.remove_host(host)
-            gone.append(host)
-        self.suspects = missing - set(gone)
+        still: dict[str, float] = {}
+        self.recheck = None
+        for host in sorted(missing):
+            since = suspected.get(host)
+            if since is None or since < now - uptime or beats[host] > since:  # newly gone (again): check it
+                since = now
+                self.wake(host)
+            if settled and now - since >= CONFIRM:
+                log.warning("relay: host %s declared dead: its connections closed %.1f s ago and stayed closed, "
+                            "with no heartbeat since", host, now - since)
+                self.remove_host(host)
+                gone.append(host)
+                continue
+            still[host] = since
+            wait = max(CONFIRM - (now - since), self.host_ttl / 2 - uptime, 0.05)
+            self.recheck = wait if self.recheck is None else min(self.recheck, wait)
+        if still or suspected:
+            with self.r.pipeline() as pipe:
+                pipe.delete(key("suspects"))
+                if still:
+                    pipe.hset(key("suspects"), mapping=still)
+                pipe.execute()
         return gone
 
     def deaths_noticed(self) -> bool:

@@ -3,8 +3,10 @@
 One pass (`Supervisor.run`), under a lock so that only one supervisor acts at
 a time however many beats and hosts ask:
 
-1. declare dead the hosts whose heartbeat stopped or whose connection closed
-   (relay_workers.registry);
+1. declare dead the hosts whose heartbeat stopped, or whose connections closed
+   and stayed closed with no heartbeat for a moment (relay_workers.registry:
+   a closed connection alone only makes a host a suspect, checked again
+   `Report.recheck` seconds later);
 2. for each server with no live owner: if it was running on a host that died,
    that is a restart. A server restarted more than its policy allows within
    the policy's period (default 5 in 60 s, as OTP's intensity and period) is
@@ -67,6 +69,7 @@ class Report:
     failed: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # in backoff
     busy: bool = False  # another supervisor held the lock
+    recheck: float | None = None  # seconds until a suspect host may be confirmed dead: run again then
 
 
 class Supervisor:
@@ -77,16 +80,24 @@ class Supervisor:
         self._release = r.register_script(RELEASE_LOCK)
 
     def run(self) -> Report:
-        token = uuid.uuid4().hex
-        if not self.r.set(key("supervisor"), token, nx=True, px=LOCK_MS):
-            return Report(busy=True)
-        try:
-            return self.supervise()
-        finally:
-            self._release(keys=[key("supervisor")], args=[token])
+        """One pass, under the lock; a pass cut by a reset connection is run again once (at once: the
+        client reconnects)."""
+        for attempt in (1, 2):
+            token = uuid.uuid4().hex
+            try:
+                if not self.r.set(key("supervisor"), token, nx=True, px=LOCK_MS):
+                    return Report(busy=True)
+                try:
+                    return self.supervise()
+                finally:
+                    self._release(keys=[key("supervisor")], args=[token])
+            except (redis.ConnectionError, redis.TimeoutError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def supervise(self) -> Report:
-        report = Report(dead_hosts=self.registry.reap())
+        report = Report(dead_hosts=self.registry.reap(), recheck=self.registry.recheck)
         live = self.registry.live_hosts()
         if not live:
             return report
