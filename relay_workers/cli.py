@@ -1,6 +1,6 @@
 """The `relay` command: the language's commands (relay_lang.cli) plus the fleet's.
 
-`relay eval | deploy | call | send | servers | dead-letters` drive the fleet
+`relay eval | deploy | call | send | result | servers | dead-letters` drive the fleet
 through `RelayClient`; URLs come from RELAY_BROKER_URL, RELAY_RESULT_BACKEND
 and RELAY_STORE_URL. Exit status: 0 done, 1 a Relay error (in the program, the
 handler, or the request), 2 bad usage or an unreadable file, 3 the fleet
@@ -18,7 +18,7 @@ from relay_lang.cli import build_parser, guarded, positive_seconds, read_source,
 from relay_lang.errors import RelayError
 from relay_lang.values import show
 
-FLEET_COMMANDS = ("eval", "deploy", "call", "send", "servers", "restart", "dead-letters")
+FLEET_COMMANDS = ("eval", "deploy", "call", "send", "result", "servers", "restart", "dead-letters")
 
 
 def add_host_commands(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +77,12 @@ def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
         if name == "call":
             cmd.add_argument("--timeout", type=positive_seconds, default=30, metavar="SECONDS",
                              help="how long to wait for the reply (default 30)")
+    res = sub.add_parser("result", help="print the reply of a message, by its id (a call that gave up, a send)",
+                         description=fleet)
+    res.add_argument("id", help="the message id (printed by `relay send`, or in the error of a call that gave up)")
+    res.add_argument("--timeout", type=float, default=0, metavar="SECONDS",
+                     help="how long to wait for a message still queued (default 0: answer at once)")
+    res.add_argument("--server", help="look only at this server's messages")
     srv = sub.add_parser("servers", help="list the deployed servers", description=fleet)
     srv.add_argument("--json", action="store_true", help="print the list as JSON")
     restart = sub.add_parser("restart", help="bring back a server (a failed one too) from its last commit",
@@ -153,6 +159,9 @@ def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
         return 0
     if command == "send":
         print(client.send(args.server, args.handler, *_json_args(args.args)))
+        return 0
+    if command == "result":
+        print(show(client.result(args.id, timeout=max(0.0, args.timeout), server=args.server)))
         return 0
     if command == "dead-letters":
         if args.replay:

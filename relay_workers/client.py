@@ -6,6 +6,7 @@ Importing it loads neither the worker nor LLVM.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -19,14 +20,17 @@ from relay_lang.errors import RelayError
 from .deploy import check, declared_servers
 from .ledger import DeadLetters, Ledger, connect
 from .registry import Registry, node_of
-from .runtime import Messenger, remote_error
+from .runtime import Messenger, NoReply, remote_error, retrying
 from .wire import from_wire, to_wire
 
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError, ConnectionError)
 
 
 class FleetUnreachable(RelayError):
-    """The broker or the store does not answer."""
+    """The broker or the store does not answer. `message_id`: the message of the call that gave up (its
+    outcome can be fetched with `RelayClient.result`), or None."""
+
+    message_id: str | None = None
 
 
 @dataclass
@@ -79,10 +83,18 @@ class RelayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def unreachable(self, exc: BaseException) -> FleetUnreachable:
+    def unreachable(self, exc: BaseException, message_id: str | None = None, sent: bool = False) -> FleetUnreachable:
+        """The error for a fleet that does not answer; with the message id of a call that gave up (`sent`:
+        it was journalled, so it will be applied; otherwise a retry with the same id is applied once)."""
         reason = " ".join(str(exc).split())
-        return FleetUnreachable(f"cannot reach the fleet at {self.store_url} / {self.broker_url} ({reason})",
-                                kind="unreachable")
+        about = ""
+        if message_id is not None:
+            about = (f"; message id {message_id}: `relay result {message_id}` fetches its outcome" if sent
+                     else f"; message id {message_id}: a retry with this id is applied once")
+        err = FleetUnreachable(f"cannot reach the fleet at {self.store_url} / {self.broker_url} ({reason}){about}",
+                               kind="unreachable")
+        err.message_id = message_id
+        return err
 
     # ------------------------------------------------------------ jobs
 
@@ -133,10 +145,50 @@ class RelayClient:
     def call(self, server: str, handler: str, *args: object, timeout: float = 30,
              message_id: str | None = None) -> object:
         """Sends a message and waits for the reply; a Relay error in the handler is raised here.
-        Give the same `message_id` to retry a call safely: it is applied once."""
+        Give the same `message_id` to retry a call safely: it is applied once.
+
+        A store that cannot be reached when the message is sent fails the call at once (FleetUnreachable).
+        Once the message is journalled, a store that goes away (a reset connection, a restart) is waited
+        for within `timeout`, and the reply is read when it is back. A call that gets no reply raises a
+        RelayError of kind "timeout" (runtime.NoReply) or FleetUnreachable; either has the message id as
+        `message_id` (and in its text): `result(message_id)` fetches the outcome later."""
+        message_id = message_id or uuid.uuid4().hex
         wire = [to_wire(from_wire(a)) for a in args]
         try:
-            reply = self.messenger.call(server, handler, wire, message_id or uuid.uuid4().hex, [], timeout)
+            reply = self.messenger.call(server, handler, wire, message_id, [], timeout, patient=False)
+        except NoReply as err:
+            if err.cause is not None:
+                raise self.unreachable(err.cause, message_id, sent=True) from None
+            raise
+        except UNREACHABLE as exc:
+            raise self.unreachable(exc, message_id) from None
+        if "error" in reply:
+            raise remote_error(reply["error"])
+        return from_wire(reply["value"])
+
+    def result(self, message_id: str, timeout: float = 0, server: str | None = None) -> object:
+        """The outcome of a message, by its id (a call that gave up, a send): its reply value, or the Relay
+        error of its handler raised here, as `call` gives them. A message still queued is waited for up to
+        `timeout` seconds (a store that goes away meanwhile too). Looked up in every deployed server's
+        journal and last 10,000 applied messages (or only `server`'s). A RelayError of kind "pending" when it
+        is still queued, "not found" when no server knows it (never sent, or applied too long ago)."""
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        try:
+            while True:
+                found = retrying(lambda: self.ledger.find(message_id, [server] if server else self.registry.names()),
+                                 deadline)
+                if found is not None and found[1] is not None:
+                    reply = found[1]
+                    break
+                if time.monotonic() + pause > deadline:
+                    if found is not None:
+                        raise RelayError(f"message {message_id} is still queued at server '{found[0]}'", kind="pending")
+                    who = f"server '{server}' knows no" if server else "no deployed server knows a"
+                    raise RelayError(f"{who} message {message_id!r} (never sent, or applied before the last 10,000 "
+                                     "messages of its server)", kind="not found")
+                time.sleep(pause)
+                pause = min(pause * 1.5, 0.25)
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None
         if "error" in reply:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import redis
 
 PREFIX = "relay:"
+STORE_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)  # the store away, or a connection reset
 APPLIED_KEPT = 10_000  # message ids remembered per server (redeliveries come long before this)
 REPLY_TTL = 3600
 CHECKPOINTED = ""  # the state hash's own field: messages applied so far
@@ -270,16 +271,53 @@ class Ledger:
         reply = self.r.hget(key("applied", name), message_id)
         return json.loads(reply) if reply is not None else None
 
-    def wait_reply(self, message_id: str, timeout: float) -> dict | None:
-        """The reply of a message sent with wait=True, or None after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
+    def wait_reply(self, name: str, message_id: str, deadline: float) -> dict | None:
+        """The reply of a message sent with wait=True to server `name`, or None at `deadline` (a
+        time.monotonic() value). A store that goes away meanwhile (a reset connection, a restart) is waited
+        for, reconnecting, until the deadline; past it the store's error is raised. After a lost connection
+        the reply is looked up among the server's applied messages too: its reply list may have been popped
+        on the connection that was lost."""
+        pause = 0.02
+        lost = False
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            got = self.r.blpop([key("reply", message_id)], timeout=max(0.01, min(left, 20.0)))
-            if got is not None:
-                return json.loads(got[1])
+            try:
+                if lost:
+                    reply = self.applied(name, message_id)
+                    if reply is not None:
+                        return reply
+                    lost = False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                got = self.r.blpop([key("reply", message_id)], timeout=max(0.01, min(left, 20.0)))
+                if got is not None:
+                    return json.loads(got[1])
+                pause = 0.02
+            except STORE_DOWN:
+                if time.monotonic() + pause >= deadline:
+                    raise
+                lost = True
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+
+    def find(self, message_id: str, names: list[str]) -> tuple[str, dict | None] | None:
+        """Where a message is, in one round trip: (server, reply) once applied (among the last APPLIED_KEPT
+        of its server), (server, None) while journalled, None when no server of `names` knows it."""
+        if not names:
+            return None
+        with self.r.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(key("applied", name), message_id)
+                pipe.zscore(key("journal", name), message_id)
+            found = pipe.execute()
+        pending = None
+        for i, name in enumerate(names):
+            reply, queued = found[2 * i], found[2 * i + 1]
+            if reply is not None:
+                return name, json.loads(reply)
+            if queued is not None and pending is None:
+                pending = (name, None)
+        return pending
 
     # ------------------------------------------------------------ leases
 

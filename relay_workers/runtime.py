@@ -11,10 +11,18 @@ call's or send's index, so a handler run again after its owner died sends
 the same ids and each receiver applies them once. Sends are held until the
 handler's message commits (they commit with it, and a failed handler sends
 nothing); calls go out at once and wait.
+
+A call waits out a store outage (a reset connection, a restarted Redis)
+within its timeout: once journalled, its message will be applied, so the
+caller reconnects and keeps waiting for the reply. When it gives up, the
+error (`NoReply`) carries the message id, whose outcome can be fetched later
+(`RelayClient.result`, `relay result ID`).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +34,7 @@ from relay_lang.actors import cycle_error
 from relay_lang.errors import Pos, RelayError
 from relay_lang.values import Array, Function, ServerRef
 
-from .ledger import Ledger, Outgoing
+from .ledger import STORE_DOWN, Ledger, Outgoing
 from .registry import Registry
 from .wire import describe, from_wire, to_wire
 
@@ -34,7 +42,37 @@ if TYPE_CHECKING:  # the producer side (RelayClient) must not load the interpret
     from relay_lang.interpreter import Interpreter
 
 
+log = logging.getLogger("relay.workers")
+
 JOURNALLED = "relay_journalled"  # header of a relay.deliver message already in its server's journal
+
+
+class NoReply(RelayError):
+    """A call that got no reply: none within its timeout (kind "timeout"), or the store stayed away until
+    then (kind "unreachable", `cause` the store's error). Its message may still be applied: `message_id`
+    fetches the outcome (`RelayClient.result`, `relay result ID`)."""
+
+    def __init__(self, message: str, server: str = "", message_id: str = "", kind: str = "timeout",
+                 cause: BaseException | None = None) -> None:
+        super().__init__(f"{message} (message id {message_id}: `relay result {message_id}` fetches its outcome)",
+                         kind=kind)
+        self.server = server
+        self.message_id = message_id
+        self.cause = cause
+
+
+def retrying(action: Callable[[], object], deadline: float) -> object:
+    """action(), tried again while the store is away (a reset connection, a restart) until `deadline` (a
+    time.monotonic() value); past it, the store's error is raised."""
+    pause = 0.02
+    while True:
+        try:
+            return action()
+        except STORE_DOWN:
+            if time.monotonic() + pause >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 def remote_error(data: dict) -> RelayError:
@@ -74,12 +112,32 @@ class Messenger:
                            headers={JOURNALLED: True}, ignore_result=True)
 
     def call(self, server: str, handler: str, args: list, message_id: str, chain: list[str],
-             timeout: float) -> dict:
-        reply = self.post(server, handler, args, message_id, chain, True)
+             timeout: float, patient: bool = True) -> dict:
+        """Journals the message, publishes it, and waits for its reply. The journal write is retried while
+        the store is away until the timeout (`patient`; otherwise its failure is raised at once: the
+        message was never sent); once journalled, the message will be applied, so a failed publish is
+        only logged (its owner finds it in the journal at its next heartbeat) and the wait reconnects to
+        a store that goes away. NoReply when no reply came in time, or the store stayed away."""
+        deadline = time.monotonic() + timeout
+        status, reply = (retrying(lambda: self.ledger.journal(server, message_id, handler, args, chain, True),
+                                  deadline) if patient
+                         else self.ledger.journal(server, message_id, handler, args, chain, True))
+        if status < 0:
+            raise RelayError(f"no server named '{server}' is deployed")
+        if status == 1:
+            return reply
+        try:
+            self.ring(server, handler, args, message_id, chain)
+        except Exception as exc:  # noqa: BLE001 - journalled: its owner's heartbeat finds it in the journal
+            log.warning("relay: could not publish %s to %s (%s); its owner takes it from the journal", message_id,
+                        server, exc)
+        try:
+            reply = self.ledger.wait_reply(server, message_id, deadline)
+        except STORE_DOWN as exc:
+            raise NoReply(f"cannot reach the store to read the reply of server '{server}' within {timeout:g} s",
+                          server, message_id, kind="unreachable", cause=exc) from None
         if reply is None:
-            reply = self.ledger.wait_reply(message_id, timeout)
-        if reply is None:
-            raise RelayError(f"no reply from server '{server}' within {timeout:g} s", kind="timeout")
+            raise NoReply(f"no reply from server '{server}' within {timeout:g} s", server, message_id)
         return reply
 
 
@@ -127,7 +185,12 @@ class FleetRuntime:
             raise cycle_error(chain, server.name)
         message_id = self.handling.derive("c") if self.handling else uuid.uuid4().hex
         wire = to_wire(Array(args), "a message")
-        reply = self.messenger.call(server.name, handler, wire, message_id, chain, self.timeout)  # type: ignore[arg-type]
+        try:
+            reply = self.messenger.call(server.name, handler, wire, message_id, chain, self.timeout)  # type: ignore[arg-type]
+        except NoReply as err:
+            if chain and err.cause is not None:  # the store stayed away: not a handler's error; its message is retried
+                raise err.cause from None
+            raise
         if "error" in reply:
             raise remote_error(reply["error"])
         return from_wire(reply["value"])
