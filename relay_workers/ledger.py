@@ -12,6 +12,8 @@ Keys (prefix `relay:`, NAME the server):
   attempts:NAME    hash  message id -> "N HOST": N owners (host incarnations) took it without committing,
                          HOST the last; a host taking it again (its commit failed) is not a new attempt
   reply:ID         list  the reply of a message someone waits on (expires after REPLY_TTL)
+  waitfor:NAME     str   "SERVER ID": NAME's handler waits on its call ID to SERVER (a wait-for edge, with a
+                         TTL); a call that would close a cycle of these edges fails at once (`wait_for`)
   dead             hash  dead-letter id -> JSON (undecodable input, messages set aside after K attempts)
   deadtime         zset  dead-letter id -> when it was set aside
 
@@ -124,19 +126,48 @@ end
 return lost
 """
 
+# A server's handler (ARGV[2]) is about to wait on its call ARGV[4] to ARGV[3]. Follows the wait-for edges
+# from ARGV[3] (KEYS[1] is ARGV[2]'s edge, ARGV[1] the edges' key prefix): when they lead back to ARGV[2],
+# this call would close a cycle, and the servers of the cycle are returned, nothing written; otherwise
+# the edge is recorded, with a TTL of ARGV[5] ms, and {} returned. One script: of two calls that would
+# close a cycle together, the second sees the first's edge.
+WAIT_FOR = """
+local path = {ARGV[2], ARGV[3]}
+local at = ARGV[3]
+for _ = 1, 100 do
+  if at == ARGV[2] then return path end
+  local edge = redis.call('GET', ARGV[1] .. at)
+  if not edge then break end
+  at = string.match(edge, '^(%S+)')
+  path[#path + 1] = at
+end
+redis.call('SET', KEYS[1], ARGV[3] .. ' ' .. ARGV[4], 'PX', ARGV[5])
+return {}
+"""
+
+# Removes a wait-for edge if it is still the one of that call.
+DONE_WAITING = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
 # One batch of messages, fenced: KEYS fence, lease, state, journal, payload, applied, appliedlog, attempts,
-# the reply list of each message whose sender waits, then 5 journal keys per outgoing message. ARGV: token,
-# lease, lease ms, kept, reply ttl; state fields set, then removed; messages (id, reply, wait); ids taken
-# but not applied (their attempt is undone); outgoing messages (id, payload).
+# the reply list of each message whose sender waits (and the wait-for edge of its calling server, if a
+# server calls), then 5 journal keys per outgoing message. ARGV: token, lease, lease ms, kept, reply ttl;
+# state fields set, then removed; messages (id, reply, wait: "0" no one waits, "1" a producer waits, "2" a
+# server's handler waits, and its edge, if still this message's, is removed with the reply: that handler
+# no longer waits on anyone, so no call can see a cycle through it); ids taken but not applied (their
+# attempt is undone); outgoing messages (id, payload). ARGV[6] is the server's wait-for edge text for an id
+# ("NAME "), so the edge of a waiting caller is "NAME ID".
 COMMIT = JOURNAL_FN + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-local i = 6
+local i = 7
 for _ = 1, tonumber(ARGV[i]) do
   redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2]); i = i + 2
 end
@@ -155,9 +186,13 @@ for _ = 1, applied do
   redis.call('ZREM', KEYS[4], id)
   redis.call('HDEL', KEYS[5], id)
   redis.call('HDEL', KEYS[8], id)
-  if ARGV[i + 3] == '1' then
+  if ARGV[i + 3] ~= '0' then
     redis.call('RPUSH', KEYS[k], reply)
     redis.call('EXPIRE', KEYS[k], ARGV[5])
+    k = k + 1
+  end
+  if ARGV[i + 3] == '2' then
+    if redis.call('GET', KEYS[k]) == ARGV[6] .. id then redis.call('DEL', KEYS[k]) end
     k = k + 1
   end
   i = i + 3
@@ -232,6 +267,8 @@ class Ledger:
         self._renew = r.register_script(RENEW)
         self._release = r.register_script(RELEASE)
         self._commit = r.register_script(COMMIT)
+        self._wait_for = r.register_script(WAIT_FOR)
+        self._done_waiting = r.register_script(DONE_WAITING)
 
     # ------------------------------------------------------------ journal and replies
 
@@ -319,6 +356,21 @@ class Ledger:
                 pending = (name, None)
         return pending
 
+    # ------------------------------------------------------------ wait-for edges (call cycles across messages)
+
+    def wait_for(self, caller: str, callee: str, message_id: str, ttl: float) -> list[str]:
+        """Records that server `caller`'s handler waits on its call `message_id` to `callee`, unless that
+        call would close a cycle of waiting servers: then nothing is recorded and the cycle is returned
+        (`caller`, `callee`, ..., `caller`). The record lasts `ttl` seconds at most (see WAIT_FOR)."""
+        cycle = self._wait_for(keys=[key("waitfor", caller)],
+                               args=[key("waitfor", ""), caller, callee, message_id, max(1, int(ttl * 1000))])
+        return [c.decode() for c in cycle]
+
+    def done_waiting(self, caller: str, callee: str, message_id: str) -> None:
+        """Removes `caller`'s wait-for record of this call (if it is still there: the callee's commit removes
+        it with the reply)."""
+        self._done_waiting(keys=[key("waitfor", caller)], args=[f"{callee} {message_id}"])
+
     # ------------------------------------------------------------ leases
 
     def renew(self, host: str, leases: dict[str, str]) -> list[str]:
@@ -357,13 +409,18 @@ class Ledger:
         of each message taken but not handled (`untaken`) undone. False: not the owner."""
         keys = [key("fence", name), key("lease", name), key("state", name), key("journal", name),
                 key("payload", name), key("applied", name), key("appliedlog", name), key("attempts", name)]
-        keys += [key("reply", message.id) for message, _reply in replies if message.wait]
-        args: list[object] = [lease.split(" ")[-1], lease, self.lease_ms, APPLIED_KEPT, REPLY_TTL, len(fields)]
+        for message, _reply in replies:
+            if message.wait:
+                keys.append(key("reply", message.id))
+                if message.chain:  # a server's handler waits: its wait-for edge goes with the reply
+                    keys.append(key("waitfor", message.chain[-1]))
+        args: list[object] = [lease.split(" ")[-1], lease, self.lease_ms, APPLIED_KEPT, REPLY_TTL, name + " ",
+                              len(fields)]
         for field, text in fields.items():
             args += [field, text]
         args += [len(removed), *removed, len(replies)]
         for message, reply in replies:
-            args += [message.id, json.dumps(reply), "1" if message.wait else "0"]
+            args += [message.id, json.dumps(reply), ("2" if message.chain else "1") if message.wait else "0"]
         args += [len(untaken), *untaken, len(outgoing)]
         for out in outgoing:
             keys += journal_keys(out.server)

@@ -63,7 +63,7 @@ return gone
 # Gives a server to a host if its owner is still ARGV[1] (the supervisor read it so). When the server
 # had an owner (it died), that is a restart: counted, remembered for the restart policy, and the dead
 # owner's lease dropped (the fence, not the lease, keeps a dead owner from writing), so the new owner
-# need not wait for it to expire.
+# need not wait for it to expire; so is the server's wait-for edge (its handler died waiting).
 ASSIGN = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local owner = redis.call('HGET', KEYS[1], 'owner') or ''
@@ -74,13 +74,14 @@ if owner ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
   local lease = redis.call('GET', KEYS[2])
   if lease and string.sub(lease, 1, string.len(owner) + 1) == owner .. ' ' then redis.call('DEL', KEYS[2]) end
+  redis.call('DEL', KEYS[4])
 end
 return 1
 """
 
 CONNECTION_PREFIX = "relay-host:"
-
 CONFIRM = 0.5  # seconds a host whose connections closed has to reconnect or beat before it is declared dead
+
 
 def node_of(host: str) -> str:
     """The worker node name of a host id."""
@@ -225,8 +226,8 @@ class Registry:
 
     def assign(self, name: str, owner: str, host: str) -> bool:
         """Gives the server to `host` unless its owner changed from `owner` meanwhile (see ASSIGN)."""
-        return bool(self._assign(keys=[key("server", name), key("lease", name), key("restarts", name)],
-                                 args=[owner, host, time.time()]))
+        return bool(self._assign(keys=[key("server", name), key("lease", name), key("restarts", name),
+                                       key("waitfor", name)], args=[owner, host, time.time()]))
 
     def restarts_since(self, name: str, since: float) -> list[float]:
         """Times of the server's restarts after `since`, oldest first (older ones are forgotten)."""

@@ -17,6 +17,13 @@ within its timeout: once journalled, its message will be applied, so the
 caller reconnects and keeps waiting for the reply. When it gives up, the
 error (`NoReply`) carries the message id, whose outcome can be fetched later
 (`RelayClient.result`, `relay result ID`).
+
+A handler that calls another server records a wait-for edge in the store
+first (relay_workers.ledger.Ledger.wait_for, one Lua script): a call that
+would close a cycle of waiting servers — across messages, a -> b while
+b -> a — fails at once with a "call cycle" error naming them, instead of
+both waiting until their timeout. Within one chain of calls, the `chain`
+carried by each message catches the cycle before the store is asked.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ if TYPE_CHECKING:  # the producer side (RelayClient) must not load the interpret
 log = logging.getLogger("relay.workers")
 
 JOURNALLED = "relay_journalled"  # header of a relay.deliver message already in its server's journal
+WAIT_FOR_SLACK = 5.0  # seconds a wait-for edge outlives its call's timeout (the caller's owner died meanwhile)
 
 
 class NoReply(RelayError):
@@ -185,15 +193,35 @@ class FleetRuntime:
             raise cycle_error(chain, server.name)
         message_id = self.handling.derive("c") if self.handling else uuid.uuid4().hex
         wire = to_wire(Array(args), "a message")
-        try:
+        if not chain:  # an eval job: no server waits
             reply = self.messenger.call(server.name, handler, wire, message_id, chain, self.timeout)  # type: ignore[arg-type]
-        except NoReply as err:
-            if chain and err.cause is not None:  # the store stayed away: not a handler's error; its message is retried
-                raise err.cause from None
-            raise
+        else:
+            reply = self.waiting_call(chain[-1], server.name, handler, wire, message_id, chain)  # type: ignore[arg-type]
         if "error" in reply:
             raise remote_error(reply["error"])
         return from_wire(reply["value"])
+
+    def waiting_call(self, caller: str, callee: str, handler: str, wire: list, message_id: str,
+                     chain: list[str]) -> dict:
+        """A call from server `caller`'s handler: its wait-for edge recorded first (a call that would close
+        a cycle of waiting servers fails here at once), and removed however the wait ends."""
+        ledger = self.messenger.ledger
+        deadline = time.monotonic() + self.timeout
+        cycle = retrying(lambda: ledger.wait_for(caller, callee, message_id, self.timeout + WAIT_FOR_SLACK), deadline)
+        if cycle:
+            raise RelayError(f"call cycle: {' -> '.join(cycle)} (each server's handler waits on the next, for "
+                             "different messages; use send)")
+        try:
+            return self.messenger.call(callee, handler, wire, message_id, chain, max(0.0, deadline - time.monotonic()))
+        except NoReply as err:
+            if err.cause is not None:  # the store stayed away: not the handler's error; its message is retried
+                raise err.cause from None
+            raise
+        finally:
+            try:
+                ledger.done_waiting(caller, callee, message_id)
+            except STORE_DOWN:  # the edge expires on its own
+                pass
 
     def send(self, server: ServerRef, handler: str, args: list) -> None:
         wire = to_wire(Array(args), "a message")

@@ -1,5 +1,5 @@
-"""Every caller gets an answer: a call across a Redis outage, and a call that gives up (its outcome fetched by
-its message id)."""
+"""Every caller gets an answer: a call across a Redis outage, a call that gives up (its outcome fetched by
+its message id), and call cycles across messages failing at once instead of deadlocking."""
 
 from __future__ import annotations
 
@@ -74,3 +74,57 @@ def test_a_call_in_flight_across_a_redis_outage_gets_its_reply(fleet, client, re
     with pytest.raises(RelayError, match="no deployed server knows a message 'nowhere-1'"):
         client.result("nowhere-1")
 
+
+CYCLE = """
+server a {
+    state { n: 0 }
+    receive fn f() { state.n += 1
+        let t = clock()
+        while clock() - t < 0.15 { }
+        b.g() }
+    receive fn get() { state.n }
+}
+server b {
+    state { n: 0 }
+    receive fn g() { state.n += 1
+        let t = clock()
+        while clock() - t < 0.15 { }
+        a.f() }
+    receive fn get() { state.n }
+}
+"""
+
+
+def test_a_call_cycle_across_two_messages_fails_at_once(fleet, client) -> None:
+    fleet.start("w1")
+    fleet.start("w2")
+    deploy(client, CYCLE)
+    errors: dict[str, tuple[str, float]] = {}
+
+    def call(server: str, handler: str) -> None:
+        caller = fleet.client()
+        started = time.monotonic()
+        try:
+            caller.call(server, handler, timeout=10)
+            errors[server] = ("no error", time.monotonic() - started)
+        except RelayError as err:
+            errors[server] = (err.message, time.monotonic() - started)
+        caller.close()
+
+    threads = [threading.Thread(target=call, args=args) for args in (("a", "f"), ("b", "g"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    states = (client.call("a", "get", timeout=5), client.call("b", "get", timeout=5))
+    started = time.monotonic()
+    answering = [client.call("a", "get", timeout=5) for _ in range(10)] + [client.call("b", "get", timeout=5)]
+    after_ms = 1000 * (time.monotonic() - started) / len(answering)
+    edges = client.ledger.r.keys("relay:waitfor:*")
+    record("a <-> b call cycle across two messages", a_error=errors["a"][0], a_s=errors["a"][1],
+           b_error=errors["b"][0], b_s=errors["b"][1], state_after=states, calls_after_ms=after_ms,
+           wait_for_records_left=len(edges))
+    for server in ("a", "b"):
+        message, seconds = errors[server]
+        assert message.startswith("call cycle: ") and seconds < 1.0, errors
+    assert states == (0, 0) and edges == []  # both handlers rolled back; no wait-for record left
