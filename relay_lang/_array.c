@@ -17,7 +17,9 @@
  * The compiled entry point pins each array argument (under the GIL) for the
  * whole call: while `pins` is not 0, the interpreter's resizing paths (push,
  * pop, a kind switch) refuse with the Relay error of the busy hook, and
- * compiled code grows an array only when every pin is its own (`pin_owner`).
+ * compiled code pushes onto an array only when every pin is its own (`pin_owner`,
+ * `owner_pins`). Its pushes in place (no GIL) only make `size` grow: code holding
+ * the GIL reads an array's size once per operation.
  * Compiled code changes the reference count of a pinned array in `deferred`
  * (atomically, no GIL), which the unpin adds to the object's own count; an
  * array it made itself is private to its thread until returned, so it counts
@@ -43,11 +45,11 @@ typedef struct {
     Py_ssize_t kind;
     Py_ssize_t capacity;
     Py_ssize_t pins;      /* compiled calls holding this array now (changed under the GIL) */
-    void *pin_owner;      /* the runtime state of the call(s) that pinned it; MIXED when several */
+    void *pin_owner;      /* the runtime state of the call that pinned it first, NULL when none */
+    Py_ssize_t owner_pins;  /* the pins of pin_owner: it alone holds the array when owner_pins == pins */
     Py_ssize_t deferred;  /* reference count changes compiled code made while it was pinned (atomic) */
 } ArrayObject;
 
-#define MIXED ((void *)-1)
 
 static PyTypeObject ArrayType;
 static PyTypeObject ArrayIterType;
@@ -83,6 +85,7 @@ array_alloc(Py_ssize_t capacity)
     a->items = NULL;
     a->pins = 0;
     a->pin_owner = NULL;
+    a->owner_pins = 0;
     a->deferred = 0;
     if (capacity > 0) {
         a->items = PyMem_Malloc((size_t)capacity * 8);
@@ -93,8 +96,18 @@ array_alloc(Py_ssize_t capacity)
             return NULL;
         }
     }
-    PyObject_GC_Track(a);
-    return a;
+    return a;  /* untracked: a NUMBERS array holds no references (see become_values) */
+}
+
+/* Marks an array VALUES: from now on it may hold references, so the cycle collector tracks it.
+ * A NUMBERS array is never tracked: compiled code counts references of the arrays it makes
+ * without the GIL, which gc.get_objects() in another thread must not be able to reach. */
+static void
+become_values(ArrayObject *a)
+{
+    a->kind = VALUES;
+    if (!PyObject_GC_IsTracked((PyObject *)a))
+        PyObject_GC_Track(a);
 }
 
 /* -1 with the busy hook's error set when compiled code in another thread holds the array. */
@@ -155,7 +168,7 @@ to_values(ArrayObject *a)
     }
     PyMem_Free(a->items);
     a->items = objs;
-    a->kind = VALUES;
+    become_values(a);
     if (a->capacity == 0)
         a->capacity = 1;
     return 0;
@@ -214,7 +227,7 @@ from_items(PyObject *const *items, Py_ssize_t n)
         for (i = 0; i < n; i++)
             NUMS(a)[i] = PyFloat_AS_DOUBLE(items[i]);
     } else {
-        a->kind = VALUES;
+        become_values(a);
         for (i = 0; i < n; i++)
             OBJS(a)[i] = Py_NewRef(items[i]);
     }
@@ -227,16 +240,19 @@ from_iterable(PyObject *iterable)
 {
     if (IS_ARRAY(iterable)) {
         ArrayObject *src = (ArrayObject *)iterable;
-        ArrayObject *a = array_alloc(src->size);
+        /* Read once: compiled code of another thread may push in place meanwhile (no GIL). */
+        Py_ssize_t n = src->size;
+        ArrayObject *a = array_alloc(n);
         if (a == NULL)
             return NULL;
-        if (src->size > 0)
-            memcpy(a->items, src->items, (size_t)src->size * 8);
-        a->kind = src->kind;
-        a->size = src->size;
-        if (a->kind == VALUES)
-            for (Py_ssize_t i = 0; i < a->size; i++)
+        if (n > 0)
+            memcpy(a->items, src->items, (size_t)n * 8);
+        a->size = n;
+        if (src->kind == VALUES) {
+            become_values(a);
+            for (Py_ssize_t i = 0; i < n; i++)
                 Py_INCREF(OBJS(a)[i]);
+        }
         return a;
     }
     PyObject *seq = PySequence_Fast(iterable, "Array() takes an iterable");
@@ -290,7 +306,8 @@ array_slice(ArrayObject *a, PyObject *key)
     ArrayObject *r = array_alloc(n);
     if (r == NULL)
         return NULL;
-    r->kind = a->kind;
+    if (a->kind == VALUES)
+        become_values(r);
     for (Py_ssize_t i = 0, k = start; i < n; i++, k += step) {
         if (a->kind == NUMBERS)
             NUMS(r)[i] = NUMS(a)[k];
@@ -455,10 +472,11 @@ array_copy(ArrayObject *a, PyObject *Py_UNUSED(ignored))
 static PyObject *
 array_tolist(ArrayObject *a, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *list = PyList_New(a->size);
+    Py_ssize_t n = a->size;  /* once: compiled code of another thread may push in place meanwhile */
+    PyObject *list = PyList_New(n);
     if (list == NULL)
         return NULL;
-    for (Py_ssize_t i = 0; i < a->size; i++) {
+    for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *v = item(a, i);
         if (v == NULL) {
             Py_DECREF(list);
@@ -501,9 +519,10 @@ array_richcompare(PyObject *self, PyObject *other, int op)
     if ((op != Py_EQ && op != Py_NE) || !(IS_ARRAY(other) || PyList_Check(other)))
         Py_RETURN_NOTIMPLEMENTED;
     ArrayObject *a = (ArrayObject *)self;
-    if (a->size != PyObject_Length(other))
+    Py_ssize_t n = a->size;  /* once: compiled code of another thread may push in place meanwhile */
+    if (n != PyObject_Length(other))
         return PyBool_FromLong(op == Py_NE);
-    for (Py_ssize_t i = 0; i < a->size; i++) {
+    for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *x = item(a, i);
         PyObject *y = x == NULL ? NULL : PySequence_GetItem(other, i);
         int same = y == NULL ? -1 : PyObject_RichCompareBool(x, y, Py_EQ);
@@ -513,7 +532,7 @@ array_richcompare(PyObject *self, PyObject *other, int op)
             return NULL;
         if (!same)
             return PyBool_FromLong(op == Py_NE);
-        if (a->size != PyObject_Length(other))  /* a comparison changed the other sequence */
+        if (n != PyObject_Length(other) || n != a->size)  /* a comparison changed a sequence */
             return PyBool_FromLong(op == Py_NE);
     }
     return PyBool_FromLong(op == Py_EQ);
@@ -660,7 +679,7 @@ relay_array_push(ArrayObject *a, double v, void *owner)
 {
     int status = 0;
     WITH_GIL_BEGIN
-    if (a->pins != 0 && a->pin_owner != owner)
+    if (a->pins != 0 && (a->pin_owner != owner || a->owner_pins != a->pins))
         status = -2;
     else if (reserve(a, a->size + 1) < 0) {
         PyErr_Clear();
@@ -715,17 +734,21 @@ relay_array_decref(ArrayObject *a)
 static void
 relay_array_pin(ArrayObject *a, void *owner)
 {
-    if (a->pins++ == 0)
+    if (a->pins++ == 0) {
         a->pin_owner = owner;
-    else if (a->pin_owner != owner)
-        a->pin_owner = MIXED;
+        a->owner_pins = 0;
+    }
+    if (a->pin_owner == owner)
+        a->owner_pins++;
 }
 
-/* Ends a pin (with the GIL): the reference counts compiled code deferred are applied. */
+/* Ends owner's pin (with the GIL): the reference counts compiled code deferred are applied. */
 static void
-relay_array_unpin(ArrayObject *a)
+relay_array_unpin(ArrayObject *a, void *owner)
 {
     Py_ssize_t d = __atomic_exchange_n(&a->deferred, 0, __ATOMIC_ACQ_REL);
+    if (a->pin_owner == owner)
+        a->owner_pins--;
     if (--a->pins == 0)
         a->pin_owner = NULL;
     Py_SET_REFCNT(a, Py_REFCNT(a) + d + 1);
@@ -782,7 +805,7 @@ mod_filled(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         for (Py_ssize_t i = 0; i < n; i++)
             NUMS(a)[i] = x;
     } else {
-        a->kind = VALUES;
+        become_values(a);
         for (Py_ssize_t i = 0; i < n; i++)
             OBJS(a)[i] = Py_NewRef(v);
     }
@@ -835,6 +858,12 @@ mod_pins(PyObject *Py_UNUSED(module), PyObject *a)
 }
 
 static PyObject *
+mod_stack_pointer(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromVoidPtr(__builtin_frame_address(0));
+}
+
+static PyObject *
 mod_addresses(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
     return Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:N}",
@@ -852,13 +881,14 @@ mod_addresses(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 static PyObject *
 mod_layout(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:n}",
+    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n}",
                          "size", (Py_ssize_t)offsetof(ArrayObject, size),
                          "items", (Py_ssize_t)offsetof(ArrayObject, items),
                          "kind", (Py_ssize_t)offsetof(ArrayObject, kind),
                          "capacity", (Py_ssize_t)offsetof(ArrayObject, capacity),
                          "pins", (Py_ssize_t)offsetof(ArrayObject, pins),
                          "pin_owner", (Py_ssize_t)offsetof(ArrayObject, pin_owner),
+                         "owner_pins", (Py_ssize_t)offsetof(ArrayObject, owner_pins),
                          "numbers", (Py_ssize_t)NUMBERS);
 }
 
@@ -873,6 +903,7 @@ static PyMethodDef module_methods[] = {
     {"set_busy_error", (PyCFunction)mod_set_busy_error, METH_O,
      "Installs hook(array), which raises the error for resizing an array compiled code holds."},
     {"pins", (PyCFunction)mod_pins, METH_O, "How many compiled calls hold the array now."},
+    {"stack_pointer", (PyCFunction)mod_stack_pointer, METH_NOARGS, "About where this thread's native stack is now."},
     {"addresses", (PyCFunction)mod_addresses, METH_NOARGS, "The C functions compiled code calls, by name."},
     {"layout", (PyCFunction)mod_layout, METH_NOARGS, "Byte offsets of the fields compiled code reads."},
     {NULL, NULL, 0, NULL},

@@ -6,9 +6,9 @@ Starting a thread per job (and a timer thread per time limit) cost about
 
 from __future__ import annotations
 
+import ctypes
 import heapq
 import itertools
-import math
 import os
 import queue
 import re
@@ -18,7 +18,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeGuard
+
+from . import _array
 
 BIG_STACK = 512 * 1024 * 1024  # bytes of C stack for the thread that runs Relay code
 _checks = threading.local()
@@ -209,6 +211,9 @@ def resident_bytes() -> int:
 
 
 DEFAULT_MEMORY_LIMIT = 1 << 30
+MAX_MEMORY_LIMIT = 1 << 50  # bytes (1P): a larger memory limit is refused
+NO_TIME_LIMIT = 1e9  # seconds (about 31 years): a time limit this long or longer (inf too) means none
+MAX_DEPTH_LIMIT = 1_000_000_000  # the largest --max-depth (Python's recursion limit is a C int)
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*\Z", re.IGNORECASE)
 
 
@@ -217,7 +222,17 @@ def parse_size(text: str) -> int:
     m = _SIZE.match(text)
     if m is None:
         raise ValueError(f"not a size: {text!r} (use a number with K, M, G or T, like 256M or 2G)")
-    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+    size = int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+    if size > MAX_MEMORY_LIMIT:
+        raise ValueError(f"{text.strip()} is more than the largest size, 1024T")
+    return size
+
+
+def check_max_depth(max_depth: int) -> int:
+    """max_depth, when it is a depth limit Relay takes (1 to MAX_DEPTH_LIMIT); ValueError otherwise."""
+    if not 1 <= max_depth <= MAX_DEPTH_LIMIT:
+        raise ValueError(f"the depth limit must be a whole number from 1 to {MAX_DEPTH_LIMIT:,}, got {max_depth}")
+    return max_depth
 
 
 def format_size(nbytes: int) -> str:
@@ -250,6 +265,11 @@ def raise_recursion_limit(max_depth: int, source_size: int = 0) -> None:
     sys.setrecursionlimit(min(max(sys.getrecursionlimit(), needed), MAX_RECURSION_LIMIT))
 
 
+def timed(seconds: float | None) -> TypeGuard[float]:
+    """Whether a time limit of `seconds` limits anything (None, inf and NO_TIME_LIMIT or more do not)."""
+    return seconds is not None and seconds < NO_TIME_LIMIT
+
+
 class Limits:
     """The budgets of the job an interpreter runs, as both tiers read them.
 
@@ -258,7 +278,7 @@ class Limits:
     """
 
     def __init__(self, max_depth: int) -> None:
-        self.max_depth = max_depth
+        self.max_depth = check_max_depth(max_depth)
         self.depth = [0]  # nested Relay calls now; a list, shared with the generated code
         self.stop_error: Exception | None = None  # set (from any thread) to stop the job with this error
         self.time_limit: float | None = None
@@ -266,11 +286,12 @@ class Limits:
         self.memory_limit: int | None = memory_limit_from_env()  # bytes a job may add to the process; None: any
         self.memory_ceiling = 0  # resident bytes the running job must stay under; 0: none
         self.memory_budget = 0  # the running job's memory limit, in bytes
-        self.native: object | None = None  # the runtime state of its compiled calls (compiler.jit.runtime_state)
+        self.native: object | None = None  # the runtime states of its compiled calls (compiler.jit.States)
 
     def start_clock(self, seconds: float | None) -> None:
+        """Starts the job's time budget; None, or NO_TIME_LIMIT seconds and more, is none."""
         self.time_limit = seconds
-        self.deadline_ns = 0 if seconds is None or seconds == math.inf else time.monotonic_ns() + int(seconds * 1e9)
+        self.deadline_ns = time.monotonic_ns() + int(seconds * 1e9) if timed(seconds) else 0
 
     def start_memory(self, limit: int | None) -> None:
         """Sets the job's memory budget: what it may add to the process's resident memory from now."""
@@ -286,3 +307,45 @@ class Limits:
     def over_memory(self, nbytes: int) -> bool:
         """Whether nbytes more would not fit in the job's memory budget."""
         return bool(self.memory_ceiling) and resident_bytes() + nbytes > self.memory_ceiling
+
+
+STACK_MARGIN = 1 << 20  # bytes of native stack kept free below the deepest compiled frame
+_stacks = threading.local()
+
+
+def stack_limit() -> int:
+    """The lowest address a compiled frame may take on this thread's stack (0: unknown, unchecked).
+
+    The stack's bounds come from pthread_getattr_np (glibc; also the main
+    thread's, from its rlimit); a margin keeps room for one frame however
+    large, and for the C library calls compiled code makes.
+    """
+    limit = getattr(_stacks, "limit", None)
+    if limit is None:
+        limit = _stacks.limit = _native_stack_limit()
+    return limit
+
+
+def _native_stack_limit() -> int:
+    try:
+        libc = ctypes.CDLL(None)
+        getattr_np, getstack = libc.pthread_getattr_np, libc.pthread_attr_getstack
+    except (OSError, AttributeError):
+        return 0
+    libc.pthread_self.restype = ctypes.c_ulong
+    attr = ctypes.create_string_buffer(256)  # pthread_attr_t is at most 64 bytes on the platforms glibc supports
+    if getattr_np(ctypes.c_ulong(libc.pthread_self()), attr) != 0:
+        return 0
+    try:
+        low, size = ctypes.c_void_p(), ctypes.c_size_t()
+        if getstack(attr, ctypes.byref(low), ctypes.byref(size)) != 0 or not low.value:
+            return 0
+        return low.value + min(STACK_MARGIN, size.value // 4)
+    finally:
+        libc.pthread_attr_destroy(attr)
+
+
+def native_stack_full() -> bool:
+    """Whether this thread's native stack is down to its margin (callbacks of builtins recurse in C)."""
+    limit = stack_limit()
+    return limit != 0 and _array.stack_pointer() < limit

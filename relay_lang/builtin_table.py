@@ -33,3 +33,7 @@ def array_budget_message(size: float) -> str:
 
 def too_deep_message(max_depth: int) -> str:
     return f"recursion too deep: more than {max_depth} nested calls"
+
+
+def native_stack_message(depth: int, max_depth: int) -> str:
+    return f"recursion too deep: {depth} nested calls fill the native stack (--max-depth is {max_depth})"

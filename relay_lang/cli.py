@@ -8,16 +8,28 @@ import os
 import sys
 from collections.abc import Callable
 
-from .budget import parse_size
+from .budget import check_max_depth, parse_size
 from .errors import Pos, RelayError, RelaySyntaxError
 from .interpreter import DEFAULT_MAX_DEPTH, Interpreter, run_program
 
 
 def positive_seconds(text: str) -> float:
-    value = float(text)
+    """A time limit: a number of seconds > 0; inf, or NO_TIME_LIMIT and more, is no limit."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
+
+
+def depth_argument(text: str) -> int:
+    try:
+        return check_max_depth(int(text))
+    except ValueError as exc:
+        message = str(exc) if "depth limit" in str(exc) else f"not a whole number: {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def size_argument(text: str) -> int:
@@ -33,9 +45,13 @@ def size_argument(text: str) -> int:
 def _env_depth() -> int:
     text = os.environ.get("RELAY_MAX_DEPTH", str(DEFAULT_MAX_DEPTH))
     try:
-        return int(text)
+        depth = int(text)
     except ValueError:
         raise SystemExit(f"relay: RELAY_MAX_DEPTH={text!r} is not a whole number") from None
+    try:
+        return check_max_depth(depth)
+    except ValueError as exc:
+        raise SystemExit(f"relay: RELAY_MAX_DEPTH={text!r}: {exc}") from None
 
 
 def _version() -> str:
@@ -60,10 +76,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     run.add_argument("--memory-limit", type=size_argument, metavar="SIZE",
                      help="stop the program with an error once it adds more than SIZE to the process's memory "
                           "(256M, 2G; default $RELAY_MEMORY_LIMIT or 1G)")
-    run.add_argument("--max-depth", type=int, default=_env_depth(),
+    run.add_argument("--max-depth", type=depth_argument, default=_env_depth(),
                      help=f"Relay call depth limit (default {DEFAULT_MAX_DEPTH}, or $RELAY_MAX_DEPTH)")
     repl = sub.add_parser("repl", help="interactive prompt")
-    repl.add_argument("--max-depth", type=int, default=DEFAULT_MAX_DEPTH,
+    repl.add_argument("--max-depth", type=depth_argument, default=DEFAULT_MAX_DEPTH,
                       help=f"Relay call depth limit (default {DEFAULT_MAX_DEPTH})")
     return parser, sub
 

@@ -7,7 +7,6 @@ recursion and time budgets, and the actor runtime that hosts its servers.
 
 from __future__ import annotations
 
-import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -23,9 +22,11 @@ from .budget import (
     WATCHDOG,
     Limits,
     checking,
+    native_stack_full,
     raise_recursion_limit,
+    timed,
 )
-from .builtin_table import ARITY, MAX_ARRAY, too_deep_message
+from .builtin_table import ARITY, MAX_ARRAY, native_stack_message, too_deep_message
 from .builtins import make_builtins
 from .codegen import GLOBAL_PREFIX, FunctionCode, Unit, generate, global_name
 from .compiler.cache import CompileCache, ObjectStore
@@ -36,6 +37,7 @@ from .resolver import resolve
 from .values import Builtin, Cell, Function, ServerRef, show, type_name, with_article
 
 DEFAULT_MAX_DEPTH = 10_000
+CHECK_EVERY = 1024  # elements an array method handles between checks of the budgets
 
 
 class Interpreter:
@@ -279,18 +281,34 @@ class Interpreter:
             return ops.index(a, args[0])
         if name == "length" and n == 0:
             return float(len(a))
-        if name == "map" and n == 1:
-            return Array([self.call(args[0], (x,)) for x in a[:]])
-        if name in ("filter", "find") and n == 1:
-            kept = (x for x in a[:] if _truthy(self.call(args[0], (x,))))
-            return Array(list(kept)) if name == "filter" else next(kept, None)
-        if name == "reduce" and n == 2:
-            acc = args[1]
-            for x in a[:]:
-                acc = self.call(args[0], (acc, x))
-            return acc
+        if name in ("map", "filter", "find", "reduce") and n == (2 if name == "reduce" else 1):
+            return self._walk(a, name, args)
         raise RelayError(f"arrays have no method '{name}' taking {n} argument{'' if n == 1 else 's'} "
                          "(they have push(v), pop(), get(i), length(), map(f), filter(f), find(f) and reduce(f, init))")
+
+    def _walk(self, a: Array, name: str, args: tuple) -> object:
+        """map, filter, find and reduce over a snapshot of `a`: the snapshot (and map's result)
+        counted against the memory budget, the budgets checked every CHECK_EVERY elements (a
+        builtin or compiled callback checks nothing itself), and the native stack checked first
+        (each call through a method nests C frames, which the depth limit does not count)."""
+        if native_stack_full():
+            raise RelayError(native_stack_message(self.limits.depth[0], self.limits.max_depth), kind="limit")
+        self.reserve_memory((16 if name == "map" else 8) * len(a))
+        f, call, check = args[0], self.call, self.check_budget
+        acc = args[1] if name == "reduce" else None
+        out = []
+        for k, x in enumerate(a[:]):
+            if not k % CHECK_EVERY:
+                check()
+            if name == "reduce":
+                acc = call(f, (acc, x))
+            elif name == "map":
+                out.append(call(f, (x,)))
+            elif _truthy(call(f, (x,))):
+                if name == "find":
+                    return x
+                out.append(x)
+        return acc if name == "reduce" else None if name == "find" else Array(out)
 
     def _server_now(self) -> ServerInstance:
         if self.server is None:
@@ -381,7 +399,7 @@ def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float 
     ticket = None
     interp.start_clock(time_limit)
     limits = interp.limits
-    if time_limit is not None and time_limit != math.inf:
+    if timed(time_limit):
         stop = RelayError(limits.time_limit_message(), kind="limit")
         ticket = WATCHDOG.watch(time_limit, lambda: interp.request_stop(stop))
     memory = memory_limit if memory_limit is not None else limits.memory_limit

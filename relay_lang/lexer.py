@@ -64,7 +64,8 @@ def _is_ident_char(c: str) -> bool:
 
 class Lexer:
     def __init__(self, source: str, file: str) -> None:
-        self.src = source
+        # Line breaks as Python's universal newlines: CRLF, and CR alone (old Mac files), are one "\n".
+        self.src = source.replace("\r\n", "\n").replace("\r", "\n")
         self.file = file
         self.i = 0
         self.line = 1

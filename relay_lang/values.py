@@ -251,8 +251,8 @@ class _DeepEqual(_Walk):
         self.equal_pairs: set[tuple[int, int]] = set()
 
     def equal(self, a: Any, b: Any) -> bool:
-        if a is b:
-            return True
+        """No shortcut for `a is b`: nan is unequal to itself at any depth, whatever the container's
+        representation (a numbers array makes a new float per element, a values array keeps one)."""
         ta = type(a)
         if ta is not type(b):
             return False

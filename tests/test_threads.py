@@ -14,7 +14,7 @@ import sys
 from conftest import ROOT
 
 SCRIPT = r'''
-import io, sys, threading, time
+import gc, io, sys, threading, time
 from relay_lang import _array
 from relay_lang._array import Array
 from relay_lang.builtin_table import ARRAY_BUSY_MESSAGE
@@ -49,6 +49,18 @@ fn hold(a: array<number>, n: number) {
 fn grow(a: array<number>) {
     for i in 0..100000 { a.push(1) }
     return len(a)
+}
+@llvm
+fn fill(a: array<number>, n: number) {
+    for i in 0..n { a.push(i) }
+    return len(a)
+}
+@llvm
+fn churn(n: number) {
+    let c = array(4, 1)
+    let s = 0
+    for i in 0..n { let b = c; let d = b; s = s + d[0] }
+    return c
 }
 """
 
@@ -143,6 +155,73 @@ print("resizing a held array:", ", ".join(refused), "refused; the holder's answe
 # While the compiled call ran, this process's other threads ran too (the GIL was let go).
 print(f"compiled call held the array {held:.2f} s; longest pause of a 2 ms ticker: {max(gaps) * 1000:.1f} ms")
 assert max(gaps) < 0.25 < held, (max(gaps), held)
+
+# Readers holding the GIL (tolist, copies, repr) while the array's own compiled call pushes onto it
+# in place, without the GIL: each reads the length once, so none writes past what it allocated.
+fill = holder.global_value("fill")
+x = Array([0.0] * 400_000)
+stop = False
+
+
+def read():
+    while not stop:
+        x.tolist(), x.copy(), Array(x), repr(x) if len(x) < 1000 else None
+
+
+for _ in range(3):
+    while len(x) > 1:
+        x.pop()  # the capacity stays: the pushes below go in place
+    reader = threading.Thread(target=read)
+    stop = False
+    reader.start()
+    for _ in range(5):
+        holder.call(fill, (x, 60000.0))
+    stop = True
+    reader.join()
+print("readers beside in-place pushes: no overrun")
+
+# Arrays compiled code makes are private to it: gc.get_objects() in another thread cannot reach
+# them (their reference counts change without the GIL), so their counts come out exact.
+churn = holder.global_value("churn")
+stop = False
+
+
+def grab():
+    while not stop:
+        found = [o for o in gc.get_objects() if type(o) is Array]
+        del found
+
+
+grabber = threading.Thread(target=grab)
+grabber.start()
+made = [holder.call(churn, (2e5,)) for _ in range(20)]
+stop = True
+grabber.join()
+assert [sys.getrefcount(m) - 1 for m in made] == [2] * 20
+print("arrays made by compiled code beside gc.get_objects(): reference counts exact")
+
+# One interpreter called from several threads at once: each call has its own runtime state, so
+# only the first pins the shared array's growth; the others get the Relay error, nothing crashes.
+shared_grow = Array([1.0])
+errors = []
+
+
+def grower():
+    try:
+        for _ in range(10):
+            holder.call(fill, (shared_grow, 300000.0))
+    except RelayError as err:
+        errors.append(str(err))
+
+
+growers = [threading.Thread(target=grower) for _ in range(4)]
+for g in growers:
+    g.start()
+for g in growers:
+    g.join()
+assert all(ARRAY_BUSY_MESSAGE in e for e in errors), errors
+assert _array.pins(shared_grow) == 0 and len(shared_grow) > 1
+print(f"one interpreter, 4 threads growing one array: {len(errors)} refused, length {len(shared_grow)}")
 '''
 
 

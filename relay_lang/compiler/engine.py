@@ -35,6 +35,7 @@ from .lower import (
     ARRAY_FUNCTIONS,
     ARRAY_ITEMS,
     ARRAY_KIND,
+    ARRAY_OWNER_PINS,
     ARRAY_PIN_OWNER,
     ARRAY_PINS,
     ARRAY_SIZE,
@@ -95,46 +96,10 @@ def initialise() -> None:
     _initialised = True
 
 
-STACK_MARGIN = 1 << 20  # bytes of native stack kept free below the deepest compiled frame
-_stacks = threading.local()
-
-
-def stack_limit() -> int:
-    """The lowest address a compiled frame may take on this thread's stack (0: unknown, unchecked).
-
-    The stack's bounds come from pthread_getattr_np (glibc; also the main
-    thread's, from its rlimit); a margin keeps room for one frame however
-    large, and for the C library calls compiled code makes.
-    """
-    limit = getattr(_stacks, "limit", None)
-    if limit is None:
-        limit = _stacks.limit = _native_stack_limit()
-    return limit
-
-
-def _native_stack_limit() -> int:
-    try:
-        libc = ctypes.CDLL(None)
-        getattr_np, getstack = libc.pthread_getattr_np, libc.pthread_attr_getstack
-    except (OSError, AttributeError):
-        return 0
-    libc.pthread_self.restype = ctypes.c_ulong
-    attr = ctypes.create_string_buffer(256)  # pthread_attr_t is at most 64 bytes on the platforms glibc supports
-    if getattr_np(ctypes.c_ulong(libc.pthread_self()), attr) != 0:
-        return 0
-    try:
-        low, size = ctypes.c_void_p(), ctypes.c_size_t()
-        if getstack(attr, ctypes.byref(low), ctypes.byref(size)) != 0 or not low.value:
-            return 0
-        return low.value + min(STACK_MARGIN, size.value // 4)
-    finally:
-        libc.pthread_attr_destroy(attr)
-
-
 def _check_array_layout() -> None:
     """Compiled code reads Arrays at fixed offsets: make sure the extension agrees."""
     expected = {"size": ARRAY_SIZE, "items": ARRAY_ITEMS, "kind": ARRAY_KIND, "capacity": ARRAY_CAPACITY,
-                "pins": ARRAY_PINS, "pin_owner": ARRAY_PIN_OWNER,
+                "pins": ARRAY_PINS, "pin_owner": ARRAY_PIN_OWNER, "owner_pins": ARRAY_OWNER_PINS,
                 "numbers": NUMBERS_KIND}
     layout = _array.layout()
     if layout != expected:

@@ -10,8 +10,8 @@ from pathlib import Path
 import llvmlite
 import llvmlite.binding as llvm
 
-from ..budget import Limits
-from ..builtin_table import ARRAY_BUSY_MESSAGE, array_budget_message, too_deep_message
+from ..budget import Limits, stack_limit
+from ..builtin_table import ARRAY_BUSY_MESSAGE, array_budget_message, native_stack_message, too_deep_message
 from ..errors import Pos, RelayError
 from ..hashing import node_hash
 from ..nodes import Call, FnLit, Name
@@ -75,8 +75,7 @@ class Compiled:
         elif code == ERR_DEPTH:
             err = RelayError(too_deep_message(limits.max_depth), kind="limit")
         elif code == ERR_STACK:
-            err = RelayError(f"recursion too deep: {rt.err_y} nested calls fill the native stack "
-                             f"(--max-depth is {limits.max_depth})", kind="limit")
+            err = RelayError(native_stack_message(rt.err_y, limits.max_depth), kind="limit")
         elif code == ERR_TIME:  # the deadline, or a stop requested (the memory limit, say)
             stop = limits.stop_error
             err = RelayError(stop.message if isinstance(stop, RelayError) else limits.time_limit_message(), kind="limit")
@@ -200,12 +199,44 @@ def module_key(group: list[Typed], fastmath: set[Signature], target: engine.Targ
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def runtime_state(limits: Limits) -> engine.RuntimeState:
-    """The runtime state of the job whose budgets `limits` holds (made on its first compiled call)."""
-    rt = limits.native
-    if rt is None:
-        rt = limits.native = engine.new_state()
-    return rt  # type: ignore[return-value]
+class States:
+    """The runtime states of one job's compiled calls: one for each call running now, reused.
+
+    A call's state is its own: the pins of its arrays name it, and its error record must not be
+    overwritten by another call, which may run in another thread (a host program calling one
+    interpreter from several threads) or in this one, in the middle of it (a finalizer that the
+    garbage collector runs when compiled code allocates). list and dict operations are atomic
+    under the GIL: no lock.
+    """
+
+    def __init__(self) -> None:
+        self.free: list[engine.RuntimeState] = []
+        self.running: dict[int, engine.RuntimeState] = {}  # by id (ctypes structures are unhashable)
+
+    def take(self) -> engine.RuntimeState:
+        try:
+            rt = self.free.pop()
+        except IndexError:
+            rt = engine.new_state()
+        self.running[id(rt)] = rt
+        return rt
+
+    def give_back(self, rt: engine.RuntimeState) -> None:
+        del self.running[id(rt)]
+        self.free.append(rt)
+
+    def stop(self) -> None:
+        """Compiled calls running now stop at their next check of the clock (thread-safe)."""
+        for rt in list(self.running.values()):
+            rt.stop = 1
+
+
+def states(limits: Limits) -> States:
+    """The runtime states of the job whose budgets `limits` holds."""
+    found = limits.native
+    if found is None:
+        found = limits.native = States()
+    return found  # type: ignore[return-value]
 
 
 NOT_TAKEN = object()  # compiled code declined the call (an array argument is not of the numbers kind)
@@ -216,14 +247,24 @@ def call_compiled(compiled: Compiled, limits: Limits, args: tuple) -> object:
 
     Returns NOT_TAKEN, having run nothing, when an array argument is of the values kind (see _array.c).
     """
-    rt = runtime_state(limits)
+    pool = states(limits)
+    rt = pool.take()
+    try:
+        return _run(compiled, limits, rt, args)
+    finally:
+        pool.give_back(rt)
+
+
+def _run(compiled: Compiled, limits: Limits, rt: engine.RuntimeState, args: tuple) -> object:
     rt.err_code = 0
     rt.nframes = 0
     rt.depth = limits.depth[0]
     rt.max_depth = limits.max_depth
-    rt.stop = 1 if limits.stop_error is not None else 0
+    rt.stop = 0  # then the stop requested so far; one requested from now on sets it again (States.stop)
+    if limits.stop_error is not None:
+        rt.stop = 1
     rt.deadline_ns = limits.deadline_ns
-    rt.stack_limit = engine.stack_limit()
+    rt.stack_limit = stack_limit()
     rt.memory_ceiling = limits.memory_ceiling
     result = compiled.cfunc(rt, *args)
     if rt.err_code:

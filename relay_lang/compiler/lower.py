@@ -108,7 +108,7 @@ ERR_RETURN_TYPE = 9  # the function's return annotation does not hold its compil
 ERR_MEMORY_LIMIT = 10  # the process's resident memory would pass the job's ceiling
 ERR_ARRAY_BUSY = 11  # push would grow an array that compiled code of another thread holds
 ARRAY_SIZE, ARRAY_ITEMS, ARRAY_KIND, ARRAY_CAPACITY = 16, 24, 32, 40  # byte offsets in an Array (checked: engine)
-ARRAY_PINS, ARRAY_PIN_OWNER = 48, 56  # compiled calls holding it, and whose runtime state (_array.c)
+ARRAY_PINS, ARRAY_PIN_OWNER, ARRAY_OWNER_PINS = 48, 56, 64  # calls holding it, the first's state, its pins
 NUMBERS_KIND = 0
 # The C functions of the _array extension that compiled code calls (their addresses come from _array.addresses()).
 ARRAY_FUNCTIONS = {
@@ -118,7 +118,7 @@ ARRAY_FUNCTIONS = {
     "relay_array_incref": ir.FunctionType(ir.VoidType(), [PTR]),
     "relay_array_decref": ir.FunctionType(ir.VoidType(), [PTR]),  # null: nothing
     "relay_array_pin": ir.FunctionType(ir.VoidType(), [PTR, RT_PTR]),  # with the GIL: the call holds it
-    "relay_array_unpin": ir.FunctionType(ir.VoidType(), [PTR]),
+    "relay_array_unpin": ir.FunctionType(ir.VoidType(), [PTR, RT_PTR]),
     "relay_gil_release": ir.FunctionType(ir.VoidType(), []),  # once per call; what follows runs without the GIL
     "relay_gil_reacquire": ir.FunctionType(ir.VoidType(), []),  # before returning to the interpreter
 }
@@ -484,7 +484,7 @@ class ModuleBuilder:
             result.add_incoming(failed_value, stack_full_block)
         b.call(self.array_function("relay_gil_reacquire"), [])
         for arr in arrays:
-            b.call(self.array_function("relay_array_unpin"), [arr])
+            b.call(self.array_function("relay_array_unpin"), [arr, rt])
         if t.ret == ARR:  # after an error the array is NULL, which ctypes must never see: give it None
             with b.if_then(b.icmp_unsigned("==", result, ir.Constant(PTR, None)), likely=False):
                 b.ret(self._none(b))
@@ -1078,8 +1078,10 @@ class FunctionLowerer:
         b = self.b
         n = self.length(arr)
         room = b.icmp_signed("<", n, self.header(arr, ARRAY_CAPACITY, I64))
-        mine = b.or_(b.icmp_signed("==", self.header(arr, ARRAY_PINS, I64), I64(0)),
-                     b.icmp_unsigned("==", self.header(arr, ARRAY_PIN_OWNER, PTR), b.bitcast(self.rt, PTR)))
+        pins = self.header(arr, ARRAY_PINS, I64)
+        alone = b.and_(b.icmp_unsigned("==", self.header(arr, ARRAY_PIN_OWNER, PTR), b.bitcast(self.rt, PTR)),
+                       b.icmp_signed("==", self.header(arr, ARRAY_OWNER_PINS, I64), pins))
+        mine = b.or_(b.icmp_signed("==", pins, I64(0)), alone)
         with b.if_else(b.and_(room, mine), likely=True) as (room, grow):
             with room:
                 self.store_item(arr, n, value)

@@ -26,7 +26,7 @@ from ..resolver import Global, Resolution
 from .cache import CompileCache, DirectoryStore, ObjectStore
 from .engine import CompileTimeout
 from .infer import ARR, BOOL, NUM, Signature, Unsupported, param_type
-from .jit import NOT_TAKEN, Compiled, Compiler, call_compiled, directive_level, has_directive, runtime_state
+from .jit import NOT_TAKEN, Compiled, Compiler, call_compiled, directive_level, has_directive, states
 
 if TYPE_CHECKING:
     from ..codegen import FunctionCode, Unit
@@ -111,7 +111,7 @@ class Router:
 
     def request_stop(self) -> None:
         """Compiled code running now stops at its next check of the clock (thread-safe)."""
-        runtime_state(self.limits).stop = 1
+        states(self.limits).stop()
 
     def note(self, fn: FnLit | None, name: str, tier: str, reason: str) -> None:
         self.decisions[id(fn)] = (name, tier, reason)
