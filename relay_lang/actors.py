@@ -14,6 +14,7 @@ from collections import deque
 from typing import Protocol, TextIO
 
 from .budget import Limits
+from .builtin_table import arity_message
 from .errors import RelayError
 from .values import Function, ServerRef, copy_args, copy_data
 
@@ -65,12 +66,20 @@ class ServerInstance:
                 self.saved[key] = copy_data(value, "the initial state")
                 self.unsaved.add(key)
 
-    def handle(self, interp: HandlerHost, handler: str, args: list) -> object:
-        """Handles one message; on failure state is exactly as before and the error propagates."""
+    def check_message(self, handler: str, args: list) -> Function:
+        """The handler a message names; a message it cannot take (no such handler, another number
+        of arguments) is refused before it is queued, at the send or call that made it."""
         fn = self.handlers.get(handler)
         if fn is None:
             known = ", ".join(sorted(self.handlers)) or "none"
             raise RelayError(f"server {self.name} has no handler '{handler}' (handlers: {known})")
+        if fn.n != len(args):
+            raise RelayError(arity_message(f"{self.name}.{handler}", fn.n, len(args)))
+        return fn
+
+    def handle(self, interp: HandlerHost, handler: str, args: list) -> object:
+        """Handles one message; on failure state is exactly as before and the error propagates."""
+        fn = self.check_message(handler, args)
         outer = interp.server
         interp.server = self
         self.touched = set()
@@ -161,7 +170,7 @@ class LocalRuntime:
             self.busy.pop()
 
     def send(self, server: ServerRef, handler: str, args: list) -> None:
-        self._server(server)
+        self._server(server).check_message(handler, args)
         self.mailboxes[server.name].append((handler, copy_args(args)))
 
     def deliver(self, name: str) -> None:

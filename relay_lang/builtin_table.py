@@ -31,6 +31,10 @@ def array_budget_message(size: float) -> str:
     return f"array: size {format_number(size)} is over the memory budget of {MAX_ARRAY} elements"
 
 
+def arity_message(name: str, expected: int, got: int) -> str:
+    return f"{name} expects {expected} argument{'s' if expected != 1 else ''}, got {got}"
+
+
 def too_deep_message(max_depth: int) -> str:
     return f"recursion too deep: more than {max_depth} nested calls"
 

@@ -28,15 +28,16 @@ class RelayError(Exception):
 
     # Only on errors of compiled code (compiler/jit.py): its frames, innermost first, the
     # outermost one placed by the interpreter at the interpreted call site.
-    native_stack: list[tuple[str, Pos | None]]
+    native_stack: list[tuple[str, Pos | None, int]]
 
     def __init__(self, message: str, pos: Pos | None = None, kind: str = "error") -> None:
         super().__init__(message)
         self.message = message
         self.pos = pos
         self.kind = kind
-        # Relay frames, innermost first: (function name, position of the call).
-        self.stack: list[tuple[str, Pos]] = []
+        # Relay frames, innermost first, in runs: (function name, position of the call, times).
+        # A recursion 10 million deep is one run: placing and showing it cost nothing per frame.
+        self.stack: list[tuple[str, Pos, int]] = []
         # Raised by a function's prologue (argument check, depth limit): the error
         # belongs to the call site, one frame out.
         self.at_call_site = False
@@ -59,8 +60,8 @@ class RelayError(Exception):
             "file": pos.file if pos else None,
             "line": pos.line if pos else None,
             "col": pos.col if pos else None,
-            "stack": [{"function": name, "file": p.file, "line": p.line, "col": p.col}
-                      for name, p in self.stack],
+            "stack": [{"function": name, "file": p.file, "line": p.line, "col": p.col, "times": times}
+                      for name, p, times in self.stack],
             "text": format_error(self),
         }
 
@@ -79,11 +80,11 @@ def format_error(err: RelayError) -> str:
     where = f"{err.pos}: " if err.pos else ""
     lines = [f"{where}{err.kind}: {err.message}"]
     runs: list[list] = []  # [name, pos, count] for consecutive identical frames
-    for name, pos in err.stack:
+    for name, pos, times in err.stack:
         if runs and runs[-1][0] == name and runs[-1][1] == pos:
-            runs[-1][2] += 1
+            runs[-1][2] += times
         else:
-            runs.append([name, pos, 1])
+            runs.append([name, pos, times])
     shown: list[list | None] = list(runs)
     if len(runs) > STACK_HEAD + STACK_TAIL:
         shown = [*runs[:STACK_HEAD], None, *runs[-STACK_TAIL:]]

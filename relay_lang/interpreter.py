@@ -26,7 +26,7 @@ from .budget import (
     raise_recursion_limit,
     timed,
 )
-from .builtin_table import ARITY, MAX_ARRAY, native_stack_message, too_deep_message
+from .builtin_table import ARITY, MAX_ARRAY, arity_message, native_stack_message, too_deep_message
 from .builtins import make_builtins
 from .codegen import GLOBAL_PREFIX, FunctionCode, Unit, generate, global_name
 from .compiler.cache import CompileCache, ObjectStore
@@ -137,7 +137,7 @@ class Interpreter:
     def invoke(self, fn: Function, args: list) -> object:
         """Calls a Relay function from the runtime (a server handler, say)."""
         if fn.n != len(args):
-            raise RelayError(_arity_message(fn.code.name or "function", fn.n, len(args)))
+            raise RelayError(arity_message(fn.code.name or "function", fn.n, len(args)))
         return self.guard(fn, tuple(args))
 
     def relay_error(self, exc: BaseException) -> RelayError:
@@ -156,29 +156,45 @@ class Interpreter:
         return err
 
     def place(self, err: RelayError, tb: TracebackType | None) -> None:
-        """Fills in the error's position and Relay stack from the Python traceback."""
-        frames: list[tuple[Unit, str, int]] = []
+        """Fills in the error's position and Relay stack from the Python traceback.
+
+        Frames are read in runs of identical ones (a recursion is one run), so placing an error
+        raised 10 million calls deep keeps a few entries, not a list of 10 million.
+        """
+        runs: list[list] = []  # [unit, python function, line, times], outermost first
         while tb is not None:
             code = tb.tb_frame.f_code
             unit = self.units.get(code.co_filename)
             if unit is not None:
-                frames.append((unit, code.co_name, tb.tb_lineno))
+                last = runs[-1] if runs else None
+                if last is not None and last[1] == code.co_name and last[2] == tb.tb_lineno and last[0] is unit:
+                    last[3] += 1
+                else:
+                    runs.append([unit, code.co_name, tb.tb_lineno, 1])
             tb = tb.tb_next
-        if err.at_call_site and len(frames) > 1:
-            frames.pop()
-        if not frames:
+        if err.at_call_site and sum(run[3] for run in runs[-2:]) > 1:  # one frame out: drop the innermost
+            runs[-1][3] -= 1
+            if not runs[-1][3]:
+                runs.pop()
+        if not runs:
             return
-        positions = [unit.positions[line] for unit, _, line in frames]
+        positions = [unit.positions[line] for unit, _, line, _ in runs]
         if err.pos is None:
             err.pos = next((p for p in reversed(positions) if p is not None), None)
-        stack: list[tuple[str, Pos]] = []
-        for name, pos in getattr(err, "native_stack", ()):  # frames of compiled code, innermost first
-            stack.append((name, pos if pos is not None else positions[-1]))  # type: ignore[arg-type]
-        for k in range(len(frames) - 1, 0, -1):
-            unit, pyname, _ = frames[k]
+        stack: list[tuple[str, Pos, int]] = []
+        for name, pos, times in getattr(err, "native_stack", ()):  # frames of compiled code, innermost first
+            stack.append((name, pos if pos is not None else positions[-1], times))
+        # Frame k was called at frame k - 1's line: within a run of n frames, n - 1 calls from the
+        # run's own line; its first frame was called from the previous run's.
+        for k in range(len(runs) - 1, -1, -1):
+            unit, pyname, _, times = runs[k]
             name = unit.relay_names.get(pyname, pyname)
-            if positions[k - 1] is not None and not name.startswith("server "):
-                stack.append((name, positions[k - 1]))  # type: ignore[arg-type]
+            if name.startswith("server "):
+                continue
+            if times > 1 and positions[k] is not None:
+                stack.append((name, positions[k], times - 1))
+            if k > 0 and positions[k - 1] is not None:
+                stack.append((name, positions[k - 1], 1))
         err.stack = stack
 
     def write(self, text: str) -> None:
@@ -241,7 +257,7 @@ class Interpreter:
         t = type(f)
         if t is Function:
             if f.n != len(args):  # type: ignore[attr-defined]
-                raise RelayError(_arity_message(f.code.name or "function", f.n, len(args)))  # type: ignore[attr-defined]
+                raise RelayError(arity_message(f.code.name or "function", f.n, len(args)))  # type: ignore[attr-defined]
             return f.py(f.c, *args)  # type: ignore[attr-defined]
         if t is Builtin:
             return self._call_builtin(f.name, args)  # type: ignore[attr-defined]
@@ -336,10 +352,6 @@ class Interpreter:
         if self.server is None:
             raise RelayError("'self' is only available while a server handles a message")
         return self.server.ref
-
-
-def _arity_message(name: str, expected: int, got: int) -> str:
-    return f"{name} expects {expected} argument{'s' if expected != 1 else ''}, got {got}"
 
 
 def _bad_arg(code: FunctionCode, i: int, value: object) -> None:

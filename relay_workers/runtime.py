@@ -88,7 +88,8 @@ def remote_error(data: dict) -> RelayError:
     err = RelayError(str(data.get("message", "error")), kind=str(data.get("kind", "error")))
     if data.get("file") is not None:
         err.pos = Pos(data["file"], data["line"], data["col"])
-    err.stack = [(f["function"], Pos(f["file"], f["line"], f["col"])) for f in data.get("stack", [])]
+    err.stack = [(f["function"], Pos(f["file"], f["line"], f["col"]), int(f.get("times", 1)))
+                 for f in data.get("stack", [])]
     return err
 
 

@@ -169,7 +169,7 @@ def test_calling_non_functions() -> None:
 def test_error_positions_and_stack() -> None:
     e = error("fn inner() {\n  error(\"deep\")\n}\nfn outer() { inner() }\nouter()")
     assert e.message == "deep" and (e.pos.line, e.pos.col) == (2, 3)
-    assert [(name, p.line) for name, p in e.stack] == [("inner", 4), ("outer", 5)]
+    assert [(name, p.line) for name, p, _ in e.stack] == [("inner", 4), ("outer", 5)]
     text = str(e)
     assert text.startswith("test.relay:2:3: error: deep") and "in inner, called at test.relay:4:14" in text
 

@@ -64,7 +64,7 @@ def test_out_of_range_index_in_compiled_code_is_a_relay_error() -> None:
     err = info.value
     assert err.message == "index 5 out of range for array of length 2"
     assert (err.pos.line, err.pos.col) == (3, 11)
-    assert [(name, p.line) for name, p in err.stack] == [("at", 5)]
+    assert [(name, p.line) for name, p, _ in err.stack] == [("at", 5)]
 
 
 def test_time_limit_stops_an_endless_compiled_loop_and_the_process_lives_on() -> None:

@@ -40,7 +40,7 @@ def test_failed_handler_rolls_state_back_and_caller_gets_the_error() -> None:
     with pytest.raises(RelayError) as info:
         run_relay(COUNTER + "counter.incr(1)\ncounter.fail()")
     assert info.value.message == "refused"
-    assert [name for name, _ in info.value.stack] == ["fail"]
+    assert [name for name, _, _ in info.value.stack] == ["fail"]
     assert out(COUNTER + 'counter.incr(1)\nsend(counter, "fail")\nprint(counter.get())') == \
         "{count: 1, log: [1]}\n"
 

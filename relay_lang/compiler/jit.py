@@ -95,15 +95,15 @@ class Compiled:
             assert code == ERR_MEMORY
             err = RelayError("out of memory: the program allocates more than this worker can hold")
         err.pos = self.position(rt.err_fn, rt.err_node)
-        frames: list[tuple[str, Pos | None]] = []
+        frames: list[tuple[str, Pos | None, int]] = []
         for k in range(min(rt.nframes, len(rt.frames) // 3)):
             fn_index, node, repeats = rt.frames[3 * k], rt.frames[3 * k + 1], rt.frames[3 * k + 2]
             call = self.ordinals[fn_index][node]
             callee = call.callee.name if isinstance(call, Call) and isinstance(call.callee, Name) else "?"
-            frames.extend([(callee, self.position(fn_index, node))] * repeats)
+            frames.append((callee, self.position(fn_index, node), repeats))
         if rt.err_node == AT_CALLER and frames:
             err.pos = frames[0][1]
-        frames.append((self.sig.fn.name, None))  # the call from interpreted code: placed later
+        frames.append((self.sig.fn.name, None, 1))  # the call from interpreted code: placed later
         err.native_stack = frames
         return err
 

@@ -96,6 +96,7 @@ RT_LAYOUT: tuple[tuple[str, ir.Type], ...] = (
     ("stop", I64), ("depth", I64), ("max_depth", I64), ("err_code", I64), ("err_fn", I64), ("err_node", I64),
     ("err_x", DOUBLE), ("err_y", I64), ("ticks", I64), ("deadline_ns", I64), ("stack_limit", I64),
     ("memory_ceiling", I64), ("page_size", I64), ("nframes", I64),
+    ("allocated", I64),  # bytes of arrays made since the budgets were last checked (see count_allocation)
     ("frames", ir.ArrayType(I64, 3 * MAX_FRAMES)),  # runs of frames: (function, call node, repeats)
 )
 RT_FIELDS = tuple(name for name, _ in RT_LAYOUT)
@@ -122,7 +123,7 @@ ARRAY_FUNCTIONS = {
     "relay_gil_release": ir.FunctionType(ir.VoidType(), []),  # once per call; what follows runs without the GIL
     "relay_gil_reacquire": ir.FunctionType(ir.VoidType(), []),  # before returning to the interpreter
 }
-BIG_ALLOCATION = 1 << 20  # bytes: array(n) this large checks the memory budget first
+ALLOCATION_CHECK = 1 << 20  # bytes of arrays made between two checks of the budgets
 AT_CALLER = -2  # err_node of an error the interpreter places at the caller's call, keeping the callee's frame
 TICK_MASK = 0xFFFF
 Owner: TypeAlias = ir.AllocaInstr | None  # the slot owning an array reference; None: borrowed
@@ -508,6 +509,7 @@ class FunctionLowerer:
         self.bad_return = not annotation_holds(typed.sig.fn.ret_type, typed.ret)  # every return fails
         self.vars: dict[object, ir.AllocaInstr] = {}
         self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue target, break target)
+        self.loop_nodes: list[Node] = []  # the loops around the code being lowered, innermost last
         self.owned_arrays: list[ir.AllocaInstr] = []  # slots released at the exit: variables and temporaries
         self.res = mb.res
         self.provable = provable_loops(typed, mb.res)  # type: ignore[arg-type]
@@ -814,7 +816,9 @@ class FunctionLowerer:
         b.cbranch(head(), body_bb, end_bb)
         b.position_at_end(body_bb)
         self.loops.append((step_bb, end_bb))
+        self.loop_nodes.append(node)
         body_fn()
+        self.loop_nodes.pop()
         self.loops.pop()
         if not b.block.is_terminated:
             b.branch(step_bb)
@@ -938,6 +942,7 @@ class FunctionLowerer:
         b = self.b
         arr, owner = self.expr(s.iterable)
         if self.t.writes_arrays.get(s, True):  # iterate a snapshot, as the interpreter does
+            self.count_allocation(b.mul(self.length(arr), I64(8)), s)
             snapshot = b.call(self.mb.array_function("relay_array_copy"), [arr])
             self.release(arr, owner)
             arr, owner = snapshot, self.own(snapshot)
@@ -997,6 +1002,26 @@ class FunctionLowerer:
             access.set_metadata("alias.scope", scopes[0])
             access.set_metadata("noalias", scopes[1])
 
+    def count_allocation(self, size: ir.Value, node: Node) -> None:
+        """Counts `size` more bytes of arrays; past ALLOCATION_CHECK since the last check, checks
+        the budgets first: the memory one with this block included, then the clock. A loop or a
+        recursion whose steps allocate is stopped by what it allocates, not only by its
+        iteration count (a million-element array per iteration passed a 1 s limit by 20 s)."""
+        b = self.b
+        slot = rt_field(b, self.rt, "allocated")
+        total = b.add(self.rt_load("allocated"), size)
+        with b.if_else(b.icmp_signed(">", total, I64(ALLOCATION_CHECK)), likely=False) as (check, count):
+            with check:
+                b.store(I64(0), slot).set_metadata("tbaa", self.mb.tbaa["runtime"])
+                with b.if_then(b.call(self.mb.support("relay_memory_over"), [self.rt, size]), likely=False):
+                    self.fail(ERR_MEMORY_LIMIT, node)
+                code = b.call(self.mb.support("relay_budget"), [self.rt])
+                with b.if_then(b.icmp_unsigned("!=", code, I64(0)), likely=False):
+                    # Where the interpreter notices a stop: the innermost loop, else the function.
+                    self.fail(code, self.loop_nodes[-1] if self.loop_nodes else self.t.sig.fn)
+            with count:
+                b.store(total, slot).set_metadata("tbaa", self.mb.tbaa["runtime"])
+
     def check_alloc(self, obj: ir.Value, node: Node) -> None:
         with self.b.if_then(self.b.icmp_unsigned("==", obj, ir.Constant(PTR, None)), likely=False):
             self.fail(ERR_MEMORY, node)
@@ -1052,10 +1077,7 @@ class FunctionLowerer:
         with b.if_then(b.fcmp_ordered(">", count, ir.Constant(DOUBLE, MAX_ARRAY)), likely=False):
             self.fail(ERR_ARRAY_BUDGET, node, count)
         n = b.fptosi(count, I64)
-        size = b.mul(n, I64(8))
-        with b.if_then(b.icmp_signed(">", size, I64(BIG_ALLOCATION)), likely=False):
-            with b.if_then(b.call(self.mb.support("relay_memory_over"), [self.rt, size]), likely=False):
-                self.fail(ERR_MEMORY_LIMIT, node)
+        self.count_allocation(b.mul(n, I64(8)), node)
         arr, owner = self.allocate(n, node)
         i = self.entry_alloca(I64, "fill")
         b.store(I64(0), i)
@@ -1086,7 +1108,8 @@ class FunctionLowerer:
             with room:
                 self.store_item(arr, n, value)
                 b.store(b.add(n, I64(1)), self.field_ptr(arr, ARRAY_SIZE, I64)).set_metadata("tbaa", self.mb.tbaa["header"])
-            with grow:
+            with grow:  # the buffer grows by an eighth: count the whole array, amortised over its pushes
+                self.count_allocation(b.mul(n, I64(8)), node)
                 status = b.call(self.mb.array_function("relay_array_push"), [arr, value, self.rt])
                 with b.if_then(b.icmp_signed("!=", status, I32(0)), likely=False):
                     busy = b.icmp_signed("==", status, I32(-2))

@@ -193,8 +193,8 @@ class Router:
             part = [(code, name, sig) for code, name, sig in batch if directive_level(sig.fn) == level]
             try:
                 compiled = compiler.compile_many([sig for _, _, sig in part], self.limits.deadline_ns)
-            except CompileTimeout:
-                raise RelayError(self.limits.time_limit_message(), kind="limit") from None
+            except CompileTimeout:  # placed at the first function the batch compiles
+                raise RelayError(self.limits.time_limit_message(), part[0][2].fn.pos, kind="limit") from None
             for (code, name, sig), c in zip(part, compiled):
                 original: Callable = code.py  # type: ignore[assignment]
                 code.py = self.entry(original, c)
