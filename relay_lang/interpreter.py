@@ -413,13 +413,14 @@ def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float 
     limits = interp.limits
     if timed(time_limit):
         stop = RelayError(limits.time_limit_message(), kind="limit")
-        ticket = WATCHDOG.watch(time_limit, lambda: interp.request_stop(stop))
+        ticket = WATCHDOG.watch(time_limit, lambda: interp.request_stop(stop), lambda: limits.depth[0])
     memory = memory_limit if memory_limit is not None else limits.memory_limit
     limits.start_memory(memory)
     memory_ticket = None
     if memory is not None:
         too_big = RelayError(limits.memory_limit_message(), kind="limit")
-        memory_ticket = MEMORY_WATCH.watch(limits.memory_ceiling, lambda: interp.request_stop(too_big))
+        memory_ticket = MEMORY_WATCH.watch(limits.memory_ceiling, lambda: interp.request_stop(too_big),
+                                           lambda: limits.depth[0])
 
     def checked() -> Any:
         with checking(interp.check_budget, interp.reserve_memory):
