@@ -37,7 +37,7 @@ class Run:
     peak: int  # bytes, the process's peak resident memory
 
 
-def relay_measured(tmp_path: Path, source: str, *args: str, timeout: float = 120) -> Run:
+def relay_measured(tmp_path: Path, source: str, *args: str, timeout: float = 120, **env: str) -> Run:
     """`relay run` of source in a process of its own; its peak RSS from wait4 (that process only)."""
     prog = tmp_path / f"p{time.monotonic_ns()}.relay"
     prog.write_bytes(source.encode())
@@ -45,7 +45,7 @@ def relay_measured(tmp_path: Path, source: str, *args: str, timeout: float = 120
     with open(out, "w") as o, open(err, "w") as e:
         started = time.monotonic()
         proc = subprocess.Popen([*RELAY, "run", *args, str(prog)], stdout=o, stderr=e, cwd=ROOT,
-                                env=dict(os.environ, PYTHONPATH=str(ROOT)), start_new_session=True)
+                                env=dict(os.environ, PYTHONPATH=str(ROOT), **env), start_new_session=True)
         try:
             _, status, usage = os.wait4(proc.pid, 0)  # type: ignore[attr-defined]
         except BaseException:
@@ -192,6 +192,15 @@ def test_refused_sends_are_placed(tmp_path, tier, line, error) -> None:
     src = "server s { state { n: 0 }\n receive fn h(x) { state.n += x } }\n" + line + "\n"
     run = relay_measured(tmp_path, src, "--tier", tier)
     assert run.status == 1 and error in run.err, run.err
+
+
+@pytest.mark.parametrize("tier", ["auto", "llvm"])
+def test_a_compile_cut_off_by_the_time_limit_is_placed(tmp_path, tier) -> None:
+    src = ("print(0)\n@llvm\nfn f(x: number) {\n  let s = 0\n  for i in 0..x { s = s + i * 2 - 1 / 3 + sqrt(i) }\n"
+           "  return s\n}\nprint(f(10))\n")
+    cache = tmp_path / "cache"  # empty: the module must compile
+    run = relay_measured(tmp_path, src, "--tier", tier, "--time-limit", "0.005", RELAY_CACHE_DIR=str(cache))
+    assert_within(tmp_path, run, tier, "time limit of 0.005 s exceeded", ".relay:3:1: ", 0.005, None)
 
 
 @pytest.mark.parametrize("tier", TIERS)
