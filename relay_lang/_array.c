@@ -9,7 +9,8 @@
  * share the same object: no copies cross the tiers.
  *
  * The layout is read by compiled code (compiler/lower.py: ARRAY_SIZE, ARRAY_ITEMS,
- * ARRAY_KIND, ARRAY_CAPACITY, ARRAY_PINS, ARRAY_PIN_OWNER: it pushes in place while there is room); `layout()`
+ * ARRAY_KIND, ARRAY_CAPACITY, and ARRAY_PINS, ARRAY_PIN_OWNER, ARRAY_OWNER_PINS: it
+ * pushes in place while there is room and no other call holds the array); `layout()`
  * reports the offsets so the engine can check them.
  *
  * Compiled code runs without the GIL (compiler/lower.py), so an array it holds
@@ -23,8 +24,9 @@
  * Compiled code changes the reference count of a pinned array in `deferred`
  * (atomically, no GIL), which the unpin adds to the object's own count; an
  * array it made itself is private to its thread until returned, so it counts
- * those directly. Anything that allocates, frees or touches other objects
- * takes the GIL first (WITH_GIL).
+ * those directly (a NUMBERS array is never tracked by the cycle collector, so
+ * no other thread can reach it through gc.get_objects()). Anything that
+ * allocates, frees or touches other objects takes the GIL first (WITH_GIL).
  *
  * Indexing takes Relay's keys (a float holding a whole number in range) and,
  * for Python code, ints (negative ones count from the end) and slices. Any
