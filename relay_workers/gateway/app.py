@@ -1,0 +1,40 @@
+"""The app factory: the gateway's FastAPI app, made of its routers, its middleware and its error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .config import GatewayConfig
+from .errors import add_exception_handlers
+from .fleet import Fleet
+from .middleware import Edge
+from .routers import docs, health, jsonrpc, servers
+from .schemas import ERRORS
+
+DESCRIPTION = ("The Relay fleet over HTTP: eval jobs, deployment, messages to servers, the fleet's state, JSON-RPC "
+               "2.0 (Relay 0.3's /rpc and /jsonrpc) and Prometheus metrics. Every error is a JSON body "
+               "`{\"error\": {kind, message, file, line, col, stack, text}}`. See docs/gateway.md.")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The fleet handle (app.state.fleet, see dependencies.get_fleet) lives as long as the app serves."""
+    app.state.fleet = Fleet(app.state.config)
+    yield
+    await app.state.fleet.close()
+
+
+def create_app(config: GatewayConfig) -> FastAPI:
+    """The gateway's ASGI app (`relay gateway` serves it with uvicorn: relay_workers.gateway.serving)."""
+    app = FastAPI(title="Relay gateway", version="0.1.0", lifespan=lifespan, responses=ERRORS, description=DESCRIPTION,
+                  docs_url=None, redoc_url=None)  # the interactive docs are served from this host, not a CDN
+    app.state.config = config
+    app.add_middleware(Edge, config=config)
+    app.mount(docs.ASSETS, docs.assets(), name="docs-assets")
+    for area in (docs, servers, health, jsonrpc):
+        app.include_router(area.router)
+    add_exception_handlers(app)
+    return app

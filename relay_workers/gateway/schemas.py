@@ -1,0 +1,102 @@
+"""The gateway's requests and responses as pydantic models and annotated parameters: its OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, Query
+from pydantic import BaseModel, Field
+
+
+class EvalRequest(BaseModel):
+    source: str = Field(description="the program")
+    server: str | None = Field(None, description="a deployed server the program needs: 404 when it is not deployed")
+    timeout: float = Field(30, ge=1, le=3600, allow_inf_nan=False,
+                           description="seconds to wait for the result (capped by the gateway's --timeout)")
+    time_limit: float | None = Field(None, gt=0, le=3600, allow_inf_nan=False,
+                                     description="the job's time limit (default and maximum: the workers' "
+                                                 "RELAY_JOB_TIME_LIMIT)")
+    tier: Literal["auto", "interpret", "llvm"] = "auto"
+    file: str = Field("<eval>", max_length=1000, description="the file name errors show")
+
+
+class EvalResponse(BaseModel):
+    value: Any = Field(description="the program's value (Relay data as JSON)")
+    output: str
+    error: dict | None = Field(description="a Relay error (kind, message, file, line, col, stack, text), or null")
+    tiers: list[str]
+    timings: dict
+    worker: str
+
+
+class DeployRequest(BaseModel):
+    source: str = Field(description="Relay source declaring one or more servers")
+    file: str = Field("<deploy>", max_length=1000)
+    max_restarts: int | None = Field(None, ge=1, le=1_000_000)
+    restart_period: float | None = Field(None, gt=0, le=1e9, allow_inf_nan=False)
+    time_limit: float | None = Field(None, gt=0, le=1e9, allow_inf_nan=False)
+
+
+class Deployed(BaseModel):
+    name: str
+    version: int
+
+
+class DeployResponse(BaseModel):
+    deployed: list[Deployed]
+
+
+class CallResponse(BaseModel):
+    value: Any
+
+
+class SendResponse(BaseModel):
+    message_id: str
+
+
+class RestartResponse(BaseModel):
+    restarting: str
+
+
+class Server(BaseModel):
+    name: str
+    owner: str = Field(description="the owner's worker node name")
+    host: str = Field(description="the owner's host id (one incarnation of a worker process)")
+    status: Literal["running", "starting", "orphaned", "unplaced", "failed"]
+    failed: bool
+    reason: str = Field(description="why it failed")
+    restarts: int
+    version: int
+    queued: int = Field(description="messages journalled, not yet applied (the queue length)")
+    leaseholder: str
+    state_fields: int
+    state_bytes: int
+    messages_applied: int
+    acquisitions: int
+
+
+class ErrorDetail(BaseModel):
+    kind: str
+    message: str
+    file: str | None
+    line: int | None
+    col: int | None
+    stack: list[dict]
+    text: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": what} for code, what in (
+        (401, "no valid bearer token"), (404, "no such server or handler"), (413, "the body is too large"),
+        (422, "a bad request, or a Relay error"), (503, "the fleet cannot be reached"), (504, "no answer in time"))}
+
+Args = Annotated[list[Any] | None, Body(description="the handler's arguments: a JSON array (default [])")]
+Timeout = Annotated[float, Query(ge=1, le=3600, allow_inf_nan=False,
+                                 description="seconds to wait for the reply (capped by the gateway's --timeout)")]
+MessageId = Annotated[str | None, Query(min_length=1, max_length=200,
+                                        description="retry with the same id: the message is applied once")]
+DeadLetterServer = Annotated[str | None, Query(max_length=200)]
