@@ -1,4 +1,10 @@
-"""The language core's modules depend one way: front end -> back ends -> session -> hosts.
+"""Modules depend one way, in two packages:
+
+- the language core (relay_lang): front end -> back ends -> session -> hosts;
+- the HTTP gateway (relay_workers/gateway/, FastAPI's "bigger applications" layout): its settings, schemas
+  and errors -> the fleet handle -> the services (metrics, JSON-RPC, the middleware) -> the shared
+  dependencies -> the routers -> the app factory -> serving. Routers depend on the shared dependencies,
+  never on each other, and the app factory is the only module that imports them.
 
 Every import counts: module level, inside functions and under TYPE_CHECKING.
 """
@@ -8,8 +14,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "relay_lang"
 
 LAYERS = {
     "front end": ["_array", "errors", "lexer", "nodes", "parser", "resolver", "hashing", "builtin_table", "numeric",
@@ -19,53 +26,72 @@ LAYERS = {
     "session": ["actors", "builtins", "interpreter"],
     "hosts": ["cli", "repl", "__main__"],
 }
-RANK = {module: rank for rank, modules in enumerate(LAYERS.values()) for module in modules}
+GATEWAY_LAYERS = {
+    "foundation": ["config", "schemas", "errors"],
+    "fleet handle": ["fleet"],
+    "services": ["metrics", "rpc", "middleware"],
+    "dependencies": ["dependencies"],
+    "routers": ["routers", "routers.servers", "routers.jsonrpc", "routers.health", "routers.docs"],
+    "app factory": ["app"],
+    "serving": ["serving", ""],  # "": the package itself (its __init__.py)
+}
+PACKAGES = {"relay_lang": LAYERS, "relay_workers.gateway": GATEWAY_LAYERS}
+ROUTERS = [m for m in GATEWAY_LAYERS["routers"] if m != "routers"]
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE).with_suffix("").parts
+def rank(package: str) -> dict[str, int]:
+    return {module: rank for rank, modules in enumerate(PACKAGES[package].values()) for module in modules}
+
+
+def module_name(package: str, path: Path) -> str:
+    """The module's name in its package ("" for the package's own __init__.py)."""
+    parts = path.relative_to(ROOT / package.replace(".", "/")).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> set[str]:
-    """The relay_lang modules that path imports, anywhere in the file."""
-    here = module_name(path).split(".") if path.name == "__init__.py" else module_name(path).split(".")[:-1]
+def imports(package: str, path: Path) -> set[str]:
+    """The modules of `package` that path imports, anywhere in the file."""
+    module = module_name(package, path)
+    full = f"{package}.{module}".rstrip(".").split(".")
+    here = full if path.name == "__init__.py" else full[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
             if node.level:
                 base = ".".join(here[: len(here) - node.level + 1] + ([node.module] if node.module else []))
-            elif (node.module or "").startswith("relay_lang"):
-                base = node.module.removeprefix("relay_lang").lstrip(".")  # type: ignore[union-attr]
-            else:
-                continue
-            names = [base] + [f"{base}.{a.name}".lstrip(".") for a in node.names]
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Import):
-            names = [a.name.removeprefix("relay_lang").lstrip(".") for a in node.names if a.name.startswith("relay_lang")]
+            names = [a.name for a in node.names]
         else:
             continue
-        found |= {n for n in names if n in RANK}
-    return found - {module_name(path)}
+        found |= {n.removeprefix(package).lstrip(".") for n in names if n == package or n.startswith(f"{package}.")}
+    return (found & set(rank(package))) - {module}
 
 
-def graph() -> dict[str, set[str]]:
-    g = {module_name(p): imports(p) for p in PACKAGE.rglob("*.py")}
-    g.update({module_name(p): set() for p in PACKAGE.rglob("*.c")})  # C extensions import no Relay module
+def graph(package: str) -> dict[str, set[str]]:
+    folder = ROOT / package.replace(".", "/")
+    g = {module_name(package, p): imports(package, p) for p in folder.rglob("*.py")}
+    g.update({module_name(package, p): set() for p in folder.rglob("*.c")})  # C extensions import no Relay module
     return g
 
 
-def test_every_module_has_a_layer() -> None:
-    assert set(graph()) == set(RANK)
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_module_has_a_layer(package: str) -> None:
+    assert set(graph(package)) == set(rank(package))
 
 
-def test_imports_point_down_the_layers() -> None:
-    upward = [f"{m} ({layer(m)}) imports {d} ({layer(d)})"
-              for m, deps in graph().items() for d in deps if RANK[d] > RANK[m]]
+@pytest.mark.parametrize("package", PACKAGES)
+def test_imports_point_down_the_layers(package: str) -> None:
+    ranks = rank(package)
+    upward = [f"{m} ({layer(package, m)}) imports {d} ({layer(package, d)})"
+              for m, deps in graph(package).items() for d in deps if ranks[d] > ranks[m]]
     assert upward == []
 
 
-def test_no_import_cycles() -> None:
-    g = graph()
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_import_cycles(package: str) -> None:
+    g = graph(package)
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     cycles: list[list[str]] = []
 
@@ -84,5 +110,13 @@ def test_no_import_cycles() -> None:
     assert cycles == []
 
 
-def layer(module: str) -> str:
-    return list(LAYERS)[RANK[module]]
+def test_gateway_routers_share_dependencies_and_only_the_app_factory_includes_them() -> None:
+    g = graph("relay_workers.gateway")
+    assert {r: g[r] & set(ROUTERS) for r in ROUTERS} == {r: set() for r in ROUTERS}  # no router imports another
+    assert all("dependencies" in g[r] for r in ("routers.servers", "routers.jsonrpc", "routers.health"))
+    assert {m for m, deps in g.items() if deps & set(ROUTERS)} == {"app"}
+    assert set(ROUTERS) <= g["app"]
+
+
+def layer(package: str, module: str) -> str:
+    return list(PACKAGES[package])[rank(package)[module]]
