@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeGuard, assert_never
 
 from .builtin_table import ARITY as BUILTIN_ARITY
 from .builtin_table import BUILTIN_NAMES
@@ -289,34 +290,34 @@ class CodeGen:
     # ------------------------------------------------------------ statements
 
     def stmt(self, s: Stmt) -> None:
-        t = type(s)
-        if t is ExprStmt:
-            self.expr(s.expr)  # type: ignore[attr-defined]
-        elif t is Let:
-            self.let(s)  # type: ignore[arg-type]
-        elif t is Assign:
-            self.assign(s)  # type: ignore[arg-type]
-        elif t is If:
-            self.if_stmt(s)  # type: ignore[arg-type]
-        elif t is While:
-            self.while_stmt(s)  # type: ignore[arg-type]
-        elif t is ForRange:
-            self.for_range(s)  # type: ignore[arg-type]
-        elif t is ForEach:
-            self.for_each(s)  # type: ignore[arg-type]
-        elif t is Break:
-            self.emit("break", s.pos)
-        elif t is Continue:
-            self.emit("continue", s.pos)
-        elif t is Return:
-            value = "None" if s.value is None else self.expr(s.value)  # type: ignore[attr-defined]
-            self.emit_return(value, s.pos)
-        elif t is FnDecl:
-            self.bind_new(s, s.fn.name, lambda: self.closure(s.fn), fn_value=True)  # type: ignore[attr-defined]
-        elif t is ServerDecl:
-            self.server(s)  # type: ignore[arg-type]
-        else:  # pragma: no cover
-            raise AssertionError(f"unknown statement {t.__name__}")
+        match s:
+            case ExprStmt():
+                self.expr(s.expr)
+            case Let():
+                self.let(s)
+            case Assign():
+                self.assign(s)
+            case If():
+                self.if_stmt(s)
+            case While():
+                self.while_stmt(s)
+            case ForRange():
+                self.for_range(s)
+            case ForEach():
+                self.for_each(s)
+            case Break():
+                self.emit("break", s.pos)
+            case Continue():
+                self.emit("continue", s.pos)
+            case Return():
+                value = "None" if s.value is None else self.expr(s.value)
+                self.emit_return(value, s.pos)
+            case FnDecl():
+                self.bind_new(s, s.fn.name, lambda: self.closure(s.fn), fn_value=True)
+            case ServerDecl():
+                self.server(s)
+            case _:
+                assert_never(s)
 
     def bind_new(self, node: Node, name: str, value: Callable[[], str], fn_value: bool = False) -> None:
         """Declares `name` (bound to node by the resolver) and stores value() in it."""
@@ -326,8 +327,9 @@ class CodeGen:
             v = value()
             self.emit(f"{global_name(name)} = {v}", node.pos)
             return
-        var = self.local_name(binding.decl)  # type: ignore[union-attr]
-        if binding.captured:  # type: ignore[union-attr]
+        assert isinstance(binding, Local)  # a declaration is never a free variable
+        var = self.local_name(binding.decl)
+        if binding.captured:
             if fn_value:  # the function may refer to itself: the cell must exist first
                 self.emit(f"{var} = _Cell(None)")
                 self.emit(f"{var}.v = {value()}", node.pos)
@@ -388,7 +390,6 @@ class CodeGen:
             self.emit(f"if type({obj}) is _Array: {obj}[{key}] = {value}", target.pos)
             self.emit(f"else: _set_index({obj}, {key}, {value})", target.pos)
         else:
-            assert isinstance(target, Field)
             if isinstance(target.obj, StateRef):  # state.NAME = v: the server learns which field changed
                 if op is None:
                     value = self.expr(s.value)
@@ -476,9 +477,9 @@ class CodeGen:
         self.fn.loops -= 1
 
     def loop_var(self, node: Node, value: str) -> str:
-        binding = self.res.bindings[node]
-        var = self.local_name(binding.decl)  # type: ignore[union-attr]
-        return f"{var} = _Cell({value})" if binding.captured else f"{var} = {value}"  # type: ignore[union-attr]
+        binding = self.res.local(node)
+        var = self.local_name(binding.decl)
+        return f"{var} = _Cell({value})" if binding.captured else f"{var} = {value}"
 
     def for_range(self, s: ForRange) -> None:
         start = self.expr(s.start)
@@ -502,16 +503,16 @@ class CodeGen:
         self.begin(info, "server", f"server {s.name}")
         members = [h.fn for h in s.handlers] + [h.fn for h in s.helpers]
         for fn in members:  # cells first: members refer to each other
-            binding = self.res.bindings[fn]
-            if binding.captured:  # type: ignore[union-attr]
-                self.emit(f"{self.local_name(binding.decl)} = _Cell(None)")  # type: ignore[union-attr]
+            binding = self.res.local(fn)
+            if binding.captured:
+                self.emit(f"{self.local_name(binding.decl)} = _Cell(None)")
         refs = []
         for fn in members:
-            binding = self.res.bindings[fn]
-            var = self.local_name(binding.decl)  # type: ignore[union-attr]
+            binding = self.res.local(fn)
+            var = self.local_name(binding.decl)
             value = self.closure(fn)
-            self.emit(f"{var}.v = {value}" if binding.captured else f"{var} = {value}", fn.pos)  # type: ignore[union-attr]
-            refs.append(f"{var}.v" if binding.captured else var)  # type: ignore[union-attr]
+            self.emit(f"{var}.v = {value}" if binding.captured else f"{var} = {value}", fn.pos)
+            refs.append(f"{var}.v" if binding.captured else var)
         handlers = ", ".join(f"{h.fn.name!r}: {ref}" for h, ref in zip(s.handlers, refs))
         state = self.expr(s.state) if s.state is not None else "{}"
         self.emit(f"return {{{handlers}}}, {state}")
@@ -528,54 +529,55 @@ class CodeGen:
 
     def typed(self, e: Expr) -> tuple[str, str | None]:
         """Emits code for e; returns (atom, static type or None)."""
-        t = type(e)
-        if t is Num:
-            return self.literal(e.value), NUM  # type: ignore[attr-defined]
-        if t is Str:
-            return repr(e.value), STR  # type: ignore[attr-defined]
-        if t is Bool:
-            return ("True" if e.value else "False"), BOOL  # type: ignore[attr-defined]
-        if t is Null:
-            return "None", None
-        if t is Name:
-            return self.read_var(self.res.bindings[e], e.name, e.pos), None  # type: ignore[attr-defined]
-        if t is Binary:
-            return self.binary(e)  # type: ignore[arg-type]
-        if t is Logical:
-            return self.logical(e), None  # type: ignore[arg-type]
-        if t is Unary:
-            return self.unary(e)  # type: ignore[arg-type]
-        if t is Call:
-            return self.call(e), self.call_kind(e)  # type: ignore[arg-type]
-        if t is MethodCall:
-            return self.method_call(e), None  # type: ignore[arg-type]
-        if t is Index:
-            obj = self.expr(e.obj)  # type: ignore[attr-defined]
-            return self.index_read(obj, self.expr(e.index), e.pos), None  # type: ignore[attr-defined]
-        if t is Field and type(e.obj) is StateRef:  # type: ignore[attr-defined]
-            return self.assign_temp(f"_state_field({e.name!r})", e.pos), None  # type: ignore[attr-defined]
-        if t is Field:
-            return self.field_read(self.expr(e.obj), e.name, e.pos), None  # type: ignore[attr-defined]
-        if t is ArrayLit:
-            items = [self.expr(i) for i in e.items]  # type: ignore[attr-defined]
-            return self.assign_temp(f"_pack({', '.join(items)})", e.pos), None
-        if t is MapLit:
-            values = [self.expr(v) for v in e.values]  # type: ignore[attr-defined]
-            pairs = ", ".join(f"{k!r}: {v}" for k, v in zip(e.keys, values))  # type: ignore[attr-defined]
-            return self.assign_temp(f"{{{pairs}}}", e.pos), None
-        if t is Range:
-            start = self.expr(e.start)  # type: ignore[attr-defined]
-            end = self.expr(e.end)  # type: ignore[attr-defined]
-            return self.assign_temp(f"_range_array({start}, {end})", e.pos), None
-        if t is FnLit:
-            return self.closure(e), None  # type: ignore[arg-type]
-        if t is IfExpr:
-            return self.if_expr(e), None  # type: ignore[arg-type]
-        if t is StateRef:
-            return self.assign_temp("_state()", e.pos), None
-        if t is SelfRef:
-            return self.assign_temp("_self()", e.pos), None
-        raise AssertionError(f"unknown expression {t.__name__}")  # pragma: no cover
+        match e:
+            case Num():
+                return self.literal(e.value), NUM
+            case Str():
+                return repr(e.value), STR
+            case Bool():
+                return ("True" if e.value else "False"), BOOL
+            case Null():
+                return "None", None
+            case Name():
+                return self.read_var(self.res.bindings[e], e.name, e.pos), None
+            case Binary():
+                return self.binary(e)
+            case Logical():
+                return self.logical(e), None
+            case Unary():
+                return self.unary(e)
+            case Call():
+                return self.call(e), self.call_kind(e)
+            case MethodCall():
+                return self.method_call(e), None
+            case Index():
+                obj = self.expr(e.obj)
+                return self.index_read(obj, self.expr(e.index), e.pos), None
+            case Field(obj=StateRef()):
+                return self.assign_temp(f"_state_field({e.name!r})", e.pos), None
+            case Field():
+                return self.field_read(self.expr(e.obj), e.name, e.pos), None
+            case ArrayLit():
+                items = [self.expr(i) for i in e.items]
+                return self.assign_temp(f"_pack({', '.join(items)})", e.pos), None
+            case MapLit():
+                values = [self.expr(v) for v in e.values]
+                pairs = ", ".join(f"{k!r}: {v}" for k, v in zip(e.keys, values))
+                return self.assign_temp(f"{{{pairs}}}", e.pos), None
+            case Range():
+                start = self.expr(e.start)
+                end = self.expr(e.end)
+                return self.assign_temp(f"_range_array({start}, {end})", e.pos), None
+            case FnLit():
+                return self.closure(e), None
+            case IfExpr():
+                return self.if_expr(e), None
+            case StateRef():
+                return self.assign_temp("_state()", e.pos), None
+            case SelfRef():
+                return self.assign_temp("_self()", e.pos), None
+            case _:
+                assert_never(e)
 
     def assign_temp(self, code: str, pos: Pos | None) -> str:
         t = self.temp()
@@ -590,7 +592,7 @@ class CodeGen:
             if isinstance(b, Local):
                 cells.append(self.local_name(b.decl))
             else:
-                cells.append(f"_c[{b.index}]")  # type: ignore[union-attr]
+                cells.append(f"_c[{b.index}]")
         cell_tuple = "(" + "".join(c + ", " for c in cells) + ")"
         return self.assign_temp(f"_Fn({code}, {cell_tuple})", fn_node.pos)
 
@@ -701,7 +703,7 @@ class CodeGen:
     def call(self, e: Call) -> str:
         callee = e.callee
         if self.is_builtin(callee):
-            return self.builtin_call(callee.name, e)  # type: ignore[attr-defined]
+            return self.builtin_call(callee.name, e)
         f = self.expr(callee)
         args = self.arguments(e.args)
         t = self.temp()
@@ -710,12 +712,12 @@ class CodeGen:
         self.emit(f"else: {t} = _call({f}, ({joined}{',' if len(args) == 1 else ''}))", e.pos)
         return t
 
-    def is_builtin(self, callee: Expr) -> bool:
+    def is_builtin(self, callee: Expr) -> TypeGuard[Name]:
         return isinstance(callee, Name) and isinstance(self.res.bindings[callee], Global) and callee.name in BUILTIN_NAMES
 
     def call_kind(self, e: Call) -> str | None:
         """The static type of a call's value: known for the builtins that make strings."""
-        return STR if self.is_builtin(e.callee) and e.callee.name in STRING_BUILTINS else None  # type: ignore[attr-defined]
+        return STR if self.is_builtin(e.callee) and e.callee.name in STRING_BUILTINS else None
 
     def builtin_call(self, name: str, e: Call) -> str:
         args = self.arguments(e.args)

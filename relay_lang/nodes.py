@@ -3,13 +3,17 @@
 Modelled on Python's `ast`: plain data, no behaviour. Nodes compare by
 identity (so passes can key side tables on them); their content identity is
 `hashing.node_hash`.
+
+The kinds of node are unions of the concrete classes (`Expr`, `Stmt`, `Part`;
+see the end of this module): a pass that matches on one and ends with
+`case _: assert_never(node)` is checked by mypy to handle every node of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeVar, dataclass_transform
+from typing import TypeAlias, TypeVar, dataclass_transform
 
 from .errors import Pos
 
@@ -26,82 +30,74 @@ class Node:
     pos: Pos
 
 
-class Expr(Node):
-    __slots__ = ()
-
-
-class Stmt(Node):
-    __slots__ = ()
-
-
 # ---------------------------------------------------------------- expressions
 
 
 @node
-class Num(Expr):
+class Num(Node):
     pos: Pos
     value: float
 
 
 @node
-class Str(Expr):
+class Str(Node):
     pos: Pos
     value: str
 
 
 @node
-class Bool(Expr):
+class Bool(Node):
     pos: Pos
     value: bool
 
 
 @node
-class Null(Expr):
+class Null(Node):
     pos: Pos
 
 
 @node
-class Name(Expr):
+class Name(Node):
     pos: Pos
     name: str
 
 
 @node
-class StateRef(Expr):
+class StateRef(Node):
     """`state`: the running server's private map."""
 
     pos: Pos
 
 
 @node
-class SelfRef(Expr):
+class SelfRef(Node):
     """`self`: the running server's reference."""
 
     pos: Pos
 
 
 @node
-class ArrayLit(Expr):
+class ArrayLit(Node):
     pos: Pos
     items: tuple[Expr, ...]
 
 
 @node
-class MapLit(Expr):
+class MapLit(Node):
     pos: Pos
     keys: tuple[str, ...]
     values: tuple[Expr, ...]
 
 
 @node
-class Unary(Expr):
+class Unary(Node):
     pos: Pos
     op: str  # "-" or "!"
     operand: Expr
 
 
 @node
-class Binary(Expr):
+class Binary(Node):
     """Arithmetic and comparison: + - * / % ** == != < <= > >=."""
 
     pos: Pos
@@ -111,7 +107,7 @@ class Binary(Expr):
 
 
 @node
-class Logical(Expr):
+class Logical(Node):
     """Short-circuit operators: && || ??."""
 
     pos: Pos
@@ -121,7 +117,7 @@ class Logical(Expr):
 
 
 @node
-class Range(Expr):
+class Range(Node):
     """`start..end`: the numbers start, start+1, ... below end."""
 
     pos: Pos
@@ -130,28 +126,28 @@ class Range(Expr):
 
 
 @node
-class Call(Expr):
+class Call(Node):
     pos: Pos
     callee: Expr
     args: tuple[Expr, ...]
 
 
 @node
-class Index(Expr):
+class Index(Node):
     pos: Pos
     obj: Expr
     index: Expr
 
 
 @node
-class Field(Expr):
+class Field(Node):
     pos: Pos
     obj: Expr
     name: str
 
 
 @node
-class MethodCall(Expr):
+class MethodCall(Node):
     """`obj.name(args)`: an array method, a map's function field, or a server call."""
 
     pos: Pos
@@ -187,7 +183,7 @@ class Directive(Node):
 
 
 @node
-class FnLit(Expr):
+class FnLit(Node):
     """A function: a literal `fn(a) { }`, or the body of a declaration."""
 
     pos: Pos
@@ -208,13 +204,13 @@ class Block(Node):
 
 
 @node
-class ExprStmt(Stmt):
+class ExprStmt(Node):
     pos: Pos
     expr: Expr
 
 
 @node
-class Let(Stmt):
+class Let(Node):
     """`let x = v`, or Relay 0.3's `set x = v` (redeclaration allowed)."""
 
     pos: Pos
@@ -224,17 +220,17 @@ class Let(Stmt):
 
 
 @node
-class Assign(Stmt):
-    """`target op value` where op is = += -= *= /= %= and target a Name, Index or Field."""
+class Assign(Node):
+    """`target op value` where op is = += -= *= /= %=."""
 
     pos: Pos
-    target: Expr
+    target: Name | Index | Field
     op: str
     value: Expr
 
 
 @node
-class If(Stmt):
+class If(Node):
     pos: Pos
     cond: Expr
     then: Block
@@ -242,7 +238,7 @@ class If(Stmt):
 
 
 @node
-class IfExpr(Expr):
+class IfExpr(Node):
     """Relay 0.3's `if` used as a value: `let x = if c { 1 } else { 2 }`.
 
     Its value is the taken branch's value by the rule for function bodies
@@ -253,14 +249,14 @@ class IfExpr(Expr):
 
 
 @node
-class While(Stmt):
+class While(Node):
     pos: Pos
     cond: Expr
     body: Block
 
 
 @node
-class ForRange(Stmt):
+class ForRange(Node):
     """`for var in start..end { }`: both ends evaluated once."""
 
     pos: Pos
@@ -271,7 +267,7 @@ class ForRange(Stmt):
 
 
 @node
-class ForEach(Stmt):
+class ForEach(Node):
     """`for var in xs { }` over an array snapshot or a map's keys."""
 
     pos: Pos
@@ -281,23 +277,23 @@ class ForEach(Stmt):
 
 
 @node
-class Break(Stmt):
+class Break(Node):
     pos: Pos
 
 
 @node
-class Continue(Stmt):
+class Continue(Node):
     pos: Pos
 
 
 @node
-class Return(Stmt):
+class Return(Node):
     pos: Pos
     value: Expr | None
 
 
 @node
-class FnDecl(Stmt):
+class FnDecl(Node):
     pos: Pos
     fn: FnLit
 
@@ -311,7 +307,7 @@ class Receive(Node):
 
 
 @node
-class ServerDecl(Stmt):
+class ServerDecl(Node):
     pos: Pos
     name: str
     state: MapLit | None
@@ -323,6 +319,17 @@ class ServerDecl(Stmt):
 class Program(Node):
     pos: Pos
     stmts: tuple[Stmt, ...]
+
+
+# ---------------------------------------------------------------- node kinds
+
+Expr: TypeAlias = (
+    Num | Str | Bool | Null | Name | StateRef | SelfRef | ArrayLit | MapLit | Unary | Binary | Logical | Range | Call
+    | Index | Field | MethodCall | FnLit | IfExpr
+)
+Stmt: TypeAlias = ExprStmt | Let | Assign | If | While | ForRange | ForEach | Break | Continue | Return | FnDecl | ServerDecl
+# The parts of functions, servers and programs that are neither.
+Part: TypeAlias = TypeAnn | Param | Directive | Block | Receive | Program
 
 
 def walk(root: object) -> Iterator[Node]:

@@ -20,6 +20,7 @@ declared below the top level.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from .builtin_table import BUILTIN_NAMES
 from .errors import RelaySyntaxError
@@ -28,6 +29,7 @@ from .nodes import (
     Assign,
     Binary,
     Block,
+    Bool,
     Break,
     Call,
     Continue,
@@ -47,6 +49,8 @@ from .nodes import (
     MethodCall,
     Name,
     Node,
+    Null,
+    Num,
     Program,
     Range,
     Return,
@@ -54,6 +58,7 @@ from .nodes import (
     ServerDecl,
     StateRef,
     Stmt,
+    Str,
     Unary,
     While,
 )
@@ -94,11 +99,11 @@ Binding = Local | Free | Global
 class FunctionInfo:
     """What the compiler needs to build frames and closures of one function."""
 
-    node: Node  # FnLit, Program or ServerDecl
+    node: FnLit | Program | ServerDecl
     nparams: int = 0
     nslots: int = 0
     # For each free variable: where the *enclosing* function finds the cell.
-    free: list[Binding] = field(default_factory=list)
+    free: list[Local | Free] = field(default_factory=list)
     free_decls: list[Decl] = field(default_factory=list)
     params: list[Decl] = field(default_factory=list)
 
@@ -107,6 +112,12 @@ class FunctionInfo:
 class Resolution:
     bindings: dict[Node, Binding] = field(default_factory=dict)  # Name / declaring node -> binding
     functions: dict[Node, FunctionInfo] = field(default_factory=dict)
+
+    def local(self, node: Node) -> Local:
+        """The binding of a node that declares or names a local variable."""
+        binding = self.bindings[node]
+        assert isinstance(binding, Local), f"{type(node).__name__} at {node.pos} is bound to {binding}"
+        return binding
 
 
 class _FunctionScope:
@@ -149,8 +160,6 @@ class Resolver:
         return s is not None and s.is_main and len(s.blocks) == 1
 
     def declare(self, name: str, node: Node, redeclare: bool = False) -> None:
-        scope = self.scope
-        assert scope is not None
         if self.at_global_level():
             if name in BUILTIN_NAMES:
                 raise RelaySyntaxError(f"'{name}' is a builtin function; choose another name for a top-level declaration", node.pos)
@@ -159,6 +168,11 @@ class Resolver:
             self.globals_declared.add(name)
             self.res.bindings[node] = Global(name)
             return
+        self.declare_local(name, node, redeclare)
+
+    def declare_local(self, name: str, node: Node, redeclare: bool = False) -> Decl:
+        scope = self.scope
+        assert scope is not None
         block = scope.blocks[-1]
         if name in block and not redeclare:
             raise RelaySyntaxError(f"'{name}' is already declared in this block", node.pos)
@@ -166,6 +180,7 @@ class Resolver:
         scope.info.nslots += 1
         block[name] = decl
         self.res.bindings[node] = Local(decl.slot, decl)
+        return decl
 
     def lookup(self, name: str, node: Node) -> Binding:
         binding = self._find(self.scope, name)
@@ -178,11 +193,14 @@ class Resolver:
         decl = scope.lookup_local(name)
         if decl is not None:
             return Local(decl.slot, decl)
-        outer = self._find(scope.parent, name)
+        parent = scope.parent
+        if parent is None:
+            return Global(name)
+        outer = self._find(parent, name)
         if isinstance(outer, Global):
             return outer
         # A variable of an enclosing function: capture it as a free variable.
-        decl = outer.decl if isinstance(outer, Local) else scope.parent.info.free_decls[outer.index]  # type: ignore[union-attr]
+        decl = outer.decl if isinstance(outer, Local) else parent.info.free_decls[outer.index]
         decl.captured = True
         info = scope.info
         for i, d in enumerate(info.free_decls):
@@ -199,9 +217,8 @@ class Resolver:
         self.res.functions[fn] = info
         outer = self.scope
         self.scope = _FunctionScope(info, outer, is_main=False)
-        for p in fn.params:
-            self.declare(p.name, p)
-            info.params.append(self.res.bindings[p].decl)  # type: ignore[union-attr]
+        for p in fn.params:  # a function's own scope is never the top level
+            info.params.append(self.declare_local(p.name, p))
         self.statements(fn.body.stmts)
         self.scope = outer
 
@@ -247,94 +264,100 @@ class Resolver:
         scope.loops -= 1
 
     def stmt(self, s: Stmt) -> None:
-        t = type(s)
-        if t is ExprStmt:
-            self.expr(s.expr)  # type: ignore[attr-defined]
-        elif t is Let:
-            if isinstance(s.value, FnLit):  # type: ignore[attr-defined]
-                # `let f = fn() { f() }`: a function literal sees its own name.
-                self.declare(s.name, s, s.redeclare)  # type: ignore[attr-defined]
-                self.expr(s.value)  # type: ignore[attr-defined]
-            else:
-                self.expr(s.value)  # type: ignore[attr-defined]
-                self.declare(s.name, s, s.redeclare)  # type: ignore[attr-defined]
-        elif t is Assign:
-            self.expr(s.value)  # type: ignore[attr-defined]
-            self.expr(s.target)  # type: ignore[attr-defined]
-        elif t is If:
-            self.expr(s.cond)  # type: ignore[attr-defined]
-            self.block(s.then)  # type: ignore[attr-defined]
-            orelse = s.orelse  # type: ignore[attr-defined]
-            if isinstance(orelse, Block):
-                self.block(orelse)
-            elif orelse is not None:
-                self.stmt(orelse)
-        elif t is While:
-            self.expr(s.cond)  # type: ignore[attr-defined]
-            self.loop_body(s.body)  # type: ignore[attr-defined]
-        elif t is ForRange:
-            self.expr(s.start)  # type: ignore[attr-defined]
-            self.expr(s.end)  # type: ignore[attr-defined]
-            self.loop_body(s.body, (s.var, s))  # type: ignore[attr-defined]
-        elif t is ForEach:
-            self.expr(s.iterable)  # type: ignore[attr-defined]
-            self.loop_body(s.body, (s.var, s))  # type: ignore[attr-defined]
-        elif t is Break or t is Continue:
-            if self.scope is None or self.scope.loops == 0:
-                word = "break" if t is Break else "continue"
-                raise RelaySyntaxError(f"'{word}' outside of a loop", s.pos)
-        elif t is Return:
-            if s.value is not None:  # type: ignore[attr-defined]
-                self.expr(s.value)  # type: ignore[attr-defined]
-        elif t is FnDecl:
-            self.declare(s.fn.name, s)  # type: ignore[attr-defined]
-            self.function(s.fn)  # type: ignore[attr-defined]
-        elif t is ServerDecl:
-            self.server(s)  # type: ignore[arg-type]
-        else:  # pragma: no cover - the parser makes no other statements
-            raise AssertionError(f"unknown statement {t.__name__}")
+        match s:
+            case ExprStmt():
+                self.expr(s.expr)
+            case Let():
+                self.let(s)
+            case Assign():
+                self.expr(s.value)
+                self.expr(s.target)
+            case If():
+                self.expr(s.cond)
+                self.block(s.then)
+                if isinstance(s.orelse, Block):
+                    self.block(s.orelse)
+                elif s.orelse is not None:
+                    self.stmt(s.orelse)
+            case While():
+                self.expr(s.cond)
+                self.loop_body(s.body)
+            case ForRange():
+                self.expr(s.start)
+                self.expr(s.end)
+                self.loop_body(s.body, (s.var, s))
+            case ForEach():
+                self.expr(s.iterable)
+                self.loop_body(s.body, (s.var, s))
+            case Break() | Continue():
+                if self.scope is None or self.scope.loops == 0:
+                    word = "break" if isinstance(s, Break) else "continue"
+                    raise RelaySyntaxError(f"'{word}' outside of a loop", s.pos)
+            case Return():
+                if s.value is not None:
+                    self.expr(s.value)
+            case FnDecl():
+                self.declare(s.fn.name, s)
+                self.function(s.fn)
+            case ServerDecl():
+                self.server(s)
+            case _:
+                assert_never(s)
+
+    def let(self, s: Let) -> None:
+        if isinstance(s.value, FnLit):
+            # `let f = fn() { f() }`: a function literal sees its own name.
+            self.declare(s.name, s, s.redeclare)
+            self.expr(s.value)
+        else:
+            self.expr(s.value)
+            self.declare(s.name, s, s.redeclare)
 
     # ---------------------------------------------------------------- expressions
 
     def expr(self, e: Expr) -> None:
-        t = type(e)
-        if t is Name:
-            self.lookup(e.name, e)  # type: ignore[attr-defined]
-        elif t is Binary or t is Logical:
-            self.expr(e.left)  # type: ignore[attr-defined]
-            self.expr(e.right)  # type: ignore[attr-defined]
-        elif t is Unary:
-            self.expr(e.operand)  # type: ignore[attr-defined]
-        elif t is Range:
-            self.expr(e.start)  # type: ignore[attr-defined]
-            self.expr(e.end)  # type: ignore[attr-defined]
-        elif t is Call:
-            self.expr(e.callee)  # type: ignore[attr-defined]
-            for a in e.args:  # type: ignore[attr-defined]
-                self.expr(a)
-        elif t is MethodCall:
-            self.expr(e.obj)  # type: ignore[attr-defined]
-            for a in e.args:  # type: ignore[attr-defined]
-                self.expr(a)
-        elif t is Index:
-            self.expr(e.obj)  # type: ignore[attr-defined]
-            self.expr(e.index)  # type: ignore[attr-defined]
-        elif t is Field:
-            self.expr(e.obj)  # type: ignore[attr-defined]
-        elif t is ArrayLit:
-            for item in e.items:  # type: ignore[attr-defined]
-                self.expr(item)
-        elif t is MapLit:
-            for v in e.values:  # type: ignore[attr-defined]
-                self.expr(v)
-        elif t is FnLit:
-            self.function(e)  # type: ignore[arg-type]
-        elif t is IfExpr:
-            self.stmt(e.stmt)  # type: ignore[attr-defined]
-        elif t is StateRef or t is SelfRef:
-            if self.server_depth == 0:
-                word = "state" if t is StateRef else "self"
-                raise RelaySyntaxError(f"'{word}' is only available inside a server", e.pos)
+        match e:
+            case Name():
+                self.lookup(e.name, e)
+            case Binary() | Logical():
+                self.expr(e.left)
+                self.expr(e.right)
+            case Unary():
+                self.expr(e.operand)
+            case Range():
+                self.expr(e.start)
+                self.expr(e.end)
+            case Call():
+                self.expr(e.callee)
+                self.exprs(e.args)
+            case MethodCall():
+                self.expr(e.obj)
+                self.exprs(e.args)
+            case Index():
+                self.expr(e.obj)
+                self.expr(e.index)
+            case Field():
+                self.expr(e.obj)
+            case ArrayLit():
+                self.exprs(e.items)
+            case MapLit():
+                self.exprs(e.values)
+            case FnLit():
+                self.function(e)
+            case IfExpr():
+                self.stmt(e.stmt)
+            case StateRef() | SelfRef():
+                if self.server_depth == 0:
+                    word = "state" if isinstance(e, StateRef) else "self"
+                    raise RelaySyntaxError(f"'{word}' is only available inside a server", e.pos)
+            case Num() | Str() | Bool() | Null():
+                pass
+            case _:
+                assert_never(e)
+
+    def exprs(self, es: tuple[Expr, ...]) -> None:
+        for e in es:
+            self.expr(e)
 
 
 def resolve(program: Program, globals_declared: set[str] | None = None,

@@ -11,6 +11,7 @@ Relay arrays, shared with the interpreter), calls to top-level functions
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from ..builtin_table import MATH1, MATH2
 from ..errors import Pos
@@ -254,41 +255,41 @@ class _FunctionTyper:
         self.typed.locals[binding.decl] = t
 
     def stmt(self, s: Stmt) -> None:
-        t = type(s)
-        if t is ExprStmt:
-            self.expr(s.expr)  # type: ignore[attr-defined]
-        elif t is Let:
-            self.declare(s, self.expr(s.value))  # type: ignore[attr-defined]
-        elif t is Assign:
-            self.assign(s)  # type: ignore[arg-type]
-        elif t is If:
-            self.expect(s.cond, BOOL, "an if condition")  # type: ignore[attr-defined]
-            self.block(s.then)  # type: ignore[attr-defined]
-            orelse = s.orelse  # type: ignore[attr-defined]
-            if isinstance(orelse, Block):
-                self.block(orelse)
-            elif orelse is not None:
-                self.stmt(orelse)
-        elif t is While:
-            self.expect(s.cond, BOOL, "a while condition")  # type: ignore[attr-defined]
-            self.block(s.body)  # type: ignore[attr-defined]
-        elif t is ForRange:
-            self.expect(s.start, NUM, "a range start")  # type: ignore[attr-defined]
-            self.expect(s.end, NUM, "a range end")  # type: ignore[attr-defined]
-            self.declare(s, NUM)
-            self.block(s.body)  # type: ignore[attr-defined]
-        elif t is ForEach:
-            self.expect(s.iterable, ARR, "a for-in collection")  # type: ignore[attr-defined]
-            self.declare(s, NUM)
-            self.block(s.body)  # type: ignore[attr-defined]
-            self.typed.writes_arrays[s] = _may_write_arrays(s.body)  # type: ignore[attr-defined]
-        elif t is Break or t is Continue:
-            pass
-        elif t is Return:
-            value = s.value  # type: ignore[attr-defined]
-            self.returns(NULL if value is None else self.expr(value), s)
-        else:
-            raise self.unsupported(s)
+        match s:
+            case ExprStmt():
+                self.expr(s.expr)
+            case Let():
+                self.declare(s, self.expr(s.value))
+            case Assign():
+                self.assign(s)
+            case If():
+                self.expect(s.cond, BOOL, "an if condition")
+                self.block(s.then)
+                if isinstance(s.orelse, Block):
+                    self.block(s.orelse)
+                elif s.orelse is not None:
+                    self.stmt(s.orelse)
+            case While():
+                self.expect(s.cond, BOOL, "a while condition")
+                self.block(s.body)
+            case ForRange():
+                self.expect(s.start, NUM, "a range start")
+                self.expect(s.end, NUM, "a range end")
+                self.declare(s, NUM)
+                self.block(s.body)
+            case ForEach():
+                self.expect(s.iterable, ARR, "a for-in collection")
+                self.declare(s, NUM)
+                self.block(s.body)
+                self.typed.writes_arrays[s] = _may_write_arrays(s.body)
+            case Break() | Continue():
+                pass
+            case Return():
+                self.returns(NULL if s.value is None else self.expr(s.value), s)
+            case FnDecl() | ServerDecl():
+                raise self.unsupported(s)
+            case _:
+                assert_never(s)
 
     def assign(self, s: Assign) -> None:
         value = self.expr(s.value)
@@ -321,51 +322,63 @@ class _FunctionTyper:
         return t
 
     def _expr(self, e: Expr) -> str:
-        t = type(e)
-        if t is Num:
-            return NUM
-        if t is Bool:
-            return BOOL
-        if t is Name:
-            binding = self.res.bindings[e]
-            if isinstance(binding, Local) and not binding.captured:
-                return self.typed.locals[binding.decl]
-            if isinstance(binding, Global):
-                raise Unsupported(f"global variable '{e.name}' is not supported by @llvm (only calls to "  # type: ignore[attr-defined]
-                                  "top-level functions)", e.pos)
-            raise Unsupported("variables captured by closures are not supported by @llvm", e.pos)
-        if t is Binary:
-            return self.binary(e)  # type: ignore[arg-type]
-        if t is Logical:
-            if e.op == "??":  # type: ignore[attr-defined]
-                raise Unsupported("'??' is not supported by @llvm (there is no null in compiled code)", e.pos)
-            self.expect(e.left, BOOL, f"an operand of '{e.op}'")  # type: ignore[attr-defined]
-            self.expect(e.right, BOOL, f"an operand of '{e.op}'")  # type: ignore[attr-defined]
-            return BOOL
-        if t is Unary:
-            if e.op == "-":  # type: ignore[attr-defined]
-                self.expect(e.operand, NUM, "the operand of '-'")  # type: ignore[attr-defined]
+        match e:
+            case Num():
                 return NUM
-            self.expect(e.operand, BOOL, "the operand of '!'")  # type: ignore[attr-defined]
-            return BOOL
-        if t is Call:
-            return self.call(e)  # type: ignore[arg-type]
-        if t is MethodCall:
-            if e.name != "push" or len(e.args) != 1:  # type: ignore[attr-defined]
-                raise Unsupported(f"method '{e.name}' is not supported by @llvm (only a.push(x))", e.pos)  # type: ignore[attr-defined]
-            self.expect(e.obj, ARR, "the receiver of push")  # type: ignore[attr-defined]
-            self.expect(e.args[0], NUM, "a pushed value")  # type: ignore[attr-defined]
-            self.typed.builtins[e] = "push"
-            return NUM
-        if t is Index:
-            self.expect(e.obj, ARR, "an indexed value")  # type: ignore[attr-defined]
-            self.expect(e.index, NUM, "an index")  # type: ignore[attr-defined]
-            return NUM
-        if t is ArrayLit:
-            for item in e.items:  # type: ignore[attr-defined]
-                self.expect(item, NUM, "an array element")
-            return ARR
-        raise self.unsupported(e)
+            case Bool():
+                return BOOL
+            case Name():
+                return self.name(e)
+            case Binary():
+                return self.binary(e)
+            case Logical():
+                return self.logical(e)
+            case Unary():
+                if e.op == "-":
+                    self.expect(e.operand, NUM, "the operand of '-'")
+                    return NUM
+                self.expect(e.operand, BOOL, "the operand of '!'")
+                return BOOL
+            case Call():
+                return self.call(e)
+            case MethodCall():
+                return self.method_call(e)
+            case Index():
+                self.expect(e.obj, ARR, "an indexed value")
+                self.expect(e.index, NUM, "an index")
+                return NUM
+            case ArrayLit():
+                for item in e.items:
+                    self.expect(item, NUM, "an array element")
+                return ARR
+            case Str() | Null() | StateRef() | SelfRef() | MapLit() | Range() | Field() | FnLit() | IfExpr():
+                raise self.unsupported(e)
+            case _:
+                assert_never(e)
+
+    def name(self, e: Name) -> str:
+        binding = self.res.bindings[e]
+        if isinstance(binding, Local) and not binding.captured:
+            return self.typed.locals[binding.decl]
+        if isinstance(binding, Global):
+            raise Unsupported(f"global variable '{e.name}' is not supported by @llvm (only calls to "
+                              "top-level functions)", e.pos)
+        raise Unsupported("variables captured by closures are not supported by @llvm", e.pos)
+
+    def logical(self, e: Logical) -> str:
+        if e.op == "??":
+            raise Unsupported("'??' is not supported by @llvm (there is no null in compiled code)", e.pos)
+        self.expect(e.left, BOOL, f"an operand of '{e.op}'")
+        self.expect(e.right, BOOL, f"an operand of '{e.op}'")
+        return BOOL
+
+    def method_call(self, e: MethodCall) -> str:
+        if e.name != "push" or len(e.args) != 1:
+            raise Unsupported(f"method '{e.name}' is not supported by @llvm (only a.push(x))", e.pos)
+        self.expect(e.obj, ARR, "the receiver of push")
+        self.expect(e.args[0], NUM, "a pushed value")
+        self.typed.builtins[e] = "push"
+        return NUM
 
     def binary(self, e: Binary) -> str:
         left = self.expr(e.left)

@@ -48,7 +48,7 @@ Conventions of the generated code:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import TypeAlias, assert_never
 
 from llvmlite import ir
 
@@ -64,18 +64,29 @@ from ..nodes import (
     Continue,
     Expr,
     ExprStmt,
+    Field,
+    FnDecl,
+    FnLit,
     ForEach,
     ForRange,
     If,
+    IfExpr,
     Index,
     Let,
     Logical,
+    MapLit,
     MethodCall,
     Name,
     Node,
+    Null,
     Num,
+    Range,
     Return,
+    SelfRef,
+    ServerDecl,
+    StateRef,
     Stmt,
+    Str,
     Unary,
     While,
 )
@@ -511,8 +522,9 @@ class FunctionLowerer:
         self.loops: list[tuple[ir.Block, ir.Block]] = []  # (continue target, break target)
         self.loop_nodes: list[Node] = []  # the loops around the code being lowered, innermost last
         self.owned_arrays: list[ir.AllocaInstr] = []  # slots released at the exit: variables and temporaries
+        assert mb.res is not None  # None only for the support module, which lowers no Relay function
         self.res = mb.res
-        self.provable = provable_loops(typed, mb.res)  # type: ignore[arg-type]
+        self.provable = provable_loops(typed, self.res)
         self.trusted: dict[tuple[Decl, Decl], Callable[[], ir.Value]] = {}  # (array, index var) -> its i64 index
         self.failing: tuple[ir.Block, list[ir.PhiInstr]] | None = None  # the block every failure jumps to
         self.scoped: dict[Decl, tuple[ir.Value, ir.Value]] = {}  # array -> alias metadata, in an unchecked loop
@@ -535,7 +547,7 @@ class FunctionLowerer:
             # Numbers and bools are never read before their `let` (names resolve to declarations that
             # precede them): storing a zero first would give every variable two definitions and make
             # promoting them to registers (SROA) quadratic in the function's length.
-        params = [self.res.bindings[p].decl for p in self.t.sig.fn.params]  # type: ignore[union-attr]
+        params = [self.res.local(p).decl for p in self.t.sig.fn.params]
         self.rt = fn.args[0]
         self.depth = fn.args[1]
         self.ticks = b.alloca(I64, name="ticks")  # loop iterations of this call, all loops together
@@ -707,32 +719,34 @@ class FunctionLowerer:
     def stmt(self, s: Stmt) -> None:
         if self.b.block.is_terminated:
             return
-        t = type(s)
-        if t is ExprStmt:
-            v, owner = self.expr(s.expr)  # type: ignore[attr-defined]
-            self.release(v, owner)
-        elif t is Let:
-            self.store_var(self.res.bindings[s].decl, s.value)  # type: ignore[attr-defined, union-attr]
-        elif t is Assign:
-            self.assign(s)  # type: ignore[arg-type]
-        elif t is If:
-            self.if_stmt(s)  # type: ignore[arg-type]
-        elif t is While:
-            self.while_stmt(s)  # type: ignore[arg-type]
-        elif t is ForRange:
-            self.for_range(s)  # type: ignore[arg-type]
-        elif t is ForEach:
-            self.for_each(s)  # type: ignore[arg-type]
-        elif t is Break:
-            self.b.branch(self.loops[-1][1])
-            self.b.position_at_end(self.fn.append_basic_block("after_break"))
-        elif t is Continue:
-            self.b.branch(self.loops[-1][0])
-            self.b.position_at_end(self.fn.append_basic_block("after_continue"))
-        elif t is Return:
-            self.emit_return(s.value, s)  # type: ignore[attr-defined]
-        else:  # pragma: no cover - the typer lets nothing else through
-            raise AssertionError(f"cannot lower {t.__name__}")
+        match s:
+            case ExprStmt():
+                v, owner = self.expr(s.expr)
+                self.release(v, owner)
+            case Let():
+                self.store_var(self.res.local(s).decl, s.value)
+            case Assign():
+                self.assign(s)
+            case If():
+                self.if_stmt(s)
+            case While():
+                self.while_stmt(s)
+            case ForRange():
+                self.for_range(s)
+            case ForEach():
+                self.for_each(s)
+            case Break():
+                self.b.branch(self.loops[-1][1])
+                self.b.position_at_end(self.fn.append_basic_block("after_break"))
+            case Continue():
+                self.b.branch(self.loops[-1][0])
+                self.b.position_at_end(self.fn.append_basic_block("after_continue"))
+            case Return():
+                self.emit_return(s.value, s)
+            case FnDecl() | ServerDecl():  # pragma: no cover - the typer lets none through
+                raise AssertionError(f"cannot lower {type(s).__name__}")
+            case _:
+                assert_never(s)
 
     def store_var(self, decl: Decl, value: Expr) -> None:
         v, owner = self.expr(value)
@@ -754,7 +768,7 @@ class FunctionLowerer:
         target = s.target
         op = s.op[0] if s.op != "=" else None
         if isinstance(target, Name):
-            decl = self.res.bindings[target].decl  # type: ignore[union-attr]
+            decl = self.res.local(target).decl
             if op is None:
                 self.store_var(decl, s.value)
             else:
@@ -890,7 +904,7 @@ class FunctionLowerer:
         b = self.b
         k = self.entry_alloca(DOUBLE, "k")
         b.store(ir.Constant(DOUBLE, 0.0), k)
-        var = self.vars[self.res.bindings[s].decl]  # type: ignore[union-attr]
+        var = self.vars[self.res.local(s).decl]
         if unchecked is not None:
             self.scoped = self.alias_scopes(s, unchecked)
             ki = self.entry_alloca(I64, "ki")
@@ -953,7 +967,7 @@ class FunctionLowerer:
         n = self.length(arr)
         i = self.entry_alloca(I64, "i")
         b.store(I64(0), i)
-        var = self.vars[self.res.bindings[s].decl]  # type: ignore[union-attr]
+        var = self.vars[self.res.local(s).decl]
 
         def head() -> ir.Value:
             return b.icmp_signed("<", b.load(i), n)
@@ -1033,7 +1047,7 @@ class FunctionLowerer:
         return proven() if proven is not None else self.checked_index(arr, idx, e)
 
     def declared(self, e: Expr) -> Decl | None:
-        return name_decl(e, self.res)  # type: ignore[arg-type]
+        return name_decl(e, self.res)
 
     def checked_index(self, arr: ir.Value, idx: ir.Value, node: Node) -> ir.Value:
         """The i64 index, after the interpreter's checks: integral and 0 <= i < len."""
@@ -1121,38 +1135,41 @@ class FunctionLowerer:
     def expr(self, e: Expr) -> tuple[ir.Value, Owner]:
         """The value of e, and the slot owning it when it is an array reference this code owns."""
         b = self.b
-        t = type(e)
-        if t is Num:
-            return ir.Constant(DOUBLE, e.value), None  # type: ignore[attr-defined]
-        if t is Bool:
-            return ir.Constant(I1, int(e.value)), None  # type: ignore[attr-defined]
-        if t is Name:
-            return b.load(self.vars[self.res.bindings[e].decl]), None  # type: ignore[union-attr]
-        if t is Binary:
-            return self.binary(e), None  # type: ignore[arg-type]
-        if t is Logical:
-            return self.logical(e), None  # type: ignore[arg-type]
-        if t is Unary:
-            v, _ = self.expr(e.operand)  # type: ignore[attr-defined]
-            return (b.fneg(v) if e.op == "-" else b.not_(v)), None  # type: ignore[attr-defined]
-        if t is Index:
-            arr, owner = self.expr(e.obj)  # type: ignore[attr-defined]
-            idx, _ = self.expr(e.index)  # type: ignore[attr-defined]
-            value = self.load_item(arr, self.index_of(e, arr, idx), e.obj)  # type: ignore[arg-type, attr-defined]
-            self.release(arr, owner)
-            return value, None
-        if t is ArrayLit:
-            values = [self.expr(item)[0] for item in e.items]  # type: ignore[attr-defined]
-            return self.new_array(values, e)
-        if t is Call:
-            return self.call(e)  # type: ignore[arg-type]
-        if t is MethodCall:
-            arr, owner = self.expr(e.obj)  # type: ignore[attr-defined]
-            value, _ = self.expr(e.args[0])  # type: ignore[attr-defined]
-            n = self.push(arr, value, e)
-            self.release(arr, owner)
-            return n, None
-        raise AssertionError(f"cannot lower {t.__name__}")  # pragma: no cover
+        match e:
+            case Num():
+                return ir.Constant(DOUBLE, e.value), None
+            case Bool():
+                return ir.Constant(I1, int(e.value)), None
+            case Name():
+                return b.load(self.vars[self.res.local(e).decl]), None
+            case Binary():
+                return self.binary(e), None
+            case Logical():
+                return self.logical(e), None
+            case Unary():
+                v, _ = self.expr(e.operand)
+                return (b.fneg(v) if e.op == "-" else b.not_(v)), None
+            case Index():
+                arr, owner = self.expr(e.obj)
+                idx, _ = self.expr(e.index)
+                value = self.load_item(arr, self.index_of(e, arr, idx), e.obj)
+                self.release(arr, owner)
+                return value, None
+            case ArrayLit():
+                values = [self.expr(item)[0] for item in e.items]
+                return self.new_array(values, e)
+            case Call():
+                return self.call(e)
+            case MethodCall():
+                arr, owner = self.expr(e.obj)
+                value, _ = self.expr(e.args[0])
+                n = self.push(arr, value, e)
+                self.release(arr, owner)
+                return n, None
+            case Str() | Null() | StateRef() | SelfRef() | MapLit() | Range() | Field() | FnLit() | IfExpr():  # pragma: no cover
+                raise AssertionError(f"cannot lower {type(e).__name__}")  # the typer lets none through
+            case _:
+                assert_never(e)
 
     def arith(self, op: str, a: ir.Value, c: ir.Value) -> ir.Value:
         b = self.b
