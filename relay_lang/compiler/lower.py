@@ -914,8 +914,7 @@ class FunctionLowerer:
                 if index_decl is unchecked.loop_var:
                     self.trusted[arr_decl, index_decl] = lambda: b.add(first, b.load(ki))
                 else:
-                    slot = self.vars[index_decl]
-                    self.trusted[arr_decl, index_decl] = lambda slot=slot: b.fptosi(b.load(slot), I64)  # type: ignore[misc]
+                    self.trusted[arr_decl, index_decl] = self.whole_value(self.vars[index_decl])
 
         def head() -> ir.Value:
             value = b.fadd(start, b.load(k))  # i = start + k while start + k < end
@@ -930,6 +929,10 @@ class FunctionLowerer:
         self.loop("for", s, head, lambda: self.block(s.body), step)
         self.trusted.clear()
         self.scoped = {}
+
+    def whole_value(self, slot: ir.AllocaInstr) -> Callable[[], ir.Value]:
+        """The i64 value of the number in slot (proven whole), loaded where it is used."""
+        return lambda: self.b.fptosi(self.b.load(slot), I64)
 
     def alias_scopes(self, s: ForRange, proof: Provable) -> dict[Decl, tuple[ir.Value, ir.Value]]:
         """Per array of the proof: (its scope list, the other arrays' scopes), for `alias.scope` and
@@ -1011,7 +1014,8 @@ class FunctionLowerer:
     def tag_element(self, access: ir.Instruction, obj: Expr | None) -> None:
         """TBAA, and the alias scopes of the unchecked loop when `obj` names one of its arrays."""
         access.set_metadata("tbaa", self.mb.tbaa["element"])
-        scopes = self.scoped.get(self.declared(obj)) if obj is not None else None  # type: ignore[arg-type]
+        decl = self.declared(obj) if obj is not None else None
+        scopes = self.scoped.get(decl) if decl is not None else None
         if scopes is not None:
             access.set_metadata("alias.scope", scopes[0])
             access.set_metadata("noalias", scopes[1])
@@ -1042,8 +1046,8 @@ class FunctionLowerer:
 
     def index_of(self, e: Index, arr: ir.Value, idx: ir.Value) -> ir.Value:
         """The i64 index of e: unchecked where the loop proved it (see bounds.py), else checked."""
-        key = (self.declared(e.obj), self.declared(e.index))
-        proven = self.trusted.get(key) if None not in key else None  # type: ignore[arg-type]
+        arr_decl, index_decl = self.declared(e.obj), self.declared(e.index)
+        proven = self.trusted.get((arr_decl, index_decl)) if arr_decl is not None and index_decl is not None else None
         return proven() if proven is not None else self.checked_index(arr, idx, e)
 
     def declared(self, e: Expr) -> Decl | None:
