@@ -405,6 +405,16 @@ class ModuleBuilder:
         buf = b.bitcast(b.alloca(ir.ArrayType(I8, 64)), PTR)
         n = b.call(self.external("read", I64, [I32, PTR, I64]), [fd, buf, I64(63)])
         b.call(self.external("close", I32, [I32]), [fd])
+        pages = self._statm_pages(b, buf, n)
+        resident = b.mul(b.load(pages), b.load(rt_field(b, rt, "page_size")))
+        b.ret(b.icmp_signed(">", b.add(resident, extra), ceiling))
+        return fn
+
+    def _statm_pages(self, b: ir.IRBuilder, buf: ir.Value, n: ir.Value) -> ir.AllocaInstr:
+        """Emits the parse of statm's text (`n` bytes at `buf`): skips the first field and reads the
+        second, the resident page count, into the slot it returns, leaving `b` after the parse.
+        Text with no second field makes the function return false."""
+        fn = b.function
         i = b.alloca(I64)
         pages = b.alloca(I64)
         b.store(I64(0), i)
@@ -439,9 +449,7 @@ class ModuleBuilder:
         b.store(b.add(b.mul(b.load(pages), I64(10)), b.zext(b.sub(c, I8(ord("0"))), I64)), pages)
         b.branch(digits_body)
         b.position_at_end(done)
-        resident = b.mul(b.load(pages), b.load(rt_field(b, rt, "page_size")))
-        b.ret(b.icmp_signed(">", b.add(resident, extra), ceiling))
-        return fn
+        return pages
 
     def _entry_wrapper(self, t: Typed) -> None:
         """A C-friendly entry point (runtime state first, bools as i8) for the ctypes trampoline,
