@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, TypeGuard
 
 from . import _array
+from .errors import Pos, RelayError
 
 BIG_STACK = 512 * 1024 * 1024  # bytes of C stack for the thread that runs Relay code
 _checks = threading.local()
@@ -44,6 +45,17 @@ def checkpoint() -> None:
     check = getattr(_checks, "check", None)
     if check is not None:
         check()
+
+
+FRONT_END_CHECK = 4096  # tokens the lexer makes, or the parser takes, between two checkpoints
+
+
+def checkpoint_at(pos: Pos) -> None:
+    """checkpoint(), its error placed at pos (the front end's passes, which run before any frame exists)."""
+    try:
+        checkpoint()
+    except RelayError as err:
+        raise err.at(pos) from None
 
 
 @contextmanager
@@ -238,7 +250,7 @@ DEFAULT_MEMORY_LIMIT = 1 << 30
 MAX_MEMORY_LIMIT = 1 << 50  # bytes (1P): a larger memory limit is refused
 NO_TIME_LIMIT = 1e9  # seconds (about 31 years): a time limit this long or longer (inf too) means none
 MAX_DEPTH_LIMIT = 1_000_000_000  # the largest --max-depth (Python's recursion limit is a C int)
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*\Z", re.IGNORECASE)
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*\Z", re.IGNORECASE)
 
 
 def parse_size(text: str) -> int:
@@ -263,15 +275,23 @@ def format_size(nbytes: int) -> str:
     for unit, scale in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
         if nbytes >= scale and nbytes % scale == 0:
             return f"{nbytes // scale}{unit}"
-    return f"{nbytes} bytes"
+    return f"{nbytes} byte{'' if nbytes == 1 else 's'}"
 
 
 def memory_limit_from_env() -> int:
-    """$RELAY_MEMORY_LIMIT, or the default (1G) when it is unset or not a size."""
-    try:
-        return parse_size(os.environ.get("RELAY_MEMORY_LIMIT", "") or "1G")
-    except ValueError:
+    """$RELAY_MEMORY_LIMIT (a size > 0, as --memory-limit takes), or the default (1G) when it is
+    unset or empty; a RelayError (a configuration error) names a bad value."""
+    text = os.environ.get("RELAY_MEMORY_LIMIT", "")
+    if not text.strip():
         return DEFAULT_MEMORY_LIMIT
+    try:
+        size = parse_size(text)
+    except ValueError as exc:
+        raise RelayError(f"RELAY_MEMORY_LIMIT={text!r}: {exc}", kind="configuration error") from None
+    if size <= 0:
+        raise RelayError(f"RELAY_MEMORY_LIMIT={text!r}: must be a positive size, like 256M or 2G",
+                         kind="configuration error")
+    return size
 
 
 BIG = BigStack()
@@ -304,6 +324,7 @@ class Limits:
     def __init__(self, max_depth: int) -> None:
         self.max_depth = check_max_depth(max_depth)
         self.depth = [0]  # nested Relay calls now; a list, shared with the generated code
+        self.unwind = [0]  # Python frames besides the Relay calls' own that an error would unwind now
         self.stop_error: Exception | None = None  # set (from any thread) to stop the job with this error
         self.time_limit: float | None = None
         self.deadline_ns = 0  # time.monotonic_ns() when the time budget runs out; 0: none
@@ -311,6 +332,10 @@ class Limits:
         self.memory_ceiling = 0  # resident bytes the running job must stay under; 0: none
         self.memory_budget = 0  # the running job's memory limit, in bytes
         self.native: object | None = None  # the runtime states of its compiled calls (compiler.jit.States)
+
+    def frames(self) -> int:
+        """About how many interpreted frames stopping the job now would unwind (see Watchdog)."""
+        return self.depth[0] + self.unwind[0]
 
     def start_clock(self, seconds: float | None) -> None:
         """Starts the job's time budget; None, or NO_TIME_LIMIT seconds and more, is none."""

@@ -13,8 +13,12 @@ from .actors import Runtime
 from .budget import checkpoint, reserve
 from .builtin_table import ARITY, MAX_ARRAY, array_budget_message
 from .errors import RelayError
-from .lexer import Lexer
 from .values import CHECK_EVERY, MAX_STRING, Builtin, ServerRef, to_str, type_name
+
+DIGITS = "0123456789_"
+HEX_DIGITS = "0123456789abcdefABCDEF_"
+NUM_CHUNK = 1 << 22  # characters of a number's text checked between two looks at the clock
+SPLIT_CHUNK = 1 << 18  # characters of a string split between two checks of the budgets
 
 
 class BuiltinHost(Protocol):
@@ -75,7 +79,11 @@ def b_pop(a: object) -> object:
 
 
 def b_num(s: object) -> object:
-    """A number from a string (or a number); null when the text is not a number."""
+    """A number from a string (or a number); null when the text is not a number (docs/language.md).
+
+    The text is checked with string methods in chunks, not tokenized: a 100-million-digit
+    string is read in a fraction of a second, with the time budget checked as it goes.
+    """
     if type(s) is float:
         return s
     text = _string("num", s).strip()
@@ -85,17 +93,52 @@ def b_num(s: object) -> object:
         text = text[1:]
     if text in ("inf", "nan"):
         return sign * float(text)
-    try:
-        tokens = Lexer(text, "<num>").tokenize()
-    except RelayError:
+    text = text.lstrip(" \t\r\ufeff")  # spaces between the sign and the number, as in source
+    if text[:2] in ("0x", "0X"):
+        if not _digit_run(text[2:], HEX_DIGITS):
+            return None
+        try:
+            return sign * float(int(text[2:].replace("_", ""), 16))
+        except OverflowError:
+            return None
+    mantissa, exponent = _split_exponent(text)
+    whole, dot, fraction = mantissa.partition(".")
+    if exponent is not None and not _digit_run(exponent[1:] if exponent[:1] in ("+", "-") else exponent, DIGITS):
         return None
-    if len(tokens) != 2 or tokens[0].kind != "num":
+    if dot:  # ".5" has no whole part; "5." is not a number
+        valid = (not whole or _digit_run(whole, DIGITS)) and _digit_run(fraction, DIGITS)
+    else:
+        valid = _digit_run(whole, DIGITS)
+    if not valid:
         return None
-    return sign * tokens[0].value  # type: ignore[operator]
+    checkpoint()
+    return sign * float(text.replace("_", ""))
+
+
+def _split_exponent(text: str) -> tuple[str, str | None]:
+    """A number's text cut at its exponent mark: ("1.5", "-3") for "1.5e-3"; (text, None) without one."""
+    marks = [k for k in (text.find("e"), text.find("E")) if k >= 0]
+    if not marks:
+        return text, None
+    return text[:min(marks)], text[min(marks) + 1:]
+
+
+def _digit_run(text: str, digits: str) -> bool:
+    """Whether text is digits with single underscores between them (the lexer's rule), checked
+    a chunk at a time."""
+    if not text or text[0] == "_" or text[-1] == "_" or "__" in text:
+        return False
+    for start in range(0, len(text), NUM_CHUNK):
+        checkpoint()
+        if text[start:start + NUM_CHUNK].strip(digits):
+            return False
+    return True
 
 
 def b_keys(m: object) -> Array:
-    return Array(list(_map("keys", m)))
+    keys = _map("keys", m)
+    reserve(8 * len(keys))
+    return Array(list(keys))
 
 
 def b_has(m: object, k: object) -> bool:
@@ -144,12 +187,36 @@ def b_join(a: object, sep: object = "") -> str:
 
 
 def b_split(s: object, sep: object) -> Array:
+    """The pieces of s between separators (its characters for ""), made a chunk at a time: the
+    budgets are checked, and the pieces counted against the memory one, as they are made."""
     text = _string("split", s)
     separator = _string("split", sep, "separator")
+    parts: list[str] = []
     if separator == "":
-        reserve(8 * len(text))  # a pointer each; one-character strings are shared
-        return Array(list(text))
-    return Array(text.split(separator))
+        for start in range(0, len(text), SPLIT_CHUNK):
+            chunk = text[start:start + SPLIT_CHUNK]
+            checkpoint()  # characters past U+00FF are new strings; the others are shared
+            reserve((8 if chunk.isascii() or max(chunk) <= "\xff" else 88) * len(chunk))
+            parts.extend(chunk)
+        return Array(parts)
+    start = 0
+    while True:
+        checkpoint()
+        end = start + SPLIT_CHUNK
+        pieces = text[start:end].split(separator) if end < len(text) else text[start:].split(separator)
+        if end >= len(text):
+            last = None
+        elif len(pieces) > 1:  # the last piece may hold the start of a separator cut by the chunk
+            last = pieces.pop()
+        else:  # no separator inside the chunk: the next one (if any) ends the piece
+            found = text.find(separator, start)
+            pieces, last = [text[start:found if found >= 0 else len(text)]], None if found < 0 else ""
+            end = found + len(separator)
+        reserve(8 * len(pieces) + sum(map(len, pieces)))
+        parts.extend(pieces)
+        if last is None:
+            return Array(parts)
+        start = end - len(last)
 
 
 def b_error(msg: object) -> None:

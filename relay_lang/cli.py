@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from .budget import check_max_depth, parse_size
+from .budget import check_max_depth, memory_limit_from_env, parse_size
 from .errors import Pos, RelayError, RelaySyntaxError
 from .interpreter import DEFAULT_MAX_DEPTH, Interpreter, run_program
 
@@ -26,10 +26,17 @@ def positive_seconds(text: str) -> float:
 
 def depth_argument(text: str) -> int:
     try:
-        return check_max_depth(int(text))
+        return check_max_depth(_whole_number(text))
     except ValueError as exc:
         message = str(exc) if "depth limit" in str(exc) else f"not a whole number: {text!r}"
         raise argparse.ArgumentTypeError(message) from None
+
+
+def _whole_number(text: str) -> int:
+    """int(text), for ASCII digits only (int() also reads Arabic-Indic and other digits)."""
+    if not text.isascii():
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(text)
 
 
 def size_argument(text: str) -> int:
@@ -45,13 +52,21 @@ def size_argument(text: str) -> int:
 def _env_depth() -> int:
     text = os.environ.get("RELAY_MAX_DEPTH", str(DEFAULT_MAX_DEPTH))
     try:
-        depth = int(text)
+        depth = _whole_number(text)
     except ValueError:
         raise SystemExit(f"relay: RELAY_MAX_DEPTH={text!r} is not a whole number") from None
     try:
         return check_max_depth(depth)
     except ValueError as exc:
         raise SystemExit(f"relay: RELAY_MAX_DEPTH={text!r}: {exc}") from None
+
+
+def _env_memory_limit() -> int:
+    """$RELAY_MEMORY_LIMIT, checked before any program runs: a bad value stops with one line saying so."""
+    try:
+        return memory_limit_from_env()
+    except RelayError as err:
+        raise SystemExit(f"relay: {err.message}") from None
 
 
 def _version() -> str:
@@ -73,7 +88,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     run.add_argument("--explain", action="store_true", help="print each function's tier and why")
     run.add_argument("--time-limit", type=positive_seconds, metavar="SECONDS",
                      help="stop the program with an error after this many seconds")
-    run.add_argument("--memory-limit", type=size_argument, metavar="SIZE",
+    run.add_argument("--memory-limit", type=size_argument, metavar="SIZE", default=_env_memory_limit(),
                      help="stop the program with an error once it adds more than SIZE to the process's memory "
                           "(256M, 2G; default $RELAY_MEMORY_LIMIT or 1G)")
     run.add_argument("--max-depth", type=depth_argument, default=_env_depth(),

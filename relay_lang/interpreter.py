@@ -8,8 +8,9 @@ recursion and time budgets, and the actor runtime that hosts its servers.
 from __future__ import annotations
 
 import sys
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -37,7 +38,11 @@ from .resolver import resolve
 from .values import Builtin, Cell, Function, ServerRef, show, type_name, with_article
 
 DEFAULT_MAX_DEPTH = 10_000
-CHECK_EVERY = 1024  # elements an array method handles between checks of the budgets
+WALK_FRAMES = 16  # Python frames an array method adds between a callback and its caller (measured: see _walk)
+# What Python's compile() of generated code costs, per character of it (measured: 0.67 us and
+# 80 bytes of peak resident memory a character, on a 5 MB unit).
+PY_COMPILE_SECONDS = 7e-7
+PY_COMPILE_BYTES = 80
 
 
 class Interpreter:
@@ -93,9 +98,17 @@ class Interpreter:
     def compile(self, source: str, file: str = "<input>") -> Unit:
         """Parse, resolve and generate; the unit's main function is ready to run.
 
-        The time budget is checked between the stages (each is linear in the source's length).
+        The budgets are checked as the lexer and parser go, between the stages, and before
+        Python compiles the generated code (which cannot be interrupted): a limit error that
+        stops the front end is placed where it got to, or at the program's start.
         """
         raise_recursion_limit(self.limits.max_depth, len(source))
+        try:
+            return self._compile(source, file)
+        except RelayError as err:
+            raise err.at(Pos(file, 1, 1)) from None
+
+    def _compile(self, source: str, file: str) -> Unit:
         program = parse(source, file)
         self.check_budget()
         declared = set(self.globals_declared)
@@ -103,6 +116,7 @@ class Interpreter:
         self.check_budget()
         unit = generate(program, res, len(self.units), file)
         self.check_budget()
+        self._afford_python_compile(len(unit.source))
         with warnings.catch_warnings():  # the generated code is warning-free; a user's -W error changes nothing
             warnings.simplefilter("ignore")
             code = compile(unit.source, unit.filename, "exec")
@@ -116,6 +130,14 @@ class Interpreter:
         self.globals_declared = declared
         return unit
 
+    def _afford_python_compile(self, chars: int) -> None:
+        """Refuses to start compiling generated code that would not fit in what is left of the
+        budgets (the compile runs to its end whatever happens meanwhile)."""
+        limits = self.limits
+        if limits.deadline_ns and time.monotonic_ns() + chars * PY_COMPILE_SECONDS * 1e9 > limits.deadline_ns:
+            raise RelayError(limits.time_limit_message(), kind="limit")
+        self.reserve_memory(chars * PY_COMPILE_BYTES)
+
     # ------------------------------------------------------------ running
 
     def run(self, source: str, file: str = "<input>") -> object:
@@ -123,6 +145,9 @@ class Interpreter:
         unit = self.compile(source, file)
         value = self.guard(self.ns[unit.main], ((),))
         self.runtime.run_pending()
+        if self.limits.stop_error is not None:  # it came during the last statement, after its last check
+            err = RelayError(self._stop_message(), kind="limit")
+            raise err.at(next((p for p in reversed(unit.positions) if p is not None), Pos(file, 1, 1)))
         return value
 
     def guard(self, fn: Callable | Function, args: tuple) -> object:
@@ -241,8 +266,11 @@ class Interpreter:
             self._interrupted()
 
     def _interrupted(self) -> None:
+        raise RelayError(self._stop_message(), kind="limit")
+
+    def _stop_message(self) -> str:
         stop = self.limits.stop_error
-        raise RelayError(stop.message if isinstance(stop, RelayError) else "stopped", kind="limit")
+        return stop.message if isinstance(stop, RelayError) else "stopped"
 
     def _too_deep(self) -> None:
         if self.limits.stop_error is not None:
@@ -304,27 +332,41 @@ class Interpreter:
 
     def _walk(self, a: Array, name: str, args: tuple) -> object:
         """map, filter, find and reduce over a snapshot of `a`: the snapshot (and map's result)
-        counted against the memory budget, the budgets checked every CHECK_EVERY elements (a
-        builtin or compiled callback checks nothing itself), and the native stack checked first
-        (each call through a method nests C frames, which the depth limit does not count)."""
+        counted against the memory budget, the budgets checked before each element (a builtin or
+        compiled callback checks nothing itself), and the native stack checked first (each call
+        through a method nests C frames, which the depth limit does not count).
+
+        While it runs, the walk's own Python frames count towards what unwinding the job would
+        cost (`Limits.unwind`): a recursion through callbacks is stopped early enough to unwind."""
+        limits = self.limits
         if native_stack_full():
-            raise RelayError(native_stack_message(self.limits.depth[0], self.limits.max_depth), kind="limit")
+            raise RelayError(native_stack_message(limits.depth[0], limits.max_depth), kind="limit")
         self.reserve_memory((16 if name == "map" else 8) * len(a))
-        f, call, check = args[0], self.call, self.check_budget
-        acc = args[1] if name == "reduce" else None
-        out = []
-        for k, x in enumerate(a[:]):
-            if not k % CHECK_EVERY:
-                check()
+        f, call = args[0], self.call
+        limits.unwind[0] += WALK_FRAMES
+        try:
             if name == "reduce":
-                acc = call(f, (acc, x))
-            elif name == "map":
-                out.append(call(f, (x,)))
-            elif _truthy(call(f, (x,))):
-                if name == "find":
-                    return x
-                out.append(x)
-        return acc if name == "reduce" else None if name == "find" else Array(out)
+                acc = args[1]
+                for x in self._budgeted(a[:]):
+                    acc = call(f, (acc, x))
+                return acc
+            if name == "map":
+                return Array([call(f, (x,)) for x in self._budgeted(a[:])])
+            if name == "find":
+                return next((x for x in self._budgeted(a[:]) if _truthy(call(f, (x,)))), None)
+            return Array([x for x in self._budgeted(a[:]) if _truthy(call(f, (x,)))])
+        finally:
+            limits.unwind[0] -= WALK_FRAMES
+
+    def _budgeted(self, items: Array) -> Iterator[object]:
+        """The items, the budgets checked before each one and once after the last."""
+        limits = self.limits
+        for x in items:
+            if limits.stop_error is not None:
+                self._interrupted()
+            yield x
+        if limits.stop_error is not None:
+            self._interrupted()
 
     def _server_now(self) -> ServerInstance:
         if self.server is None:
@@ -413,14 +455,13 @@ def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float 
     limits = interp.limits
     if timed(time_limit):
         stop = RelayError(limits.time_limit_message(), kind="limit")
-        ticket = WATCHDOG.watch(time_limit, lambda: interp.request_stop(stop), lambda: limits.depth[0])
+        ticket = WATCHDOG.watch(time_limit, lambda: interp.request_stop(stop), limits.frames)
     memory = memory_limit if memory_limit is not None else limits.memory_limit
     limits.start_memory(memory)
     memory_ticket = None
     if memory is not None:
         too_big = RelayError(limits.memory_limit_message(), kind="limit")
-        memory_ticket = MEMORY_WATCH.watch(limits.memory_ceiling, lambda: interp.request_stop(too_big),
-                                           lambda: limits.depth[0])
+        memory_ticket = MEMORY_WATCH.watch(limits.memory_ceiling, lambda: interp.request_stop(too_big), limits.frames)
 
     def checked() -> Any:
         with checking(interp.check_budget, interp.reserve_memory):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .budget import FRONT_END_CHECK, checkpoint_at
 from .errors import Pos, RelaySyntaxError
 
 KEYWORDS = frozenset(
@@ -83,6 +84,8 @@ class Lexer:
 
     def add(self, kind: str, text: str, value: object, start: int) -> None:
         self.tokens.append(Token(kind, text, value, self.pos(start)))
+        if not len(self.tokens) % FRONT_END_CHECK:
+            checkpoint_at(self.pos(start))
 
     def tokenize(self) -> list[Token]:
         src = self.src

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 from . import _array, numeric
 from ._array import Array
-from .budget import reserve
+from .budget import checkpoint, reserve
 from .builtin_table import ARRAY_BUSY_MESSAGE
 from .errors import RelayError
-from .values import MAX_STRING, equal, format_number, type_name
+from .values import CHECK_EVERY, MAX_STRING, equal, format_number, type_name
 
 BIG_STRING = 1 << 20  # characters: a concatenation this long checks the memory budget first
 
@@ -190,14 +190,19 @@ def range_array(start: object, end: object, limit: int) -> Array:
     if not isinstance(it, range) or len(it) > limit:
         raise RelayError(f"range {format_number(start)}..{format_number(end)} is too large to make an array "  # type: ignore[arg-type]
                          f"(over {limit} elements)")
-    reserve(32 * len(it))  # a pointer and a float each
-    return Array([start + k for k in it])  # type: ignore[operator]
+    reserve(40 * len(it))  # a float each, and its pointer in the list made first, besides the array's 8 bytes
+    items: list[float] = []
+    for k in range(0, len(it), CHECK_EVERY):
+        checkpoint()
+        items.extend([start + j for j in it[k:k + CHECK_EVERY]])  # type: ignore[operator]
+    return Array(items)
 
 
 def iterate(obj: object) -> Array | list:
     """What `for x in obj` visits: an array snapshot, a map's keys, a string's characters."""
     t = type(obj)
     if t is Array:
+        reserve(8 * len(obj))  # type: ignore[arg-type]
         return obj.copy()  # type: ignore[attr-defined]
     if t is dict or t is str:
         reserve(8 * len(obj))  # type: ignore[arg-type]

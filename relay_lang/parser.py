@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .budget import FRONT_END_CHECK, checkpoint_at
 from .errors import Pos, RelaySyntaxError
 from .lexer import Token, tokenize
 from .nodes import (
@@ -81,6 +82,8 @@ class Parser:
         tok = self.tokens[self.k]
         if tok.kind != "eof":
             self.k += 1
+            if not self.k % FRONT_END_CHECK:
+                checkpoint_at(tok.pos)
         return tok
 
     def at_op(self, *ops: str) -> bool:

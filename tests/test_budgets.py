@@ -177,7 +177,8 @@ def test_huge_time_limits_mean_none(tmp_path, value) -> None:
 
 @pytest.mark.parametrize("flag, value", [("--time-limit", "nan"), ("--time-limit", "-1"), ("--time-limit", "0"),
                                          ("--memory-limit", "99999999T"), ("--memory-limit", "0"),
-                                         ("--max-depth", "0"), ("--max-depth", "10000000000")])
+                                         ("--max-depth", "0"), ("--max-depth", "10000000000"),
+                                         ("--max-depth", "\u0661\u0662"), ("--memory-limit", "\u0661\u0662M")])
 def test_odd_limits_are_usage_errors(tmp_path, flag, value) -> None:
     run = relay_measured(tmp_path, "print(1)\n", flag, value)
     assert run.status == 2 and f"argument {flag}" in run.err and "Traceback" not in run.err
@@ -209,6 +210,68 @@ def test_nan_is_unequal_in_every_container_and_cr_breaks_lines(tmp_path, tier) -
            "let a = [\"a\", n]\rprint(a == a, [1, [2]] == [1, [2]], n != n)\r")
     run = relay_measured(tmp_path, src, "--tier", tier)
     assert (run.status, run.out) == (0, "false false false\nfalse true true\n"), run.err
+
+
+# ------------------------------------------------------------------ siblings found after the examples
+
+SIBLINGS = {  # program, limit arguments, error, where it must be placed (None: anywhere)
+    "split into pieces": ('let s = join(array(20000000, "ab"), ",")\nlet p = split(s, ",")\nprint(len(p))',
+                          ["--memory-limit", "512M"], "memory limit of 512M exceeded", None),
+    "split, time": ('let s = join(array(2000000, "ab"), ",")\nfor i in 0..1000 { split(s, ",") }',
+                    ["--time-limit", "1"], "time limit of 1 s exceeded", None),
+    "num of long text": ('let s = join(array(20000000, "7"))\nfor i in 0..1000 { num(s) }',
+                         ["--time-limit", "1"], "time limit of 1 s exceeded", None),
+    "a range as an array, memory": ("let r = 0..20000000\nprint(len(r))", ["--memory-limit", "256M"],
+                                    "memory limit of 256M exceeded", ".relay:1:10: "),
+    "a range as an array, time": ("let r = 0..40000000\nprint(len(r))",
+                                  ["--memory-limit", "8G", "--time-limit", "1"], "time limit of 1 s exceeded", None),
+    "keys of a big map, per element": ("let m = {}\nfor i in 0..300000 { m[str(i)] = i }\n"
+                                       "print(len(array(1000, m).map(keys)))",
+                                       ["--memory-limit", "256M"], "memory limit of 256M exceeded", None),
+    "heavy callbacks on a short array": ('let s = join(array(2000000, "7"))\nprint(len(array(1000, s).map(num)))',
+                                         ["--time-limit", "0.5"], "time limit of 0.5 s exceeded", None),
+}
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("case", list(SIBLINGS))
+def test_builtins_that_loop_or_allocate_keep_the_budgets(tmp_path, tier, case) -> None:
+    source, limits, error, at = SIBLINGS[case]
+    run = relay_measured(tmp_path, source + "\n", "--tier", tier, *limits)
+    time_limit = float(limits[limits.index("--time-limit") + 1]) if "--time-limit" in limits else None
+    memory = (int(limits[limits.index("--memory-limit") + 1][:-1]) * MIB
+              if "--memory-limit" in limits and limits[limits.index("--memory-limit") + 1].endswith("M") else None)
+    assert_within(tmp_path, run, tier, error, at, time_limit, memory)
+
+
+@pytest.mark.parametrize("time_limit", ["1", "2"])
+def test_recursion_through_array_methods_stops_on_time(tmp_path, time_limit) -> None:
+    """Each level of a recursion through map adds the method's own Python frames to what
+    unwinding costs; the watchdog counts them (WALK_FRAMES)."""
+    src = "fn r(n) { if n == 0 { return 0 } return [n].map(fn(x) { r(x - 1) })[0] }\nprint(r(4000000))\n"
+    run = relay_measured(tmp_path, src, "--tier", "interpret", "--max-depth", "9000000", "--memory-limit", "6G",
+                         "--time-limit", time_limit)
+    assert_within(tmp_path, run, "interpret", f"time limit of {time_limit} s exceeded", None, float(time_limit), None)
+
+
+@pytest.mark.parametrize("lines, time_limit", [(40000, "1"), (0, "0.000001")])
+def test_the_front_end_keeps_the_time_limit_and_places_its_error(tmp_path, lines, time_limit) -> None:
+    """Lexing, parsing and compiling a long program are checked as they go (Python's own compile
+    of the generated code is refused when what is left of the budget cannot hold it)."""
+    source = "".join(f"let x{i} = {i} + 1\n" for i in range(lines))
+    run = relay_measured(tmp_path, source, "--time-limit", time_limit)
+    assert_within(tmp_path, run, "auto", f"time limit of {float(time_limit):g} s exceeded", None,
+                  float(time_limit), None)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "RELAY_MEMORY_LIMIT='0': must be a positive size"),
+    ("lots", "RELAY_MEMORY_LIMIT='lots': not a size"),
+    ("\u0661\u0662M", "not a size"),
+])
+def test_a_bad_memory_limit_in_the_environment_is_refused(tmp_path, value, message) -> None:
+    run = relay_measured(tmp_path, "print(1)\n", RELAY_MEMORY_LIMIT=value)
+    assert run.status == 1 and message in run.err and "Traceback" not in run.err, run.err
 
 
 # ------------------------------------------------------------------ the budget fuzzer
