@@ -46,6 +46,9 @@ def add_gateway_command(sub: argparse._SubParsersAction) -> None:
                     help="longest wait of a request for the fleet; longer asked timeouts are capped (default 60)")
     gw.add_argument("--read-timeout", type=positive_seconds, default=10, metavar="SECONDS",
                     help="time a client has to send its request body, else 408 (default 10)")
+    gw.add_argument("--header-timeout", type=positive_seconds, default=10, metavar="SECONDS",
+                    help="time a client has to send a request's line and headers, from connecting or from its "
+                         "previous answer; then the connection is closed (408 if part came) (default 10)")
     gw.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
                     help="largest request body, else 413 (default 1048576)")
 

@@ -14,6 +14,7 @@ class GatewayConfig:
     broker_url: str | None = None
     result_backend: str | None = None
     store_url: str | None = None
+    header_timeout: float = 10.0  # seconds a client may take to send a request's line and headers
 
     def cap(self, timeout: float) -> float:
         """A timeout a request asked for, capped by --timeout."""
