@@ -48,6 +48,7 @@ def checkpoint() -> None:
 
 
 FRONT_END_CHECK = 4096  # tokens the lexer makes, or the parser takes, between two checkpoints
+STATEMENT_CHECK = 512  # statements the resolver or the code generator visits between two checkpoints
 
 
 def checkpoint_at(pos: Pos) -> None:

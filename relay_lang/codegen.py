@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeGuard, assert_never
 
+from .budget import STATEMENT_CHECK, checkpoint_at
 from .builtin_table import ARITY as BUILTIN_ARITY
 from .builtin_table import BUILTIN_NAMES
 from .errors import Pos, RelaySyntaxError
@@ -145,6 +146,7 @@ class CodeGen:
         self.codes: list[FunctionCode] = []
         self.constants: list[object] = []
         self.count = 0
+        self.statements_seen = 0  # the time budget is checked every STATEMENT_CHECK of them
 
     # ------------------------------------------------------------ emission
 
@@ -290,6 +292,9 @@ class CodeGen:
     # ------------------------------------------------------------ statements
 
     def stmt(self, s: Stmt) -> None:
+        self.statements_seen += 1
+        if not self.statements_seen % STATEMENT_CHECK:
+            checkpoint_at(s.pos)
         match s:
             case ExprStmt():
                 self.expr(s.expr)

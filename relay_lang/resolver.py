@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import assert_never
 
+from .budget import STATEMENT_CHECK, checkpoint_at
 from .builtin_table import BUILTIN_NAMES
 from .errors import RelaySyntaxError
 from .nodes import (
@@ -143,6 +144,7 @@ class Resolver:
         self.globals_declared = globals_declared if globals_declared is not None else set()
         self.allow_redeclare = allow_redeclare
         self.server_depth = 0
+        self.statements_seen = 0  # the time budget is checked every STATEMENT_CHECK of them
 
     # ---------------------------------------------------------------- entry
 
@@ -264,6 +266,9 @@ class Resolver:
         scope.loops -= 1
 
     def stmt(self, s: Stmt) -> None:
+        self.statements_seen += 1
+        if not self.statements_seen % STATEMENT_CHECK:
+            checkpoint_at(s.pos)
         match s:
             case ExprStmt():
                 self.expr(s.expr)

@@ -1030,9 +1030,10 @@ class FunctionLowerer:
 
     def count_allocation(self, size: ir.Value, node: Node) -> None:
         """Counts `size` more bytes of arrays; past ALLOCATION_CHECK since the last check, checks
-        the budgets first: the memory one with this block included, then the clock. A loop or a
-        recursion whose steps allocate is stopped by what it allocates, not only by its
-        iteration count (a million-element array per iteration passed a 1 s limit by 20 s)."""
+        the budgets first: the memory one with this block included (its error placed at `node`,
+        where the interpreter reserves the block), then the clock. A loop or a recursion whose
+        steps allocate is stopped by what it allocates, not only by its iteration count (a
+        million-element array per iteration passed a 1 s limit by 20 s)."""
         b = self.b
         slot = rt_field(b, self.rt, "allocated")
         total = b.add(self.rt_load("allocated"), size)
@@ -1043,10 +1044,13 @@ class FunctionLowerer:
                     self.fail(ERR_MEMORY_LIMIT, node)
                 code = b.call(self.mb.support("relay_budget"), [self.rt])
                 with b.if_then(b.icmp_unsigned("!=", code, I64(0)), likely=False):
-                    # Where the interpreter notices a stop: the innermost loop, else the function.
-                    self.fail(code, self.loop_nodes[-1] if self.loop_nodes else self.t.sig.fn)
+                    self.fail(code, self.stop_node())
             with count:
                 b.store(total, slot).set_metadata("tbaa", self.mb.tbaa["runtime"])
+
+    def stop_node(self) -> Node:
+        """Where the interpreter notices a stop: the innermost loop, else the function."""
+        return self.loop_nodes[-1] if self.loop_nodes else self.t.sig.fn
 
     def check_alloc(self, obj: ir.Value, node: Node) -> None:
         with self.b.if_then(self.b.icmp_unsigned("==", obj, ir.Constant(PTR, None)), likely=False):
@@ -1135,7 +1139,8 @@ class FunctionLowerer:
                 self.store_item(arr, n, value)
                 b.store(b.add(n, I64(1)), self.field_ptr(arr, ARRAY_SIZE, I64)).set_metadata("tbaa", self.mb.tbaa["header"])
             with grow:  # the buffer grows by an eighth: count the whole array, amortised over its pushes
-                self.count_allocation(b.mul(n, I64(8)), node)
+                # (the interpreter's push reserves nothing: its memory watch stops the job as a stop)
+                self.count_allocation(b.mul(n, I64(8)), self.stop_node())
                 status = b.call(self.mb.array_function("relay_array_push"), [arr, value, self.rt])
                 with b.if_then(b.icmp_signed("!=", status, I32(0)), likely=False):
                     busy = b.icmp_signed("==", status, I32(-2))
