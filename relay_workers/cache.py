@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import cast
 
 import redis
 
@@ -26,7 +27,7 @@ class RedisObjectStore:
         self.r = r
 
     def get(self, cache_key: str) -> bytes | None:
-        return self.r.get(key("obj", cache_key))
+        return cast(bytes | None, self.r.get(key("obj", cache_key)))
 
     def put(self, cache_key: str, data: bytes) -> None:
         if len(data) <= MAX_OBJECT:

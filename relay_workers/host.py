@@ -574,10 +574,10 @@ class Inbox:
         """Records the message of a plain Celery producer at its server (a no-op when it is there already);
         True when it waits there to be applied. Its reply goes to its message id and its task id."""
         self.host.results.carried(d.message_id, task_id)
-        status, reply = self.host.ledger.journal(d.server, d.message_id, d.handler, d.args, d.chain, False, True)
+        status, reply = self.host.ledger.journal(d.server, d.message_id, d.handler, d.args, d.chain, wait=False, result=True)
         if status < 0:
             err = RelayError(f"no server named '{d.server}' is deployed")
             self.host.store_result(d.message_id, {"error": err.to_dict()}, task_id)
-        elif status == 1:  # applied before: the reply again, for Celery's AsyncResult
+        elif status == 1 and reply is not None:  # applied before: the reply again, for Celery's AsyncResult
             self.host.store_result(d.message_id, reply, task_id)
         return status == 0

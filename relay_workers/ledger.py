@@ -32,8 +32,10 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from typing import cast
 
 import redis
+from redis.typing import EncodableT
 
 PREFIX = "relay:"
 STORE_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)  # the store away, or a connection reset
@@ -44,6 +46,11 @@ CHECKPOINTED = ""  # the state hash's own field: messages applied so far
 
 def key(*parts: str) -> str:
     return PREFIX + ":".join(parts)
+
+
+def text(raw: bytes | str) -> str:
+    """A store reply as text (the store's clients answer bytes)."""
+    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 def connect(url: str, name: str | None = None) -> redis.Redis:
@@ -226,6 +233,12 @@ class Pending:
     result: bool = False
     attempts: int = 0
 
+    @classmethod
+    def stored(cls, message_id: str, payload: bytes, attempts: int) -> Pending:
+        """A message as the journal stores it: its payload (see Ledger.journal) and its attempts."""
+        handler, args, chain, wait, result = json.loads(payload)
+        return cls(message_id, handler, args, chain, wait, result, attempts)
+
 
 @dataclass
 class Batch:
@@ -272,7 +285,7 @@ class Ledger:
 
     # ------------------------------------------------------------ journal and replies
 
-    def journal(self, name: str, message_id: str, handler: str, args: list, chain: list[str],
+    def journal(self, name: str, message_id: str, handler: str, args: list, chain: list[str], *,
                 wait: bool, result: bool = False) -> tuple[int, dict | None]:
         """Records a message before it is published (`result`: store its reply as a Celery result too).
         Returns (1, reply) when it was applied already, (0, None) when it is journalled, (-1, None) when
@@ -289,8 +302,7 @@ class Ledger:
                                key("payload", name), key("attempts", name)], args=[host, self.lease_ms, limit])
         if got[0] is None:
             return Batch(None, None, [])
-        messages = [Pending(got[i].decode(), *json.loads(got[i + 2]), attempts=int(got[i + 1]))
-                    for i in range(3, len(got), 3)]
+        messages = [Pending.stored(text(got[i]), got[i + 2], int(got[i + 1])) for i in range(3, len(got), 3)]
         return Batch(got[0].decode(), int(got[1]) if got[1] is not None else None, messages, int(got[2]))
 
     def queued(self, name: str) -> int:
@@ -387,7 +399,7 @@ class Ledger:
 
     def holder(self, name: str) -> str | None:
         lease = self.r.get(key("lease", name))
-        return lease.decode().rsplit(" ", 1)[0] if lease else None
+        return text(lease).rsplit(" ", 1)[0] if lease else None
 
     # ------------------------------------------------------------ state
 
@@ -400,7 +412,7 @@ class Ledger:
         data = self.r.hgetall(key("state", name))
         if not data:
             return None
-        return {k.decode(): v.decode() for k, v in data.items() if k.decode() != CHECKPOINTED}
+        return {text(k): text(v) for k, v in data.items() if text(k) != CHECKPOINTED}
 
     def commit(self, name: str, lease: str, replies: list[tuple[Pending, dict]], fields: dict[str, str],
                removed: list[str], outgoing: list[Outgoing], untaken: list[str]) -> bool:
@@ -414,7 +426,7 @@ class Ledger:
                 keys.append(key("reply", message.id))
                 if message.chain:  # a server's handler waits: its wait-for edge goes with the reply
                     keys.append(key("waitfor", message.chain[-1]))
-        args: list[object] = [lease.split(" ")[-1], lease, self.lease_ms, APPLIED_KEPT, REPLY_TTL, name + " ",
+        args: list[EncodableT] = [lease.split(" ")[-1], lease, self.lease_ms, APPLIED_KEPT, REPLY_TTL, name + " ",
                               len(fields)]
         for field, text in fields.items():
             args += [field, text]
@@ -444,10 +456,11 @@ class DeadLetters:
     def add(self, queue: str, reason: str, raw: str = "", message_id: str | None = None, **fields: object) -> str:
         """Records a dead letter; returns its id (the message id when there is one)."""
         letter_id = message_id or uuid.uuid4().hex
-        entry = {"id": letter_id, "queue": queue, "reason": reason, "raw": raw[:4096], "time": time.time(), **fields}
+        now = time.time()
+        entry = {"id": letter_id, "queue": queue, "reason": reason, "raw": raw[:4096], "time": now, **fields}
         with self.r.pipeline() as pipe:
             pipe.hset(key("dead"), letter_id, json.dumps(entry))
-            pipe.zadd(key("deadtime"), {letter_id: entry["time"]})
+            pipe.zadd(key("deadtime"), {letter_id: now})
             pipe.execute()
         excess = self.r.zcard(key("deadtime")) - self.KEPT
         if excess > 0:
@@ -456,7 +469,7 @@ class DeadLetters:
         return letter_id
 
     def list(self, server: str | None = None) -> list[dict]:
-        ids = self.r.zrange(key("deadtime"), 0, -1)
+        ids = cast(list[bytes], self.r.zrange(key("deadtime"), 0, -1))
         entries = [json.loads(x) for x in self.r.hmget(key("dead"), ids) if x is not None] if ids else []
         return [e for e in entries if server is None or e.get("server") == server]
 

@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from typing import cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
-from .ledger import key
+from .ledger import key, text
 
 log = logging.getLogger("relay.workers")
 
@@ -123,11 +126,11 @@ class Registry:
             gone = [h.decode() for h in self._reap(keys=[key("hosts"), key("host", "")], args=[self.host_ttl])]
         seconds, micros = self.r.time()
         now = seconds + micros / 1e6
-        beats = {h.decode(): float(t) for h, t in self.r.hgetall(key("hosts")).items()}
+        beats = {text(h): float(t) for h, t in self.r.hgetall(key("hosts")).items()}
         missing = self.disconnected(list(beats))
-        suspected = {h.decode(): float(t) for h, t in self.r.hgetall(key("suspects")).items()}
+        suspected = {text(h): float(t) for h, t in self.r.hgetall(key("suspects")).items()}
         settled = uptime > self.host_ttl / 2
-        still: dict[str, float] = {}
+        still: dict[FieldT, EncodableT] = {}  # host -> when it was first suspected
         self.recheck = None
         for host in sorted(missing):
             since = suspected.get(host)
@@ -156,7 +159,7 @@ class Registry:
         server without a live owner?"""
         seconds, micros = self.r.time()
         now = seconds + micros / 1e6
-        beats = {h.decode(): float(t) for h, t in self.r.hgetall(key("hosts")).items()}
+        beats = {text(h): float(t) for h, t in self.r.hgetall(key("hosts")).items()}
         return (any(now - t > self.host_ttl for t in beats.values()) or bool(self.disconnected(list(beats)))
                 or any(self.orphans()))
 
@@ -177,7 +180,7 @@ class Registry:
             self.r.delete(key("wake", host))
 
     def live_hosts(self) -> list[str]:
-        return sorted(h.decode() for h in self.r.hkeys(key("hosts")))
+        return sorted(text(h) for h in self.r.hkeys(key("hosts")))
 
     def remove_host(self, host: str) -> None:
         self.r.hdel(key("hosts"), host)
@@ -187,22 +190,22 @@ class Registry:
 
     def server(self, name: str) -> dict[str, str] | None:
         data = self.r.hgetall(key("server", name))
-        return {k.decode(): v.decode() for k, v in data.items()} if data else None
+        return {text(k): text(v) for k, v in data.items()} if data else None
 
     def summary(self, name: str) -> dict[str, str]:
         """A server's record without its source: status, reason, restarts, version (those set)."""
         fields = ("status", "reason", "restarts", "version")
         values = self.r.hmget(key("server", name), fields)
-        return {f: v.decode() for f, v in zip(fields, values) if v is not None}
+        return {f: text(v) for f, v in zip(fields, values) if v is not None}
 
     def names(self) -> list[str]:
-        return sorted(n.decode() for n in self.r.smembers(key("servers")))
+        return sorted(text(n) for n in self.r.smembers(key("servers")))
 
     def version(self, name: str) -> int | None:
         v = self.r.hget(key("server", name), "version")
         return int(v) if v is not None else None
 
-    def register(self, name: str, source: str, file: str, settings: dict[str, float] | None = None) -> int:
+    def register(self, name: str, source: str, file: str, settings: Mapping[FieldT, EncodableT] | None = None) -> int:
         """Records (or upgrades) a server with its settings, placed on a live host if it has no live owner;
         returns its version."""
         k = key("server", name)
@@ -218,7 +221,7 @@ class Registry:
 
     def place_if_unowned(self, name: str) -> None:
         """Gives a server with no live owner to the live host with the fewest servers, and wakes that host."""
-        owner = (self.r.hget(key("server", name), "owner") or b"").decode()
+        owner = text(self.r.hget(key("server", name), "owner") or b"")
         if owner not in set(self.live_hosts()):
             host = self.place()
             if host and self.assign(name, owner, host):
@@ -233,7 +236,7 @@ class Registry:
         """Times of the server's restarts after `since`, oldest first (older ones are forgotten)."""
         k = key("restarts", name)
         self.r.zremrangebyscore(k, "-inf", f"({since}")
-        return [float(t) for t in self.r.zrangebyscore(k, since, "+inf")]
+        return [float(t) for t in cast(list[bytes], self.r.zrangebyscore(k, since, "+inf"))]
 
     def mark_failed(self, name: str, reason: str) -> None:
         """Stops restarting the server; its queue, journal and state stay for `restart`."""
@@ -291,5 +294,5 @@ class Registry:
     def hand_off(self, name: str, host: str) -> None:
         """A clean stop: the server is left unowned, for the supervisor to place at once (no restart counted)."""
         k = key("server", name)
-        if (self.r.hget(k, "owner") or b"").decode() == host:
+        if text(self.r.hget(k, "owner") or b"") == host:
             self.r.hset(k, "owner", "")

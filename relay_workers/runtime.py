@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from celery import Celery
 
@@ -44,6 +44,8 @@ from relay_lang.values import Array, Function, ServerRef
 from .ledger import STORE_DOWN, Ledger, Outgoing
 from .registry import Registry
 from .wire import describe, from_wire, to_wire
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # the producer side (RelayClient) must not load the interpreter and LLVM
     from relay_lang.interpreter import Interpreter
@@ -69,7 +71,7 @@ class NoReply(RelayError):
         self.cause = cause
 
 
-def retrying(action: Callable[[], object], deadline: float) -> object:
+def retrying(action: Callable[[], T], deadline: float) -> T:
     """action(), tried again while the store is away (a reset connection, a restart) until `deadline` (a
     time.monotonic() value); past it, the store's error is raised."""
     pause = 0.02
@@ -100,11 +102,11 @@ class Messenger:
         self.app = app
         self.ledger = ledger
 
-    def post(self, server: str, handler: str, args: list, message_id: str, chain: list[str],
+    def post(self, server: str, handler: str, args: list, message_id: str, chain: list[str], *,
              wait: bool, result: bool = False) -> dict | None:
         """Journals and publishes; returns the reply at once if the message was applied already. `result`:
         the owner stores the reply as the Celery result of the message id too (for plain Celery producers)."""
-        status, reply = self.ledger.journal(server, message_id, handler, args, chain, wait, result)
+        status, reply = self.ledger.journal(server, message_id, handler, args, chain, wait=wait, result=result)
         if status < 0:
             raise RelayError(f"no server named '{server}' is deployed")
         if status == 1:
@@ -128,12 +130,12 @@ class Messenger:
         only logged (its owner finds it in the journal at its next heartbeat) and the wait reconnects to
         a store that goes away. NoReply when no reply came in time, or the store stayed away."""
         deadline = time.monotonic() + timeout
-        status, reply = (retrying(lambda: self.ledger.journal(server, message_id, handler, args, chain, True),
+        status, reply = (retrying(lambda: self.ledger.journal(server, message_id, handler, args, chain, wait=True),
                                   deadline) if patient
-                         else self.ledger.journal(server, message_id, handler, args, chain, True))
+                         else self.ledger.journal(server, message_id, handler, args, chain, wait=True))
         if status < 0:
             raise RelayError(f"no server named '{server}' is deployed")
-        if status == 1:
+        if status == 1 and reply is not None:
             return reply
         try:
             self.ring(server, handler, args, message_id, chain)
@@ -227,7 +229,7 @@ class FleetRuntime:
     def send(self, server: ServerRef, handler: str, args: list) -> None:
         wire = to_wire(Array(args), "a message")
         if self.handling is None:
-            self.messenger.post(server.name, handler, wire, uuid.uuid4().hex, [], False)  # type: ignore[arg-type]
+            self.messenger.post(server.name, handler, wire, uuid.uuid4().hex, [], wait=False)  # type: ignore[arg-type]
             return
         if self.registry.version(server.name) is None:
             raise RelayError(f"no server named '{server.name}' is deployed")

@@ -9,7 +9,7 @@ trip (a host at each heartbeat, an eval job when it ends).
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 
 import redis
 
@@ -32,7 +32,7 @@ class FleetStats:
         self.lock = threading.Lock()
         self.counters: Counter[str] = Counter()
         self.buckets: dict[str, Counter[str]] = {kind: Counter() for kind in HISTOGRAMS}
-        self.sums: Counter[str] = Counter()
+        self.sums: defaultdict[str, float] = defaultdict(float)  # seconds observed, by kind
         self.seen_cache = (0, 0, 0)
 
     def count(self, name: str, n: int = 1) -> None:
@@ -56,7 +56,7 @@ class FleetStats:
     def flush(self) -> None:
         with self.lock:
             counters, buckets, sums = self.counters, self.buckets, self.sums
-            self.counters, self.sums = Counter(), Counter()
+            self.counters, self.sums = Counter(), defaultdict(float)
             self.buckets = {kind: Counter() for kind in HISTOGRAMS}
         if not counters and not sums:
             return

@@ -21,7 +21,7 @@ import math
 
 import redis
 
-from .ledger import key
+from .ledger import key, text
 
 QUEUE_PREFIX = "relay."
 PRIORITY_SEP = "\x06\x16"  # kombu's Redis transport: `QUEUE\x06\x16N` holds the messages of priority N
@@ -50,7 +50,7 @@ class Strays:
                     pipe.expire(key("strays"), math.ceil(self.every * 5))
                 pipe.execute()
             return set(found)
-        return {n.decode() for n in self.store.smembers(key("strays"))} - deployed
+        return {text(n) for n in self.store.smembers(key("strays"))} - deployed
 
     def scan(self) -> set[str]:
         """Every server name with a non-empty `relay.NAME` queue on the broker (relay.eval excluded)."""

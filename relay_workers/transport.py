@@ -59,7 +59,7 @@ class Channel(kombu_redis.Channel):
             self.connection._deliver(item, dest)
             return True
         finally:
-            self._in_poll = None
+            self._in_poll = None  # type: ignore[assignment]  # as kombu's own _brpop_read (its class says bool)
             self._flush_brpop_reauth()  # as kombu's own _brpop_read
 
     def _set_aside(self, queue: str, text: str, reason: str) -> None:

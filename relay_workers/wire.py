@@ -42,22 +42,25 @@ class _Encoder:
 
     def encode(self, v: object) -> object:
         if type(v) is float:
-            if not math.isfinite(v):  # type: ignore[arg-type]
-                return {"$num": repr(v)}
-            return v
+            return v if math.isfinite(v) else {"$num": repr(v)}
         if type(v) is ServerRef:
-            return {"$server": v.name}  # type: ignore[attr-defined]
-        if type(v) is Array or type(v) is dict:
-            self.items += len(v)  # type: ignore[arg-type]
-            if self.items > MAX_WIRE_ITEMS:
-                raise RelayError(f"a value too large to send across the fleet (over {MAX_WIRE_ITEMS:,} elements "
-                                 "once its shared parts are written out)", kind="limit")
-            if self.items & 0xFFF < len(v):  # type: ignore[arg-type]
-                checkpoint()
-            if type(v) is Array:
-                return [self.encode(x) for x in v]  # type: ignore[attr-defined]
-            return {k: self.encode(x) for k, x in v.items()}  # type: ignore[attr-defined]
+            return {"$server": v.name}
+        if type(v) is Array:
+            self.count(len(v))
+            return [self.encode(x) for x in v]
+        if type(v) is dict:
+            self.count(len(v))
+            return {k: self.encode(x) for k, x in v.items()}
         return v
+
+    def count(self, n: int) -> None:
+        """n more elements written out: within MAX_WIRE_ITEMS, the time budget checked every 4,096."""
+        self.items += n
+        if self.items > MAX_WIRE_ITEMS:
+            raise RelayError(f"a value too large to send across the fleet (over {MAX_WIRE_ITEMS:,} elements "
+                             "once its shared parts are written out)", kind="limit")
+        if self.items & 0xFFF < n:
+            checkpoint()
 
 
 def describe(server: str, handler: str, args: list) -> str:
@@ -74,27 +77,27 @@ def from_wire(value: object, depth: int = 0) -> object:
     t = type(value)
     if t is bool or value is None or t is str:
         return value
-    if t is int or t is float:
-        return float(value)  # type: ignore[arg-type]
+    if type(value) is int or type(value) is float:
+        return float(value)
     if depth >= MAX_NESTING:
         raise bad_request(f"a value nested more than {MAX_NESTING} levels deep")
-    if t is list:
-        return Array([from_wire(x, depth + 1) for x in value])  # type: ignore[attr-defined]
-    if t is dict:
-        if set(value) == {"$server"}:  # type: ignore[arg-type]
-            name = value["$server"]  # type: ignore[index]
+    if type(value) is list:
+        return Array([from_wire(x, depth + 1) for x in value])
+    if type(value) is dict:
+        if set(value) == {"$server"}:
+            name = value["$server"]
             if type(name) is not str:
                 raise bad_request("{\"$server\": NAME} takes the server's name as a string")
             return ServerRef(name)
-        if set(value) == {"$num"}:  # type: ignore[arg-type]
-            return _special_number(value["$num"])  # type: ignore[index]
-        return {str(k): from_wire(x, depth + 1) for k, x in value.items()}  # type: ignore[attr-defined]
+        if set(value) == {"$num"}:
+            return _special_number(value["$num"])
+        return {str(k): from_wire(x, depth + 1) for k, x in value.items()}
     raise bad_request(f"a {t.__name__} cannot be a Relay value")
 
 
 def _special_number(text: object) -> float:
-    if text in ("inf", "-inf", "nan"):
-        return float(text)  # type: ignore[arg-type]
+    if text == "inf" or text == "-inf" or text == "nan":
+        return float(str(text))
     raise bad_request(f"{{\"$num\": {text!r}}}: $num takes \"inf\", \"-inf\" or \"nan\"")
 
 
