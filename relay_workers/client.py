@@ -83,7 +83,7 @@ class RelayClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def unreachable(self, exc: BaseException, message_id: str | None = None, sent: bool = False) -> FleetUnreachable:
+    def unreachable(self, exc: BaseException, message_id: str | None = None, *, sent: bool = False) -> FleetUnreachable:
         """The error for a fleet that does not answer; with the message id of a call that gave up (`sent`:
         it was journalled, so it will be applied; otherwise a retry with the same id is applied once)."""
         reason = " ".join(str(exc).split())
@@ -201,7 +201,7 @@ class RelayClient:
         message_id = message_id or uuid.uuid4().hex
         wire = [to_wire(from_wire(a)) for a in args]
         try:
-            self.messenger.post(server, handler, wire, message_id, [], False)
+            self.messenger.post(server, handler, wire, message_id, [], wait=False)
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None
         return message_id

@@ -124,7 +124,8 @@ def misrouted_delivery(self: FleetTask, *args: object, **kwargs: object) -> None
         return
     results.carried(d.message_id, task_id)
     try:
-        reply = self.resources.messenger.post(d.server, d.handler, d.args, d.message_id, d.chain, False, True)
+        reply = self.resources.messenger.post(d.server, d.handler, d.args, d.message_id, d.chain, wait=False,
+                                                      result=True)
     except RelayError as err:
         reply = {"error": err.to_dict()}
     if reply is not None:
