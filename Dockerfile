@@ -5,7 +5,6 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY relay_lang relay_lang
 COPY relay_workers relay_workers
-COPY config config
 COPY examples examples
 # gcc builds Relay's array type (relay_lang/_array.c), then leaves the image.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \

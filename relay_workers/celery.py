@@ -14,10 +14,12 @@ import logging
 
 from celery import Celery, bootsteps
 
+from .settings import celery_config, load
+
 log = logging.getLogger("relay.workers")
 
 app = Celery("relay", include=["relay_workers.tasks"])
-app.config_from_object("config.settings")
+app.config_from_object(celery_config(load()))  # a bad RELAY_* variable: ConfigurationError
 app.conf.task_routes = {"relay.eval": {"queue": "relay.eval"}}
 app.conf.worker_consumer = "relay_workers.consumer:Consumer"
 

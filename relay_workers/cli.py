@@ -3,8 +3,8 @@
 `relay eval | deploy | call | send | result | servers | dead-letters` drive the fleet
 through `RelayClient`; URLs come from RELAY_BROKER_URL, RELAY_RESULT_BACKEND
 and RELAY_STORE_URL. Exit status: 0 done, 1 a Relay error (in the program, the
-handler, or the request), 2 bad usage or an unreadable file, 3 the fleet
-cannot be reached.
+handler, or the request), 2 bad usage, an unreadable file or a bad setting
+(a RELAY_* variable: relay_workers.settings), 3 the fleet cannot be reached.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from relay_lang.cli import build_parser, guarded, positive_seconds, read_source, run_command, size_argument
 from relay_lang.errors import RelayError
 from relay_lang.values import show
+
+from .settings import ConfigurationError, load
 
 FLEET_COMMANDS = ("eval", "deploy", "call", "send", "result", "servers", "restart", "dead-letters")
 
@@ -116,6 +119,8 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         source = read_source(args.file) if getattr(args, "file", None) else None
         with client_from_env() as client:
             return _dispatch(client, args, source)
+    except ConfigurationError:
+        raise  # configured() reports it
     except FleetUnreachable as err:
         print(f"relay: {err.message}", file=sys.stderr)
         return 3
@@ -191,6 +196,16 @@ def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
     return 0
 
 
+def configured(command: Callable[[], int]) -> int:
+    """Runs a command of the fleet once its settings are read: a bad one is one line and exit status 2."""
+    try:
+        load()
+        return command()
+    except ConfigurationError as err:
+        print(f"relay: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, sub = build_parser()
     add_fleet_commands(sub)
@@ -199,13 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "gateway":
         from .gateway import run_gateway
-        return guarded(lambda: run_gateway(args))
+        return guarded(lambda: configured(lambda: run_gateway(args)))
     if args.command == "up":
         from .up import default_data_dir, run
-        return guarded(lambda: run(args.workers, Path(args.data) if args.data else default_data_dir(args.demo), args.demo,
-                                   not args.no_flower))
+        return guarded(lambda: configured(lambda: run(args.workers, Path(args.data) if args.data
+                                                      else default_data_dir(args.demo), args.demo, not args.no_flower)))
     if args.command in FLEET_COMMANDS:
-        return guarded(lambda: run_fleet_command(args))
+        return guarded(lambda: configured(lambda: run_fleet_command(args)))
     return guarded(lambda: run_command(args))
 
 

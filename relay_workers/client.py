@@ -21,6 +21,7 @@ from .deploy import check, declared_servers
 from .ledger import DeadLetters, Ledger, connect
 from .registry import Registry, node_of
 from .runtime import Messenger, NoReply, remote_error, retrying
+from .settings import celery_config, load
 from .wire import from_wire, to_wire
 
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError, ConnectionError)
@@ -49,28 +50,29 @@ class EvalResult:
 
 
 class RelayClient:
-    """Eval jobs, deployment and messages; URLs from the arguments or the environment (see config/settings.py)."""
+    """Eval jobs, deployment and messages; URLs from the arguments or the environment, and the other
+    settings from the environment (relay_workers.settings; a bad one raises its ConfigurationError)."""
 
     def __init__(self, broker_url: str | None = None, result_backend: str | None = None,
                  store_url: str | None = None) -> None:
-        from config import settings
+        settings = load()
         broker = broker_url or settings.broker_url
         backend = result_backend or (broker if broker_url and broker.startswith("redis") else settings.result_backend)
         self.app = Celery("relay-client", set_as_current=False)
-        self.app.config_from_object(settings)
+        self.app.config_from_object(celery_config(settings))
         self.app.conf.broker_url = broker
         self.app.conf.result_backend = backend
         self.app.conf.broker_connection_retry = False
         self.app.conf.broker_connection_max_retries = 0
         if not broker.startswith(("redis://", "rediss://")):
             self.app.conf.broker_transport = None
-        self.store_url = store_url or settings.relay_store_url
-        self.job_time_limit: float = settings.relay_job_time_limit  # also a deploy check's (see deploy)
-        self.output_limit: int = settings.relay_output_limit
+        self.store_url = store_url or settings.store_url
+        self.job_time_limit: float = settings.job_time_limit  # also a deploy check's (see deploy)
+        self.output_limit: int = settings.output_limit
         self.broker_url = broker
         r = connect(self.store_url)
-        self.registry = Registry(r, settings.relay_host_ttl)
-        self.ledger = Ledger(r, settings.relay_lease_ttl)
+        self.registry = Registry(r, settings.host_ttl)
+        self.ledger = Ledger(r, settings.lease_ttl)
         self.messenger = Messenger(self.app, self.ledger)
         self.dead = DeadLetters(r)
 

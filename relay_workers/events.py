@@ -5,7 +5,7 @@ the events a worker would: `task-received`, `task-started`, then
 `task-succeeded` or `task-failed`, named `relay.deliver`, with the message id
 as the task id and the server, handler and arguments readable in `args`
 (`counter.add(1, 2)`). Sent only when the worker sends task events
-(`worker_send_task_events`, on by default in config/settings.py, or `-E`).
+(`worker_send_task_events`, on by default in relay_workers/settings.py, or `-E`).
 They are buffered and published together (one `task.multi` event, which
 Celery's event receivers and Flower unpack) when a batch of messages commits.
 """

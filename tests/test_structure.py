@@ -7,11 +7,15 @@
   never on each other, and the app factory is the only module that imports them.
 
 Every import counts: module level, inside functions and under TYPE_CHECKING.
+
+And the project installs two top-level packages, relay_lang and relay_workers: no generic name
+(`config`) that would collide with another project's in the same environment.
 """
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -120,3 +124,9 @@ def test_gateway_routers_share_dependencies_and_only_the_app_factory_includes_th
 
 def layer(package: str, module: str) -> str:
     return list(PACKAGES[package])[rank(package)[module]]
+
+
+def test_the_only_top_level_packages_are_relay_lang_and_relay_workers() -> None:
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert found["include"] == ["relay_lang*", "relay_workers*"]
+    assert list((ROOT / "config").glob("**/*.py")) == []  # config/ holds samples, not a package

@@ -1,1 +1,0 @@
-"""Settings of the Relay fleet (Celery and Redis), with environment overrides."""
