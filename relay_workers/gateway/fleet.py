@@ -132,7 +132,7 @@ class Fleet:
         """The reply ({"value"} or {"error"}) of a message; waits on its reply list."""
         wire = await self.checked_args(server, handler, args)
         message_id = message_id or uuid.uuid4().hex
-        reply = await self.blocking(self.client.messenger.post, server, handler, wire, message_id, [], True)
+        reply = await self.blocking(lambda: self.client.messenger.post(server, handler, wire, message_id, [], wait=True))
         deadline = time.monotonic() + timeout
         while reply is None:
             left = deadline - time.monotonic()
@@ -146,7 +146,7 @@ class Fleet:
     async def send(self, server: str, handler: str, args: list, message_id: str | None = None) -> str:
         wire = await self.checked_args(server, handler, args)
         message_id = message_id or uuid.uuid4().hex
-        await self.blocking(self.client.messenger.post, server, handler, wire, message_id, [], False)
+        await self.blocking(lambda: self.client.messenger.post(server, handler, wire, message_id, [], wait=False))
         return message_id
 
     # ------------------------------------------------------------ eval jobs
