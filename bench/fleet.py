@@ -39,7 +39,7 @@ from pathlib import Path
 import kombu
 from bench_machine import describe
 
-from relay_workers.devfleet import Fleet, RedisServer
+from relay_workers.devfleet import LocalFleet, RedisServer
 
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 
@@ -81,7 +81,7 @@ def main() -> None:
             print(f"## {label} broker: skipped (none answers on localhost:5672)")
             continue
         server = RedisServer(work / label)
-        fleet = Fleet.on(server.url, broker=broker, logs=work)
+        fleet = LocalFleet.on(server.url, broker=broker, logs=work)
         try:
             run(fleet, label, args.calls, args.sends, everything=broker is None)
         finally:
@@ -105,7 +105,7 @@ def rabbitmq_answers() -> bool:
     return True
 
 
-def run(fleet: Fleet, label: str, calls: int, sends: int, everything: bool) -> None:
+def run(fleet: LocalFleet, label: str, calls: int, sends: int, everything: bool) -> None:
     fleet.start("wa", "relay.*,only-wa")
     client = fleet.client()
     client.deploy("server echo { receive fn hi(x) { x } }")
@@ -156,7 +156,7 @@ def pipelined(client, sends: int) -> None:
     print(f"pipelined ratio relay/bare: {best[bare] / best[relay]:.2f}x")
 
 
-def first_runs(fleet: Fleet, client) -> None:
+def first_runs(fleet: LocalFleet, client) -> None:
     fleet.start("wb", "relay.*,only-wb")
     source = "@llvm\nfn tri(n) { let s = 0\n for i in 0..n { s += i * 3 }\n s }\ntri(1000)"
 
@@ -191,7 +191,7 @@ def cores(work: Path, messages: int = 40) -> None:
     rates = {}
     for workers in (1, 2):
         server = RedisServer(work / f"cores-{workers}")
-        fleet = Fleet.on(server.url, logs=work)
+        fleet = LocalFleet.on(server.url, logs=work)
         try:
             for w in range(workers):
                 fleet.start(f"c{workers}{w}")
@@ -235,7 +235,7 @@ def compiled_cores(work: Path, messages: int = 12, iterations: int = 20_000_000)
     (compiled code lets go of the GIL, so one worker's servers use its cores); one fresh fleet."""
     print(f"{'compiled handlers on 1 worker':<34} {'msgs/s':>10} {'seconds':>9}")
     server = RedisServer(work / "compiled-cores")
-    fleet = Fleet.on(server.url, logs=work)
+    fleet = LocalFleet.on(server.url, logs=work)
     rates = {}
     try:
         fleet.start("cc")
@@ -307,7 +307,7 @@ def rss_mib(pid: int) -> float:
 class Keeper:
     """A process manager for one worker: starts it again whenever it exits, and samples its RSS."""
 
-    def __init__(self, fleet: Fleet, name: str, start: Callable[[], str]) -> None:
+    def __init__(self, fleet: LocalFleet, name: str, start: Callable[[], str]) -> None:
         self.fleet, self.name, self.start = fleet, name, start
         self.node = start()
         self.recycles = 0
@@ -347,7 +347,7 @@ def compiled_programs(work: Path, programs: int, recycle_mib: int, chunk: int = 
     """A solo worker compiles `programs` distinct @llvm programs (eval jobs in its main process, beside its
     host and a server), recycled past `recycle_mib` and restarted: RSS stays bounded, nothing is lost."""
     server = RedisServer(work / "programs")
-    fleet = Fleet.on(server.url, logs=work)
+    fleet = LocalFleet.on(server.url, logs=work)
     try:
         keeper = Keeper(fleet, "jit", lambda: fleet.start("jit", pool=["-P", "solo"],
                                                           RELAY_HOST_MAX_MEMORY_MIB=str(recycle_mib)))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from relay_workers.devfleet import Fleet, RedisServer
+from relay_workers.devfleet import LocalFleet, RedisServer
 
 
 def local_ports() -> set[int]:
@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relay-round-trips-"))
     server = RedisServer(work)
-    fleet = Fleet.on(server.url, logs=work)
+    fleet = LocalFleet.on(server.url, logs=work)
     try:
         fleet.start("w1")
         client = fleet.client()

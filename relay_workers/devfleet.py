@@ -79,8 +79,9 @@ class RedisServer:
             self.proc = None
 
 
-class Fleet:
-    """Worker processes sharing one broker and store."""
+class LocalFleet:
+    """Worker processes on this machine sharing one broker and store, started and stopped as a process
+    manager would (the gateway's `Fleet` is something else: a handle on a running fleet)."""
 
     def __init__(self, env: dict[str, str], logs: Path, domain: str = "relay-test") -> None:
         self.env = env
@@ -89,7 +90,7 @@ class Fleet:
         self.workers: dict[str, subprocess.Popen] = {}
 
     @classmethod
-    def on(cls, redis_url: str, broker: str | None = None, logs: Path | None = None, **settings: str) -> Fleet:
+    def on(cls, redis_url: str, broker: str | None = None, logs: Path | None = None, **settings: str) -> LocalFleet:
         env = dict(os.environ, RELAY_BROKER_URL=broker or f"{redis_url}/0", RELAY_RESULT_BACKEND=f"{redis_url}/1",
                    RELAY_STORE_URL=f"{redis_url}/2", RELAY_CACHE_DIR=tempfile.mkdtemp(prefix="relay-fleet-cache-"),
                    PYTHONPATH=str(ROOT), **settings)

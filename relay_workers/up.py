@@ -29,7 +29,7 @@ from pathlib import Path
 
 from relay_lang.values import show
 
-from .devfleet import ROOT, Fleet, RedisServer, free_port
+from .devfleet import ROOT, LocalFleet, RedisServer, free_port
 from .wire import from_wire
 
 EXAMPLES = ROOT / "examples"
@@ -43,7 +43,7 @@ class Up:
         self.gateway_port = free_port()
         self.token = os.environ.get("RELAY_GATEWAY_TOKEN") or secrets.token_urlsafe(24)
         self.redis: RedisServer | None = None
-        self.fleet: Fleet | None = None
+        self.fleet: LocalFleet | None = None
 
     def start(self) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ class Up:
             base = self.redis.url
             urls = {"RELAY_BROKER_URL": f"{base}/0", "RELAY_RESULT_BACKEND": f"{base}/1",
                     "RELAY_STORE_URL": f"{base}/2"}
-        self.fleet = Fleet(dict(os.environ, PYTHONPATH=str(ROOT), **urls), self.data / "logs",
+        self.fleet = LocalFleet(dict(os.environ, PYTHONPATH=str(ROOT), **urls), self.data / "logs",
                            domain=socket.gethostname())
         (self.data / "logs").mkdir(exist_ok=True)
         for i in range(1, self.count + 1):

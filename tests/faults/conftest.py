@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from conftest import eventually
-from relay_workers.devfleet import Fleet, RedisServer
+from relay_workers.devfleet import LocalFleet, RedisServer
 
 FAST = {"RELAY_LEASE_TTL": "2", "RELAY_HOST_TTL": "3", "RELAY_HEARTBEAT": "0.5"}
 FIGURES: list[str] = []
@@ -56,7 +56,7 @@ def redis_server(tmp_path):
 def fleet(redis_server, tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
-    f = Fleet.on(redis_server.url, logs=logs, **FAST)
+    f = LocalFleet.on(redis_server.url, logs=logs, **FAST)
     yield f
     f.stop_all()
 

@@ -14,7 +14,7 @@ import time
 import pytest
 import redis
 
-from relay_workers.devfleet import Fleet
+from relay_workers.devfleet import LocalFleet
 
 from .conftest import SEQ, deploy, owner, record, settle
 
@@ -23,7 +23,7 @@ from .conftest import SEQ, deploy, owner, record, settle
 def supervised(redis_server, tmp_path):
     logs = tmp_path / "supervised-logs"
     logs.mkdir()
-    fleet = Fleet.on(redis_server.url, logs=logs)  # the default settings
+    fleet = LocalFleet.on(redis_server.url, logs=logs)  # the default settings
     fleet.start_beat()
     yield fleet
     fleet.stop_all()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from relay_workers.devfleet import Fleet
+from relay_workers.devfleet import LocalFleet
 
 from .conftest import SEQ, deploy, owner, record, settle, wait_until
 
@@ -23,7 +23,7 @@ SOAK_SECONDS = float(os.environ.get("RELAY_SOAK_SECONDS", "600"))
 def supervised(redis_server, tmp_path):
     logs = tmp_path / "supervised-logs"
     logs.mkdir()
-    fleet = Fleet.on(redis_server.url, logs=logs)  # the default settings: heartbeat 1 s, lease 6 s, host TTL 8 s
+    fleet = LocalFleet.on(redis_server.url, logs=logs)  # the default settings: heartbeat 1 s, lease 6 s, host TTL 8 s
     fleet.start_beat()
     yield fleet
     fleet.stop_all()
@@ -145,7 +145,7 @@ class OomKiller:
     """What the kernel's OOM killer (or a cgroup limit) does: SIGKILL a worker past a memory size,
     and what a process manager does: start it again under its name."""
 
-    def __init__(self, fleet: Fleet, limit_mib: int) -> None:
+    def __init__(self, fleet: LocalFleet, limit_mib: int) -> None:
         self.fleet = fleet
         self.limit = limit_mib * 1024 * 1024
         self.kills = 0

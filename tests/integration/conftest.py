@@ -19,7 +19,7 @@ import socket
 import pytest
 import redis
 
-from relay_workers.devfleet import Fleet, RedisServer
+from relay_workers.devfleet import LocalFleet, RedisServer
 from relay_workers.registry import node_of
 
 
@@ -95,7 +95,7 @@ def fleet(request, tmp_path_factory):
     r = redis.Redis.from_url(redis_url)
     r.flushall()
     broker = f"{redis_url}/0" if request.param == "redis" else rabbitmq_broker()
-    f = Fleet.on(redis_url, broker, tmp_path_factory.mktemp("logs"))
+    f = LocalFleet.on(redis_url, broker, tmp_path_factory.mktemp("logs"))
     yield f
     f.stop_all()
 

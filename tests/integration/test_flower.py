@@ -9,13 +9,13 @@ import urllib.request
 import pytest
 
 from conftest import eventually
-from relay_workers.devfleet import Fleet, RedisServer, free_port
+from relay_workers.devfleet import LocalFleet, RedisServer, free_port
 
 
 @pytest.fixture
 def watched(tmp_path):
     server = RedisServer(tmp_path / "redis")
-    fleet = Fleet.on(server.url, logs=tmp_path)
+    fleet = LocalFleet.on(server.url, logs=tmp_path)
     port = free_port()
     fleet.start("w1")
     fleet.start_process("flower", ["celery", "-A", "relay_workers", "flower", f"--port={port}", "--address=127.0.0.1"],

@@ -23,7 +23,7 @@ from hypothesis.errors import Unsatisfiable
 from prometheus_client.parser import text_string_to_metric_families
 from schemathesis import GenerationMode
 
-from relay_workers.devfleet import ROOT, Fleet, RedisServer, free_port
+from relay_workers.devfleet import ROOT, LocalFleet, RedisServer, free_port
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -46,9 +46,9 @@ TALLY = "server tally {\n    state { n: 0 }\n    receive fn add(k: number) { sta
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory) -> Iterator[Fleet]:
+def fleet(tmp_path_factory) -> Iterator[LocalFleet]:
     store = RedisServer(tmp_path_factory.mktemp("gateway-redis"))
-    f = Fleet.on(store.url, logs=tmp_path_factory.mktemp("gateway-logs"))
+    f = LocalFleet.on(store.url, logs=tmp_path_factory.mktemp("gateway-logs"))
     try:
         nodes = [f.start(name, wait=False) for name in ("gw1", "gw2")]
         for node in nodes:
@@ -158,7 +158,7 @@ def test_readyz_turns_503_within_the_host_ttl_of_the_last_hosts_death(tmp_path) 
     heartbeat is older than RELAY_HOST_TTL (a fleet of its own, host TTL 3 s, heartbeat 0.5 s)."""
     host_ttl = 3.0
     store = RedisServer(tmp_path / "redis")
-    f = Fleet.on(store.url, logs=tmp_path, RELAY_HOST_TTL=str(host_ttl), RELAY_HEARTBEAT="0.5", RELAY_LEASE_TTL="2")
+    f = LocalFleet.on(store.url, logs=tmp_path, RELAY_HOST_TTL=str(host_ttl), RELAY_HEARTBEAT="0.5", RELAY_LEASE_TTL="2")
     port = free_port()
     proc = start_gateway(dict(f.env, RELAY_GATEWAY_TOKEN=TOKEN), "--port", str(port))
     url = f"http://127.0.0.1:{port}"

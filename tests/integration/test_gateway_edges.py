@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from relay_workers.devfleet import ROOT, Fleet, free_port
+from relay_workers.devfleet import ROOT, LocalFleet, free_port
 from relay_workers.gateway.fleet import RESULT_CONNECTIONS, STORE_CONNECTIONS
 from relay_workers.gateway.serving import RESERVED_DESCRIPTORS, connection_limit
 
@@ -38,7 +38,7 @@ def gateway(redis_url: str, logs, *args: str, open_files: int | None = None) -> 
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "relay_workers.cli", "gateway", "--port", str(port), *args],
-                            cwd=ROOT, env=dict(Fleet.on(redis_url, logs=logs).env, RELAY_GATEWAY_TOKEN=TOKEN),
+                            cwd=ROOT, env=dict(LocalFleet.on(redis_url, logs=logs).env, RELAY_GATEWAY_TOKEN=TOKEN),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=limit)
     url = f"http://127.0.0.1:{port}"
