@@ -22,6 +22,7 @@ from pathlib import Path
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+REDIS_CONF = ROOT / "config" / "redis.conf"  # in a checkout
 
 
 def free_port() -> int:
@@ -31,10 +32,12 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """redis-server on a free port; `noeviction` as a broker needs; with `appendonly` it keeps its data
-    across a restart (appendfsync always: a restart loses nothing)."""
+    """redis-server on a free port, its files in `workdir`; `noeviction` as a broker needs; with
+    `appendonly` it keeps its data across a restart (appendfsync always: a restart loses nothing).
+    With `conf` (config/redis.conf, say) that file's settings instead of those."""
 
-    def __init__(self, workdir: Path, appendonly: bool = False, fsync: str = "always") -> None:
+    def __init__(self, workdir: Path, *, appendonly: bool = False, fsync: str = "always",
+                 conf: Path | None = None) -> None:
         self.exe = shutil.which("redis-server")
         if self.exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server; .ci/test does it)")
@@ -42,15 +45,19 @@ class RedisServer:
         self.workdir = workdir
         self.appendonly = appendonly
         self.fsync = fsync
+        self.conf = conf
         workdir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
         self.start()
 
     def start(self) -> None:
-        persistence = ["--appendonly", "yes", "--appendfsync", self.fsync] if self.appendonly else ["--appendonly", "no"]
+        if self.conf is not None:  # redis-server takes its file first; options after it override it
+            settings = [str(self.conf)]
+        else:
+            persistence = ["--appendonly", "yes", "--appendfsync", self.fsync] if self.appendonly else ["--appendonly", "no"]
+            settings = ["--save", "", *persistence, "--maxmemory-policy", "noeviction"]
         self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
-             "--maxmemory-policy", "noeviction", "--dir", str(self.workdir)],
+            [self.exe, *settings, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         atexit.register(self.stop)  # a process that dies without its teardown leaves no redis-server behind
         client = redis.Redis(port=self.port)

@@ -1,7 +1,8 @@
 """`relay up`: a complete local fleet for development and demos, in one command.
 
 It starts, each as the command users type: a private redis-server (append-only,
-in a data folder it prints) unless RELAY_STORE_URL points at one, N workers
+with config/redis.conf in a checkout, in a data folder it prints) unless
+RELAY_STORE_URL points at one, N workers
 (`celery -A relay_workers worker -Q 'relay.*' -n wN@HOST`), beat (the
 supervisor's schedule) and Flower; prints where each part listens and the
 `export` lines for `relay`, `celery` and a Python producer; restarts a worker
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from relay_lang.values import show
 
-from .devfleet import ROOT, LocalFleet, RedisServer, free_port
+from .devfleet import REDIS_CONF, ROOT, LocalFleet, RedisServer, free_port
 from .wire import from_wire
 
 EXAMPLES = ROOT / "examples"
@@ -56,7 +57,8 @@ class Up:
             if shutil.which("redis-server") is None:
                 raise SystemExit("relay up: redis-server is not installed (.ci/install installs it; or set "
                                  "RELAY_STORE_URL, RELAY_BROKER_URL and RELAY_RESULT_BACKEND to a running Redis)")
-            self.redis = RedisServer(self.data / "redis", appendonly=True, fsync="everysec")
+            self.redis = (RedisServer(self.data / "redis", conf=REDIS_CONF) if REDIS_CONF.exists()  # a checkout
+                          else RedisServer(self.data / "redis", appendonly=True, fsync="everysec"))
             base = self.redis.url
             urls = {"RELAY_BROKER_URL": f"{base}/0", "RELAY_RESULT_BACKEND": f"{base}/1",
                     "RELAY_STORE_URL": f"{base}/2"}

@@ -43,12 +43,21 @@ def services(env: dict[str, str] | None = None) -> dict[str, dict]:
     return interpolate(yaml.safe_load(COMPOSE.read_text())["services"], env or {})  # type: ignore[return-value]
 
 
+def container_paths(service: dict) -> dict[str, Path]:
+    """A service's volumes: the path in the container -> the checkout's file (or the named volume)."""
+    mounts = [volume.split(":") for volume in service.get("volumes", [])]
+    return {inside: (ROOT / outside if outside.startswith("./") else Path(outside)) for outside, inside, *_ in mounts}
+
+
 def test_compose_describes_the_whole_fleet() -> None:
     s = services()
     assert set(s) == {"redis", "worker", "beat", "gateway", "flower"}
     redis_cmd = s["redis"]["command"]
     password = redis_cmd[redis_cmd.index("--requirepass") + 1]
-    assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes" and s["redis"]["volumes"]
+    mounts = container_paths(s["redis"])
+    assert redis_cmd[1] in mounts and mounts[redis_cmd[1]] == ROOT / "config" / "redis.conf"  # it runs config/redis.conf
+    assert {"appendonly yes", "maxmemory-policy noeviction"} <= set(mounts[redis_cmd[1]].read_text().splitlines())
+    assert "/data" in mounts  # a volume for its files
     for name, service in s.items():
         assert "healthcheck" in service, f"{name} has no healthcheck"
         if name == "redis":
@@ -96,7 +105,9 @@ class LocalStack:
         command = [self.local(a) for a in service["command"]]
         env = dict(os.environ, PYTHONPATH=str(ROOT), RELAY_CACHE_DIR=str(self.workdir / "cache"),
                    **{k: self.local(str(v)) for k, v in service.get("environment", {}).items()})
-        if name == "redis":
+        if name == "redis":  # the mounted config/redis.conf read from the checkout
+            mounts = container_paths(service)
+            command = [str(mounts[a]) if a in mounts else a for a in command]
             command += ["--port", str(self.ports["redis"]), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
         elif command[0] == "celery":
             command = [sys.executable, "-m", *command]
