@@ -5,6 +5,8 @@ through `RelayClient`; URLs come from RELAY_BROKER_URL, RELAY_RESULT_BACKEND
 and RELAY_STORE_URL. Exit status: 0 done, 1 a Relay error (in the program, the
 handler, or the request), 2 bad usage, an unreadable file or a bad setting
 (a RELAY_* variable: relay_workers.settings), 3 the fleet cannot be reached.
+Each command is a function of its own: COMMANDS (FLEET_COMMANDS for those of RelayClient) maps
+a command's name to it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from relay_lang.cli import build_parser, guarded, positive_seconds, read_source, run_command, size_argument
 from relay_lang.errors import RelayError
@@ -21,8 +24,8 @@ from relay_lang.values import show
 
 from .settings import ConfigurationError, load
 
-FLEET_COMMANDS = ("eval", "deploy", "call", "send", "result", "servers", "restart", "dead-letters")
-
+if TYPE_CHECKING:
+    from .client import RelayClient
 
 def add_host_commands(sub: argparse._SubParsersAction) -> None:
     up = sub.add_parser("up", help="start a complete local fleet (Redis, workers, beat, Flower) until Ctrl-C",
@@ -114,11 +117,12 @@ def _json_args(texts: list[str]) -> list[object]:
 
 
 def run_fleet_command(args: argparse.Namespace) -> int:
+    """A command that drives the fleet through a RelayClient (FLEET_COMMANDS), with its exit status."""
     from .client import FleetUnreachable, client_from_env
     try:
         source = read_source(args.file) if getattr(args, "file", None) else None
         with client_from_env() as client:
-            return _dispatch(client, args, source)
+            return FLEET_COMMANDS[args.command](client, args, source)
     except ConfigurationError:
         raise  # configured() reports it
     except FleetUnreachable as err:
@@ -132,75 +136,112 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         return 2
 
 
-def _dispatch(client, args: argparse.Namespace, source: str | None) -> int:
+def cmd_eval(client: RelayClient, args: argparse.Namespace, source: str | None) -> int:
     from .wire import from_wire
-    command = args.command
-    if command == "eval":
-        code = source if source is not None else args.code
-        if code is None:
-            if sys.stdin.isatty():
-                print("relay eval: reading the program from stdin (end it with Ctrl-D)", file=sys.stderr)
-            code = sys.stdin.read()
-        result = client.eval(code, timeout=args.timeout, file=args.file or "<eval>")
-        if args.json:
-            print(json.dumps(result.__dict__, indent=2))
-            return 1 if result.error else 0
-        sys.stdout.write(result.output)
-        if result.error:
-            print(result.error["text"], file=sys.stderr)
-            return 1
-        if result.value is not None:
-            print(show(from_wire(result.value)))
-        return 0
-    if command == "deploy":
-        for name, version in client.deploy(source, file=args.file, max_restarts=args.max_restarts,
-                                           restart_period=args.restart_period, time_limit=args.time_limit,
-                                           memory_limit=args.memory_limit):
-            print(f"deployed {name} (version {version})")
-        return 0
-    if command == "restart":
-        client.restart(args.server)
-        print(f"restarting {args.server}")
-        return 0
-    if command == "call":
-        print(show(client.call(args.server, args.handler, *_json_args(args.args), timeout=args.timeout)))
-        return 0
-    if command == "send":
-        print(client.send(args.server, args.handler, *_json_args(args.args)))
-        return 0
-    if command == "result":
-        print(show(client.result(args.id, timeout=max(0.0, args.timeout), server=args.server)))
-        return 0
-    if command == "dead-letters":
-        if args.replay:
-            print(client.replay(args.replay))
-            return 0
-        if args.drop:
-            client.drop(args.drop)
-            return 0
-        letters = client.dead_letters(args.server)
-        if args.json:
-            print(json.dumps(letters))
-        else:
-            for d in letters:
-                print(f"{d['id']:<36} {d['queue']:<20} {d.get('attempts', '-'):>3} {d['reason']}")
-        return 0
-    servers = client.servers()
+    code = source if source is not None else args.code
+    if code is None:
+        if sys.stdin.isatty():
+            print("relay eval: reading the program from stdin (end it with Ctrl-D)", file=sys.stderr)
+        code = sys.stdin.read()
+    result = client.eval(code, timeout=args.timeout, file=args.file or "<eval>")
     if args.json:
-        print(json.dumps(servers))
-    else:
-        print(f"{'name':<20} {'owner':<28} {'status':<10} {'restarts':>8} {'queued':>7}")
-        for s in servers:
-            print(f"{s['name']:<20} {s['owner'] or '-':<28} {s['status']:<10} {s['restarts']:>8} {s['queued']:>7}"
-                  + (f"  ({s['reason']}; `relay restart {s['name']}` brings it back)" if s["status"] == "failed" else ""))
+        print(json.dumps(result.__dict__, indent=2))
+        return 1 if result.error else 0
+    sys.stdout.write(result.output)
+    if result.error:
+        print(result.error["text"], file=sys.stderr)
+        return 1
+    if result.value is not None:
+        print(show(from_wire(result.value)))
     return 0
 
 
-def configured(command: Callable[[], int]) -> int:
+def cmd_deploy(client: RelayClient, args: argparse.Namespace, source: str | None) -> int:
+    assert source is not None  # `file` is a required argument
+    for name, version in client.deploy(source, file=args.file, max_restarts=args.max_restarts,
+                                       restart_period=args.restart_period, time_limit=args.time_limit,
+                                       memory_limit=args.memory_limit):
+        print(f"deployed {name} (version {version})")
+    return 0
+
+
+def cmd_restart(client: RelayClient, args: argparse.Namespace, source: str | None) -> int:
+    client.restart(args.server)
+    print(f"restarting {args.server}")
+    return 0
+
+
+def cmd_call(client: RelayClient, args: argparse.Namespace, source: str | None) -> int:
+    print(show(client.call(args.server, args.handler, *_json_args(args.args), timeout=args.timeout)))
+    return 0
+
+
+def cmd_send(client: RelayClient, args: argparse.Namespace, source: str | None) -> int:
+    print(client.send(args.server, args.handler, *_json_args(args.args)))
+    return 0
+
+
+def cmd_result(client: RelayClient, args: argparse.Namespace, source: str | None) -> int:
+    print(show(client.result(args.id, timeout=max(0.0, args.timeout), server=args.server)))
+    return 0
+
+
+def cmd_dead_letters(client: RelayClient, args: argparse.Namespace, source: str | None) -> int:
+    if args.replay:
+        print(client.replay(args.replay))
+        return 0
+    if args.drop:
+        client.drop(args.drop)
+        return 0
+    letters = client.dead_letters(args.server)
+    if args.json:
+        print(json.dumps(letters))
+    else:
+        for d in letters:
+            print(f"{d['id']:<36} {d['queue']:<20} {d.get('attempts', '-'):>3} {d['reason']}")
+    return 0
+
+
+def cmd_servers(client: RelayClient, args: argparse.Namespace, source: str | None) -> int:
+    servers = client.servers()
+    if args.json:
+        print(json.dumps(servers))
+        return 0
+    print(f"{'name':<20} {'owner':<28} {'status':<10} {'restarts':>8} {'queued':>7}")
+    for s in servers:
+        print(f"{s['name']:<20} {s['owner'] or '-':<28} {s['status']:<10} {s['restarts']:>8} {s['queued']:>7}"
+              + (f"  ({s['reason']}; `relay restart {s['name']}` brings it back)" if s["status"] == "failed" else ""))
+    return 0
+
+
+FleetCommand = Callable[["RelayClient", argparse.Namespace, str | None], int]  # (client, args, the file's text)
+FLEET_COMMANDS: dict[str, FleetCommand] = {
+    "eval": cmd_eval, "deploy": cmd_deploy, "call": cmd_call, "send": cmd_send, "result": cmd_result,
+    "servers": cmd_servers, "restart": cmd_restart, "dead-letters": cmd_dead_letters,
+}
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from .gateway import run_gateway
+    return run_gateway(args)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from .up import default_data_dir, run
+    return run(args.workers, Path(args.data) if args.data else default_data_dir(demo=args.demo), demo=args.demo,
+               flower=not args.no_flower)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {  # what relay_workers adds to relay_lang.cli's run and repl
+    "gateway": cmd_gateway, "up": cmd_up, **dict.fromkeys(FLEET_COMMANDS, run_fleet_command),
+}
+
+
+def configured(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Runs a command of the fleet once its settings are read: a bad one is one line and exit status 2."""
     try:
         load()
-        return command()
+        return command(args)
     except ConfigurationError as err:
         print(f"relay: {err}", file=sys.stderr)
         return 2
@@ -212,16 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     add_host_commands(sub)
     add_gateway_command(sub)
     args = parser.parse_args(argv)
-    if args.command == "gateway":
-        from .gateway import run_gateway
-        return guarded(lambda: configured(lambda: run_gateway(args)))
-    if args.command == "up":
-        from .up import default_data_dir, run
-        return guarded(lambda: configured(lambda: run(args.workers, Path(args.data) if args.data
-                                                      else default_data_dir(args.demo), args.demo, not args.no_flower)))
-    if args.command in FLEET_COMMANDS:
-        return guarded(lambda: configured(lambda: run_fleet_command(args)))
-    return guarded(lambda: run_command(args))
+    command = COMMANDS.get(args.command)
+    if command is None:  # relay run, relay repl
+        return guarded(lambda: run_command(args))
+    return guarded(lambda: configured(command, args))
 
 
 if __name__ == "__main__":

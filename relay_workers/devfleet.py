@@ -18,8 +18,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
+
+from .ledger import text
+
+if TYPE_CHECKING:
+    from .client import RelayClient
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_CONF = ROOT / "config" / "redis.conf"  # in a checkout
@@ -38,9 +44,10 @@ class RedisServer:
 
     def __init__(self, workdir: Path, *, appendonly: bool = False, fsync: str = "always",
                  conf: Path | None = None) -> None:
-        self.exe = shutil.which("redis-server")
-        if self.exe is None:
+        exe = shutil.which("redis-server")
+        if exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server; .ci/test does it)")
+        self.exe: str = exe
         self.port = free_port()
         self.workdir = workdir
         self.appendonly = appendonly
@@ -103,7 +110,7 @@ class LocalFleet:
                    PYTHONPATH=str(ROOT), **settings)
         return cls(env, logs or Path(tempfile.mkdtemp(prefix="relay-fleet-logs-")))
 
-    def start(self, name: str, queues: str = "relay.*", pool: list[str] | None = None, wait: bool = True,
+    def start(self, name: str, queues: str = "relay.*", *, pool: list[str] | None = None, wait: bool = True,
               prefix: list[str] | None = None, **env: str) -> str:
         """Starts `celery -A relay_workers worker -Q QUEUES -n NAME@relay-test [POOL ARGS]` (behind `prefix`,
         e.g. prlimit); returns the node name."""
@@ -139,7 +146,7 @@ class LocalFleet:
         deadline = time.monotonic() + timeout
         pid = self.workers[node].pid
         while time.monotonic() < deadline:
-            if any(h.decode().startswith(f"{node}#{pid}.") for h in r.hkeys("relay:hosts")):
+            if any(text(h).startswith(f"{node}#{pid}.") for h in r.hkeys("relay:hosts")):
                 return
             if self.workers[node].poll() is not None:
                 break
@@ -179,6 +186,6 @@ class LocalFleet:
         for node in list(self.workers):
             self.stop(node)
 
-    def client(self):
+    def client(self) -> RelayClient:
         from .client import RelayClient
         return RelayClient(self.env["RELAY_BROKER_URL"], self.env["RELAY_RESULT_BACKEND"], self.env["RELAY_STORE_URL"])

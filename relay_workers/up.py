@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from relay_lang.values import show
@@ -37,7 +38,7 @@ EXAMPLES = ROOT / "examples"
 
 
 class Up:
-    def __init__(self, workers: int, data: Path, flower: bool) -> None:
+    def __init__(self, workers: int, data: Path, *, flower: bool) -> None:
         self.count = workers
         self.data = data
         self.flower_port = free_port() if flower else 0
@@ -120,8 +121,8 @@ class Up:
             self.redis.stop()
 
 
-def run(workers: int, data: Path, demo: bool, flower: bool) -> int:
-    up = Up(workers, data, flower)
+def run(workers: int, data: Path, *, demo: bool, flower: bool) -> int:
+    up = Up(workers, data, flower=flower)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         up.start()
@@ -175,9 +176,10 @@ def run_demo(up: Up) -> int:
             print(f"POST {gateway}/v1/servers/accounts/balances -> {response.status} {response.read().decode()}")
         print("\n== kill -9 of the worker that owns accounts")
         owner = next(s for s in client.servers() if s["name"] == "accounts")
-        fleet.signal(owner["owner"], signal.SIGKILL)  # as from outside: relay up starts it again below
+        node = str(owner["owner"])
+        fleet.signal(node, signal.SIGKILL)  # as from outside: relay up starts it again below
         killed = time.monotonic()
-        print(f"killed {owner['owner']}")
+        print(f"killed {node}")
         wait(lambda: client.call("accounts", "balances", timeout=1) is not None and
              next(s for s in client.servers() if s["name"] == "accounts")["host"] != owner["host"], 30)
         back = time.monotonic() - killed
@@ -185,7 +187,7 @@ def run_demo(up: Up) -> int:
         print(f"the supervisor restarted accounts on {after['owner']} in {back:.2f} s "
               f"(restarts {after['restarts']}); state kept:")
         print("balances ->", show(client.call("accounts", "balances")))
-        fleet.workers[owner["owner"]].wait()
+        fleet.workers[node].wait()
         for node in up.keep_alive():
             fleet.wait_hosting(node)
         print("\n" + up.status())
@@ -193,7 +195,7 @@ def run_demo(up: Up) -> int:
     return 0
 
 
-def wait(predicate, timeout: float) -> None:
+def wait(predicate: Callable[[], object], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -205,7 +207,7 @@ def wait(predicate, timeout: float) -> None:
     raise SystemExit(f"relay up: the fleet did not get there within {timeout:g} s (logs in the data folder)")
 
 
-def default_data_dir(demo: bool) -> Path:
+def default_data_dir(*, demo: bool) -> Path:
     """~/.relay/up (or $RELAY_UP_DIR); a fresh folder for each demo, which starts from nothing."""
     if demo:
         return Path(tempfile.mkdtemp(prefix="relay-up-demo-"))
