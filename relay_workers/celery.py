@@ -11,10 +11,14 @@ works (prefork, solo, threads): server messages never run in the pool.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from celery import Celery, bootsteps
 
 from .settings import celery_config, load
+
+if TYPE_CHECKING:
+    from .host import Host
 
 log = logging.getLogger("relay.workers")
 
@@ -34,7 +38,7 @@ class RelayHosting(bootsteps.StartStopStep):
 
     def __init__(self, w, **kwargs) -> None:
         super().__init__(w, **kwargs)
-        self.host = None
+        self.host: Host | None = None
         queues = w.app.amqp.queues
         self.hosting = WILDCARD in queues
         if self.hosting:

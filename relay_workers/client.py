@@ -14,6 +14,7 @@ import celery.exceptions
 import kombu.exceptions
 import redis
 from celery import Celery
+from redis.typing import EncodableT, FieldT
 
 from relay_lang.errors import RelayError
 
@@ -122,11 +123,14 @@ class RelayClient:
         budgets; a source that fails raises its positioned RelayError and nothing of it is deployed (a
         running server keeps its version). The settings (restart intensity, a message's time limit and
         memory budget in bytes) apply to every server of the source."""
-        settings = {k: v for k, v in (("max_restarts", max_restarts), ("restart_period", restart_period),
-                                      ("time_limit", time_limit), ("memory_limit", memory_limit)) if v is not None}
-        for k, v in settings.items():
+        settings: dict[FieldT, EncodableT] = {}  # as the registry records them
+        for k, v in (("max_restarts", max_restarts), ("restart_period", restart_period), ("time_limit", time_limit),
+                     ("memory_limit", memory_limit)):
+            if v is None:
+                continue
             if type(v) not in (int, float) or not 0 < v < float("inf") or (k == "max_restarts" and v != int(v)):
                 raise RelayError(f"{k} must be a positive number, got {v!r}", kind="bad request")
+            settings[k] = v
         declared_servers(source, file)  # the cheap checks first: no store round trip, no LLVM
         try:
             deployed = self.registry.names()

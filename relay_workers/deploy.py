@@ -23,11 +23,15 @@ the output limit, so a hostile source cannot hang or exhaust its deployer.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from relay_lang.errors import RelayError
 from relay_lang.nodes import ServerDecl
 from relay_lang.parser import parse
 from relay_lang.resolver import resolve
+
+if TYPE_CHECKING:
+    import redis
 
 
 def declared_servers(source: str, file: str) -> list[str]:
@@ -43,7 +47,7 @@ def declared_servers(source: str, file: str) -> list[str]:
 
 
 def check(source: str, file: str, deployed: Iterable[str], time_limit: float, output_limit: int,
-          store: object | None = None) -> list[str]:
+          store: redis.Redis | None = None) -> list[str]:
     """The servers a deploy source declares, once it loaded in a scratch interpreter as a host loads it
     (see the module docstring); raises its positioned RelayError otherwise. `deployed`: the servers already
     on the fleet (names in the source, as on a host); `store`: the store's Redis client, whose compile cache
