@@ -18,6 +18,8 @@ from celery import Celery, bootsteps
 from .settings import celery_config, load
 
 if TYPE_CHECKING:
+    from celery.worker import WorkController
+
     from .host import Host
 
 log = logging.getLogger("relay.workers")
@@ -36,7 +38,7 @@ class RelayHosting(bootsteps.StartStopStep):
 
     requires = {"celery.worker.components:Pool"}
 
-    def __init__(self, w, **kwargs) -> None:
+    def __init__(self, w: WorkController, **kwargs: object) -> None:
         super().__init__(w, **kwargs)
         self.host: Host | None = None
         queues = w.app.amqp.queues
@@ -45,7 +47,7 @@ class RelayHosting(bootsteps.StartStopStep):
             queues.deselect([WILDCARD])
             queues.select_add(EVAL_QUEUE)
 
-    def start(self, w) -> None:
+    def start(self, w: WorkController) -> None:
         if not self.hosting:
             return
         from relay_lang.compiler import engine
@@ -56,7 +58,7 @@ class RelayHosting(bootsteps.StartStopStep):
         self.host.start()
         self.host.warm_up()
 
-    def stop(self, w) -> None:
+    def stop(self, w: WorkController) -> None:
         if self.host is not None:
             self.host.stop()
             self.host = None
