@@ -8,70 +8,25 @@
  * identity, so every alias sees the change). The interpreter and compiled code
  * share the same object: no copies cross the tiers.
  *
- * The layout is read by compiled code (compiler/lower.py: ARRAY_SIZE, ARRAY_ITEMS,
- * ARRAY_KIND, ARRAY_CAPACITY, and ARRAY_PINS, ARRAY_PIN_OWNER, ARRAY_OWNER_PINS: it
- * pushes in place while there is room and no other call holds the array); `layout()`
- * reports the offsets so the engine can check them.
- *
- * Compiled code runs without the GIL (compiler/lower.py), so an array it holds
- * must not be freed, resized or switched to VALUES by another thread meanwhile.
- * The compiled entry point pins each array argument (under the GIL) for the
- * whole call: while `pins` is not 0, the interpreter's resizing paths (push,
- * pop, a kind switch) refuse with the Relay error of the busy hook, and
- * compiled code pushes onto an array only when every pin is its own (`pin_owner`,
- * `owner_pins`). Its pushes in place (no GIL) only make `size` grow: code holding
- * the GIL reads an array's size once per operation.
- * Compiled code changes the reference count of a pinned array in `deferred`
- * (atomically, no GIL), which the unpin adds to the object's own count; an
- * array it made itself is private to its thread until returned, so it counts
- * those directly (a NUMBERS array is never tracked by the cycle collector, so
- * no other thread can reach it through gc.get_objects()). Anything that
- * allocates, frees or touches other objects takes the GIL first (WITH_GIL).
+ * Compiled code reads the layout (_array.h), calls functions of its own and holds the arrays it
+ * works on (pins): see _abi.c, the C side of the compiled-code ABI.
  *
  * Indexing takes Relay's keys (a float holding a whole number in range) and,
  * for Python code, ints (negative ones count from the end) and slices. Any
  * other key goes to the index-error hook that ops.py installs, which raises
  * the Relay error both tiers report.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_array.h"
+
 #include <stddef.h>
 #include <string.h>
 
-enum { NUMBERS = 0, VALUES = 1 };
-
-typedef struct {
-    PyObject_HEAD
-    Py_ssize_t size;
-    void *items;          /* double * (NUMBERS) or PyObject ** (VALUES); NULL when capacity is 0 */
-    Py_ssize_t kind;
-    Py_ssize_t capacity;
-    Py_ssize_t pins;      /* compiled calls holding this array now (changed under the GIL) */
-    void *pin_owner;      /* the runtime state of the call that pinned it first, NULL when none */
-    Py_ssize_t owner_pins;  /* the pins of pin_owner: it alone holds the array when owner_pins == pins */
-    Py_ssize_t deferred;  /* reference count changes compiled code made while it was pinned (atomic) */
-} ArrayObject;
-
-
-static PyTypeObject ArrayType;
 static PyTypeObject ArrayIterType;
 static PyObject *index_error_hook;  /* hook(array, key): raises the Relay error for a bad key */
-static PyObject *busy_error_hook;   /* hook(array): raises the Relay error for resizing a pinned array */
-
-/* This thread's state while its compiled code runs without the GIL (NULL: it holds the GIL). */
-static _Thread_local PyThreadState *released;
-
-#define WITH_GIL_BEGIN { PyThreadState *gil_saved_ = released; \
-    if (gil_saved_ != NULL) { released = NULL; PyEval_RestoreThread(gil_saved_); }
-#define WITH_GIL_END if (gil_saved_ != NULL) released = PyEval_SaveThread(); }
-
-#define NUMS(a) ((double *)(a)->items)
-#define OBJS(a) ((PyObject **)(a)->items)
-#define IS_ARRAY(o) Py_IS_TYPE((o), &ArrayType)
 
 /* ------------------------------------------------------------------ storage */
 
-static ArrayObject *
+ArrayObject *
 array_alloc(Py_ssize_t capacity)
 {
     if (capacity > PY_SSIZE_T_MAX / 8) {
@@ -112,26 +67,8 @@ become_values(ArrayObject *a)
         PyObject_GC_Track(a);
 }
 
-/* -1 with the busy hook's error set when compiled code in another thread holds the array. */
-static int
-check_unpinned(ArrayObject *a)
-{
-    if (a->pins == 0)
-        return 0;
-    if (busy_error_hook == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "the Array is in use by compiled code in another thread");
-        return -1;
-    }
-    PyObject *r = PyObject_CallOneArg(busy_error_hook, (PyObject *)a);
-    if (r != NULL) {  /* the hook must raise */
-        Py_DECREF(r);
-        PyErr_SetString(PyExc_SystemError, "the Array busy hook returned");
-    }
-    return -1;
-}
-
-static int
-reserve(ArrayObject *a, Py_ssize_t needed)
+int
+array_reserve(ArrayObject *a, Py_ssize_t needed)
 {
     if (needed <= a->capacity)
         return 0;
@@ -192,7 +129,7 @@ store(ArrayObject *a, Py_ssize_t i, PyObject *v)
             NUMS(a)[i] = PyFloat_AS_DOUBLE(v);
             return 0;
         }
-        if (check_unpinned(a) < 0 || to_values(a) < 0)
+        if (array_check_unpinned(a) < 0 || to_values(a) < 0)
             return -1;
     }
     Py_SETREF(OBJS(a)[i], Py_NewRef(v));
@@ -202,7 +139,7 @@ store(ArrayObject *a, Py_ssize_t i, PyObject *v)
 static int
 append(ArrayObject *a, PyObject *v)
 {
-    if (check_unpinned(a) < 0 || reserve(a, a->size + 1) < 0)
+    if (array_check_unpinned(a) < 0 || array_reserve(a, a->size + 1) < 0)
         return -1;
     if (a->kind == NUMBERS) {
         if (PyFloat_CheckExact(v)) {
@@ -237,8 +174,8 @@ from_items(PyObject *const *items, Py_ssize_t n)
     return a;
 }
 
-static ArrayObject *
-from_iterable(PyObject *iterable)
+ArrayObject *
+array_from_iterable(PyObject *iterable)
 {
     if (IS_ARRAY(iterable)) {
         ArrayObject *src = (ArrayObject *)iterable;
@@ -403,7 +340,7 @@ array_dealloc(ArrayObject *a)
 static PyObject *
 construct(PyObject *iterable)
 {
-    return iterable == NULL ? (PyObject *)array_alloc(0) : (PyObject *)from_iterable(iterable);
+    return iterable == NULL ? (PyObject *)array_alloc(0) : (PyObject *)array_from_iterable(iterable);
 }
 
 static PyObject *
@@ -457,7 +394,7 @@ array_pop(ArrayObject *a, PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_IndexError, "pop from an empty Array");
         return NULL;
     }
-    if (check_unpinned(a) < 0)
+    if (array_check_unpinned(a) < 0)
         return NULL;
     a->size--;
     if (a->kind == NUMBERS)
@@ -468,7 +405,7 @@ array_pop(ArrayObject *a, PyObject *Py_UNUSED(ignored))
 static PyObject *
 array_copy(ArrayObject *a, PyObject *Py_UNUSED(ignored))
 {
-    return (PyObject *)from_iterable((PyObject *)a);
+    return (PyObject *)array_from_iterable((PyObject *)a);
 }
 
 static PyObject *
@@ -634,7 +571,7 @@ static PyMappingMethods array_as_mapping = {
     .mp_ass_subscript = (objobjargproc)array_ass_subscript,
 };
 
-static PyTypeObject ArrayType = {
+PyTypeObject ArrayType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "relay_lang._array.Array",
     .tp_doc = "A Relay array: a flat buffer of doubles while it holds only numbers, then any values.",
@@ -654,127 +591,6 @@ static PyTypeObject ArrayType = {
     .tp_methods = array_methods,
     .tp_getset = array_getset,
 };
-
-/* ------------------------------------------------------------------ for compiled code
- * Called by compiled code, with or without the GIL (see `released`). They never leave a
- * Python exception set: compiled code reports a failure as its own error. */
-
-/* A NUMBERS array of n elements the caller writes, every one, before anything reads them; or NULL. */
-static ArrayObject *
-relay_array_new(Py_ssize_t n)
-{
-    ArrayObject *a;
-    WITH_GIL_BEGIN
-    a = array_alloc(n);
-    if (a == NULL)
-        PyErr_Clear();
-    else
-        a->size = n;
-    WITH_GIL_END
-    return a;
-}
-
-/* Appends v to a NUMBERS array (its buffer is full): 0, -1 when memory runs out, -2 when
- * compiled code of another thread holds the array (growing would free the buffer it reads). */
-static int
-relay_array_push(ArrayObject *a, double v, void *owner)
-{
-    int status = 0;
-    WITH_GIL_BEGIN
-    if (a->pins != 0 && (a->pin_owner != owner || a->owner_pins != a->pins))
-        status = -2;
-    else if (reserve(a, a->size + 1) < 0) {
-        PyErr_Clear();
-        status = -1;
-    } else
-        NUMS(a)[a->size++] = v;
-    WITH_GIL_END
-    return status;
-}
-
-/* A copy of a NUMBERS array, or NULL. */
-static ArrayObject *
-relay_array_copy(ArrayObject *a)
-{
-    ArrayObject *r;
-    WITH_GIL_BEGIN
-    r = from_iterable((PyObject *)a);
-    if (r == NULL)
-        PyErr_Clear();
-    WITH_GIL_END
-    return r;
-}
-
-/* A new reference held by compiled code. */
-static void
-relay_array_incref(ArrayObject *a)
-{
-    if (__atomic_load_n(&a->pins, __ATOMIC_RELAXED) != 0)
-        __atomic_fetch_add(&a->deferred, 1, __ATOMIC_RELAXED);
-    else
-        Py_SET_REFCNT(a, Py_REFCNT(a) + 1);  /* private to this thread: nothing else can count it */
-}
-
-/* Drops a reference compiled code held (NULL: none); the last one frees the array, with the GIL. */
-static void
-relay_array_decref(ArrayObject *a)
-{
-    if (a == NULL)
-        return;
-    if (__atomic_load_n(&a->pins, __ATOMIC_RELAXED) != 0)
-        __atomic_fetch_sub(&a->deferred, 1, __ATOMIC_RELAXED);
-    else if (Py_REFCNT(a) > 1)
-        Py_SET_REFCNT(a, Py_REFCNT(a) - 1);
-    else {
-        WITH_GIL_BEGIN
-        Py_DECREF(a);
-        WITH_GIL_END
-    }
-}
-
-/* Pins an array argument for a compiled call whose runtime state is owner (with the GIL). */
-static void
-relay_array_pin(ArrayObject *a, void *owner)
-{
-    if (a->pins++ == 0) {
-        a->pin_owner = owner;
-        a->owner_pins = 0;
-    }
-    if (a->pin_owner == owner)
-        a->owner_pins++;
-}
-
-/* Ends owner's pin (with the GIL): the reference counts compiled code deferred are applied. */
-static void
-relay_array_unpin(ArrayObject *a, void *owner)
-{
-    Py_ssize_t d = __atomic_exchange_n(&a->deferred, 0, __ATOMIC_ACQ_REL);
-    if (a->pin_owner == owner)
-        a->owner_pins--;
-    if (--a->pins == 0)
-        a->pin_owner = NULL;
-    Py_SET_REFCNT(a, Py_REFCNT(a) + d + 1);
-    Py_DECREF(a);  /* frees it when the deferred changes dropped its last reference */
-}
-
-/* Lets other threads run Python while this thread's compiled code runs (once per call). */
-static void
-relay_gil_release(void)
-{
-    if (released == NULL)
-        released = PyEval_SaveThread();
-}
-
-/* Takes the GIL back before compiled code returns to the interpreter. */
-static void
-relay_gil_reacquire(void)
-{
-    PyThreadState *t = released;
-    if (t != NULL) {
-        released = NULL;
-        PyEval_RestoreThread(t);
-    }
-}
 
 /* ------------------------------------------------------------------ module */
 
@@ -830,84 +646,18 @@ mod_all_numbers(PyObject *Py_UNUSED(module), PyObject *a)
 }
 
 static PyObject *
-mod_holds_numbers(PyObject *Py_UNUSED(module), PyObject *a)
-{
-    return PyBool_FromLong(IS_ARRAY(a) && ((ArrayObject *)a)->kind == NUMBERS);
-}
-
-static PyObject *
 mod_set_index_error(PyObject *Py_UNUSED(module), PyObject *hook)
 {
     Py_XSETREF(index_error_hook, Py_NewRef(hook));
     Py_RETURN_NONE;
 }
 
-static PyObject *
-mod_set_busy_error(PyObject *Py_UNUSED(module), PyObject *hook)
-{
-    Py_XSETREF(busy_error_hook, Py_NewRef(hook));
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-mod_pins(PyObject *Py_UNUSED(module), PyObject *a)
-{
-    if (!IS_ARRAY(a)) {
-        PyErr_SetString(PyExc_TypeError, "pins() takes an Array");
-        return NULL;
-    }
-    return PyLong_FromSsize_t(((ArrayObject *)a)->pins);
-}
-
-static PyObject *
-mod_stack_pointer(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
-{
-    return PyLong_FromVoidPtr(__builtin_frame_address(0));
-}
-
-static PyObject *
-mod_addresses(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
-{
-    return Py_BuildValue("{s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:N,s:N}",
-                         "relay_array_new", PyLong_FromVoidPtr((void *)relay_array_new),
-                         "relay_array_push", PyLong_FromVoidPtr((void *)relay_array_push),
-                         "relay_array_copy", PyLong_FromVoidPtr((void *)relay_array_copy),
-                         "relay_array_incref", PyLong_FromVoidPtr((void *)relay_array_incref),
-                         "relay_array_decref", PyLong_FromVoidPtr((void *)relay_array_decref),
-                         "relay_array_pin", PyLong_FromVoidPtr((void *)relay_array_pin),
-                         "relay_array_unpin", PyLong_FromVoidPtr((void *)relay_array_unpin),
-                         "relay_gil_release", PyLong_FromVoidPtr((void *)relay_gil_release),
-                         "relay_gil_reacquire", PyLong_FromVoidPtr((void *)relay_gil_reacquire));
-}
-
-static PyObject *
-mod_layout(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
-{
-    return Py_BuildValue("{s:n,s:n,s:n,s:n,s:n,s:n,s:n,s:n}",
-                         "size", (Py_ssize_t)offsetof(ArrayObject, size),
-                         "items", (Py_ssize_t)offsetof(ArrayObject, items),
-                         "kind", (Py_ssize_t)offsetof(ArrayObject, kind),
-                         "capacity", (Py_ssize_t)offsetof(ArrayObject, capacity),
-                         "pins", (Py_ssize_t)offsetof(ArrayObject, pins),
-                         "pin_owner", (Py_ssize_t)offsetof(ArrayObject, pin_owner),
-                         "owner_pins", (Py_ssize_t)offsetof(ArrayObject, owner_pins),
-                         "numbers", (Py_ssize_t)NUMBERS);
-}
-
 static PyMethodDef module_methods[] = {
     {"pack", (PyCFunction)(void (*)(void))mod_pack, METH_FASTCALL, "pack(*items): an Array of the items."},
     {"filled", (PyCFunction)(void (*)(void))mod_filled, METH_FASTCALL, "filled(n, v): an Array of n times v."},
     {"all_numbers", (PyCFunction)mod_all_numbers, METH_O, "Whether a is an Array holding only floats."},
-    {"holds_numbers", (PyCFunction)mod_holds_numbers, METH_O,
-     "Whether a is an Array of the numbers kind (what compiled code takes)."},
     {"set_index_error", (PyCFunction)mod_set_index_error, METH_O,
      "Installs hook(array, key), which raises the error for a key that names no element."},
-    {"set_busy_error", (PyCFunction)mod_set_busy_error, METH_O,
-     "Installs hook(array), which raises the error for resizing an array compiled code holds."},
-    {"pins", (PyCFunction)mod_pins, METH_O, "How many compiled calls hold the array now."},
-    {"stack_pointer", (PyCFunction)mod_stack_pointer, METH_NOARGS, "About where this thread's native stack is now."},
-    {"addresses", (PyCFunction)mod_addresses, METH_NOARGS, "The C functions compiled code calls, by name."},
-    {"layout", (PyCFunction)mod_layout, METH_NOARGS, "Byte offsets of the fields compiled code reads."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -927,7 +677,8 @@ PyInit__array(void)
     PyObject *m = PyModule_Create(&array_module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Array", (PyObject *)&ArrayType) < 0) {
+    if (PyModule_AddObjectRef(m, "Array", (PyObject *)&ArrayType) < 0
+            || PyModule_AddFunctions(m, relay_abi_methods) < 0) {
         Py_DECREF(m);
         return NULL;
     }

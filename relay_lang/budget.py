@@ -12,7 +12,6 @@ import itertools
 import os
 import queue
 import re
-import resource
 import sys
 import threading
 import time
@@ -235,16 +234,10 @@ class MemoryWatch:
                 on_exceeded()
 
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
 def resident_bytes() -> int:
-    """The process's resident memory now (Linux); elsewhere its peak so far."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """The process's resident memory now (Linux); elsewhere its peak so far. Read by the extension
+    (`_abi.c`), the one reader compiled code's memory checks call too."""
+    return _array.resident_bytes()
 
 
 DEFAULT_MEMORY_LIMIT = 1 << 30

@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS = {
-    "front end": ["_array", "errors", "lexer", "nodes", "parser", "resolver", "hashing", "builtin_table", "numeric",
+    "front end": ["_array", "_abi", "errors", "lexer", "nodes", "parser", "resolver", "hashing", "builtin_table", "numeric",
                   "values", "ops", "budget"],
     "back ends": ["codegen", "compiler", "compiler.bounds", "compiler.cache", "compiler.engine", "compiler.infer", "compiler.jit",
                   "compiler.lower", "compiler.router"],
