@@ -16,7 +16,6 @@ only by the names this module defined.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import queue
@@ -27,40 +26,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import llvmlite.binding as llvm
-from llvmlite import ir
 
-from .. import _array
-from .lower import (
-    ARRAY_CAPACITY,
-    ARRAY_FUNCTIONS,
-    ARRAY_ITEMS,
-    ARRAY_KIND,
-    ARRAY_OWNER_PINS,
-    ARRAY_PIN_OWNER,
-    ARRAY_PINS,
-    ARRAY_SIZE,
-    NUMBERS_KIND,
-    RT_LAYOUT,
-    SUPPORT,
-    support_module,
-)
+from .abi import RuntimeState, function_table
+from .support import SUPPORT, support_module
 
 T = TypeVar("T")
 
 
 _initialised = False
-
-
-def _ctype(t: ir.Type) -> type:
-    if isinstance(t, ir.ArrayType):
-        return _ctype(t.element) * t.count
-    return ctypes.c_double if isinstance(t, ir.DoubleType) else ctypes.c_int64
-
-
-class RuntimeState(ctypes.Structure):
-    """The C side of `lower.RT_LAYOUT`: budgets in, errors out."""
-
-    _fields_ = [(name, _ctype(t)) for name, t in RT_LAYOUT]
 
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -81,29 +54,19 @@ CODEGEN_OPTIONS = ("-x86-branches-within-32B-boundaries",) if platform.machine()
 
 
 def initialise() -> None:
-    """Native target, asm printer and the symbols of the Array extension; once per process."""
+    """The symbols of the Array extension (its layout and function table checked first: abi.py),
+    native target and asm printer; once per process."""
     global _initialised
     if _initialised:
         return
+    addresses = function_table()
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     for option in CODEGEN_OPTIONS:
         llvm.set_option("relay", option)
-    _check_array_layout()
-    addresses = _array.addresses()
-    for name in ARRAY_FUNCTIONS:
-        llvm.add_symbol(name, addresses[name])
+    for name, address in addresses.items():
+        llvm.add_symbol(name, address)
     _initialised = True
-
-
-def _check_array_layout() -> None:
-    """Compiled code reads Arrays at fixed offsets: make sure the extension agrees."""
-    expected = {"size": ARRAY_SIZE, "items": ARRAY_ITEMS, "kind": ARRAY_KIND, "capacity": ARRAY_CAPACITY,
-                "pins": ARRAY_PINS, "pin_owner": ARRAY_PIN_OWNER, "owner_pins": ARRAY_OWNER_PINS,
-                "numbers": NUMBERS_KIND}
-    layout = _array.layout()
-    if layout != expected:
-        raise RuntimeError(f"the _array extension's layout {layout} is not the one the LLVM tier uses")
 
 
 @dataclass(frozen=True)
@@ -197,7 +160,7 @@ _loaded: dict[str, int] = {}  # entry name -> address, across the engines
 
 def _load(obj: bytes, target: Target, entries: list[str]) -> dict[str, int]:
     """Adds an object file to the target's engine (entry names are unique per module: see
-    lower.entry_name), unless it is there already. A new engine per object cost 1 ms, most of
+    builder.entry_name), unless it is there already. A new engine per object cost 1 ms, most of
     it compiling the engine's own empty module when it is first finalised."""
     if all(name in _loaded for name in entries):
         return {name: _loaded[name] for name in entries}
@@ -215,7 +178,7 @@ def _load(obj: bytes, target: Target, entries: list[str]) -> dict[str, int]:
 
 
 def load_support() -> None:
-    """Compiles and loads the support functions (lower.SUPPORT) once per process; every module
+    """Compiles and loads the support functions (support.SUPPORT) once per process; every module
     refers to them by name, bound here as process symbols."""
     if all(name in _loaded for name in SUPPORT):
         return

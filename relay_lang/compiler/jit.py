@@ -11,31 +11,15 @@ import llvmlite
 import llvmlite.binding as llvm
 
 from ..budget import Limits, stack_limit
-from ..builtin_table import ARRAY_BUSY_MESSAGE, array_budget_message, native_stack_message, too_deep_message
 from ..errors import Pos, RelayError
 from ..hashing import node_hash
 from ..nodes import Call, FnLit, Name
 from ..resolver import Resolution
-from ..values import format_number, to_str
 from . import engine
+from .abi import AT_CALLER, ERR_ARGUMENT_TYPE, Recorded, RuntimeState, relay_error
+from .builder import ModuleBuilder, entry_name
 from .cache import CompileCache, DirectoryStore, ObjectStore
 from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, Typer, enumerate_nodes
-from .lower import (
-    AT_CALLER,
-    ERR_ARGUMENT_TYPE,
-    ERR_ARRAY_BUDGET,
-    ERR_ARRAY_BUSY,
-    ERR_ARRAY_SIZE,
-    ERR_DEPTH,
-    ERR_INDEX,
-    ERR_MEMORY,
-    ERR_MEMORY_LIMIT,
-    ERR_RETURN_TYPE,
-    ERR_STACK,
-    ERR_TIME,
-    ModuleBuilder,
-    entry_name,
-)
 
 LARGE_MODULE = 10_000  # AST nodes in a module's functions
 TYPE_NAMES = {NUM: "number", BOOL: "bool", ARR: "array", NULL: "null"}
@@ -61,39 +45,16 @@ class Compiled:
         self.sig = root.sig
         self.ret = root.ret
         self.module = module  # keeps the engine alive
-        # PYFUNCTYPE: called with the GIL, which the code itself lets go of when it runs long (lower.py).
-        proto = ctypes.PYFUNCTYPE(CTYPES[root.ret], ctypes.POINTER(engine.RuntimeState),
+        # PYFUNCTYPE: called with the GIL, which the code itself lets go of when it runs long (builder.py).
+        proto = ctypes.PYFUNCTYPE(CTYPES[root.ret], ctypes.POINTER(RuntimeState),
                                   *[CTYPES[p] for p in root.sig.params])
         self.cfunc = proto(module.addresses[entry_name(root.sig, group.index(root), key)])
         self.ordinals = [enumerate_nodes(t.sig.fn) for t in group]
 
-    def error(self, rt: engine.RuntimeState, limits: Limits) -> RelayError:
+    def error(self, rt: RuntimeState, limits: Limits) -> RelayError:
         """The Relay error the compiled code recorded in the runtime state."""
-        code = rt.err_code
-        if code == ERR_INDEX:
-            err = RelayError(f"index {format_number(rt.err_x)} out of range for array of length {rt.err_y}")
-        elif code == ERR_DEPTH:
-            err = RelayError(too_deep_message(limits.max_depth), kind="limit")
-        elif code == ERR_STACK:
-            err = RelayError(native_stack_message(rt.err_y, limits.max_depth), kind="limit")
-        elif code == ERR_TIME:  # the deadline, or a stop requested (the memory limit, say)
-            stop = limits.stop_error
-            err = RelayError(stop.message if isinstance(stop, RelayError) else limits.time_limit_message(), kind="limit")
-        elif code == ERR_ARRAY_SIZE:
-            err = RelayError(f"array: size must be a whole number >= 0, got {to_str(rt.err_x)}")
-        elif code == ERR_ARRAY_BUDGET:
-            err = RelayError(array_budget_message(rt.err_x))
-        elif code == ERR_MEMORY_LIMIT:
-            err = RelayError(limits.memory_limit_message(), kind="limit")
-        elif code == ERR_ARRAY_BUSY:
-            err = RelayError(ARRAY_BUSY_MESSAGE)
-        elif code == ERR_RETURN_TYPE:
-            typed = self.group[rt.err_fn]
-            err = RelayError(f"{typed.sig.fn.name}: must return {typed.sig.fn.ret_type}, "
-                             f"returned {TYPE_NAMES[typed.ret]}", kind="type error")
-        else:
-            assert code == ERR_MEMORY
-            err = RelayError("out of memory: the program allocates more than this worker can hold")
+        typed = self.group[rt.err_fn]
+        err = relay_error(rt.err_code, Recorded(rt.err_x, rt.err_y, limits, typed.sig.fn, TYPE_NAMES[typed.ret]))
         err.pos = self.position(rt.err_fn, rt.err_node)
         frames: list[tuple[str, Pos | None, int]] = []
         for k in range(min(rt.nframes, len(rt.frames) // 3)):
@@ -178,8 +139,8 @@ def _compiler_digest() -> str:
     `nodes.walk` (the node numbers in error records follow its order) and the builtin table."""
     here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in ("infer.py", "bounds.py", "lower.py", "engine.py", "jit.py", "../nodes.py", "../builtin_table.py",
-                 "../_array.c"):
+    for path in ("infer.py", "bounds.py", "abi.py", "support.py", "frame.py", "arrays.py", "lower.py", "builder.py",
+                 "engine.py", "jit.py", "../nodes.py", "../builtin_table.py", "../_array.h", "../_array.c", "../_abi.c"):
         h.update((here / path).read_bytes())
     return h.hexdigest()
 
@@ -210,10 +171,10 @@ class States:
     """
 
     def __init__(self) -> None:
-        self.free: list[engine.RuntimeState] = []
-        self.running: dict[int, engine.RuntimeState] = {}  # by id (ctypes structures are unhashable)
+        self.free: list[RuntimeState] = []
+        self.running: dict[int, RuntimeState] = {}  # by id (ctypes structures are unhashable)
 
-    def take(self) -> engine.RuntimeState:
+    def take(self) -> RuntimeState:
         try:
             rt = self.free.pop()
         except IndexError:
@@ -221,7 +182,7 @@ class States:
         self.running[id(rt)] = rt
         return rt
 
-    def give_back(self, rt: engine.RuntimeState) -> None:
+    def give_back(self, rt: RuntimeState) -> None:
         del self.running[id(rt)]
         self.free.append(rt)
 
@@ -255,7 +216,7 @@ def call_compiled(compiled: Compiled, limits: Limits, args: tuple) -> object:
         pool.give_back(rt)
 
 
-def _run(compiled: Compiled, limits: Limits, rt: engine.RuntimeState, args: tuple) -> object:
+def _run(compiled: Compiled, limits: Limits, rt: RuntimeState, args: tuple) -> object:
     rt.err_code = 0
     rt.nframes = 0
     rt.depth = limits.depth[0]
