@@ -15,7 +15,8 @@ from ._array import Array
 from .budget import checkpoint, reserve
 from .builtin_table import ARRAY_BUSY_MESSAGE
 from .errors import RelayError
-from .values import CHECK_EVERY, MAX_STRING, equal, format_number, type_name
+from .names import instance_name
+from .values import CHECK_EVERY, MAX_STRING, ServerRef, equal, format_number, key_text, type_name
 
 BIG_STRING = 1 << 20  # characters: a concatenation this long checks the memory budget first
 
@@ -125,7 +126,20 @@ def index(obj: object, i: object) -> object:
             shown = format_number(i) if type(i) is float else type_name(i)
             raise RelayError(f"index {shown} out of range for string of length {len(obj)}")  # type: ignore[arg-type]
         return obj[int(i)]  # type: ignore[index]
+    if t is ServerRef:
+        return server_index(obj, i)  # type: ignore[arg-type]
     raise RelayError(f"cannot index {type_name(obj)}")
+
+
+def server_index(ref: ServerRef, key: object) -> ServerRef:
+    """`family[key]`: the server of a family with that key (it starts at its first message)."""
+    if ref.is_family:
+        return ServerRef(instance_name(ref.family, key_text(key)))  # type: ignore[arg-type]
+    if ref.family is not None:
+        raise RelayError(f"cannot index server {ref.name}: it is one server of the family {ref.family} "
+                         f"(index the family: {ref.family}[key])")
+    raise RelayError(f"cannot index server {ref.name}: it is not a family (a family is declared as "
+                     f"server {ref.name}[id] {{ ... }})")
 
 
 def set_index(obj: object, i: object, v: object) -> None:
@@ -138,6 +152,11 @@ def set_index(obj: object, i: object, v: object) -> None:
         obj[i] = v  # type: ignore[index]
     elif t is str:
         raise RelayError("strings are immutable: cannot assign to a character")
+    elif t is ServerRef:
+        if obj.is_family:  # type: ignore[attr-defined]
+            raise RelayError(f"cannot assign to {obj.family}[key]: it names a server of the family, "  # type: ignore[attr-defined]
+                             "not a place that holds a value")
+        server_index(obj, i)  # type: ignore[arg-type]  # raises: only a family has an index
     else:
         raise RelayError(f"cannot index {type_name(obj)}")
 
@@ -145,6 +164,11 @@ def set_index(obj: object, i: object, v: object) -> None:
 def field(obj: object, name: str) -> object:
     if type(obj) is dict:
         return obj.get(name)
+    if type(obj) is ServerRef:
+        if name == "id":  # its key in its family; null for a plain server and for a family itself
+            return obj.key
+        raise RelayError(f"servers have no field '{name}' (a server's one field is id, its key in its family; "
+                         f"a handler is called: {obj.name}.{name}(...))")
     raise RelayError(f"cannot read field '{name}' of {type_name(obj)} (fields belong to maps)")
 
 
@@ -152,6 +176,8 @@ def set_field(obj: object, name: str, v: object) -> None:
     if type(obj) is dict:
         obj[name] = v
         return
+    if type(obj) is ServerRef:
+        raise RelayError(f"cannot set field '{name}' of server {obj.name}: a server's fields cannot change")
     raise RelayError(f"cannot set field '{name}' of {type_name(obj)} (fields belong to maps)")
 
 

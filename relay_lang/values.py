@@ -16,6 +16,7 @@ from typing import Any
 from ._array import Array, holds_numbers
 from .budget import checkpoint
 from .errors import RelayError
+from .names import check_key, split_name
 
 MAX_DATA_DEPTH = 500  # nesting bound for printing, comparing and sending values
 MAX_STRING = 1 << 28  # characters; a string longer than this is over the memory budget
@@ -65,12 +66,22 @@ class Builtin:
 
 
 class ServerRef:
-    """A reference to a running server, by name. Equal refs name the same server."""
+    """A reference to a server, by its name (relay_lang.names). Equal refs name the same server.
 
-    __slots__ = ("name",)
+    `family` and `key` come from the name: a plain server (`counter`) has neither; one server of
+    a family (`account[ada]`) has both; a family itself (`account[]`, which `account[KEY]`
+    indexes) has a family and no key.
+    """
+
+    __slots__ = ("name", "family", "key")
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.family, self.key = split_name(name)
+
+    @property
+    def is_family(self) -> bool:
+        return self.family is not None and self.key is None
 
     def __eq__(self, other: object) -> bool:
         return type(other) is ServerRef and other.name == self.name
@@ -80,6 +91,23 @@ class ServerRef:
 
     def __repr__(self) -> str:
         return f"<server {self.name}>"
+
+
+MAX_EXACT_KEY = 2.0 ** 53  # whole numbers up to this magnitude are server keys
+
+
+def key_text(key: object) -> str:
+    """The server key a Relay value stands for (relay_lang.names): a string, or a whole number
+    in -2^53..2^53 as its decimal text (`7` is `"7"`, `-0` is `"0"`); RelayError otherwise."""
+    t = type(key)
+    if t is str:
+        return check_key(key)  # type: ignore[arg-type]
+    if t is float:
+        n: float = key  # type: ignore[assignment]
+        if n.is_integer() and abs(n) <= MAX_EXACT_KEY:
+            return str(int(n))
+        raise RelayError(f"a server key must be a string or a whole number (up to 2^53), got {format_number(n)}")
+    raise RelayError(f"a server key must be a string or a whole number, got {type_name(key)}")
 
 
 TYPE_NAMES = {

@@ -23,8 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS = {
-    "front end": ["_array", "_abi", "errors", "lexer", "nodes", "parser", "resolver", "hashing", "builtin_table", "numeric",
-                  "values", "ops", "budget"],
+    "front end": ["_array", "_abi", "errors", "lexer", "nodes", "parser", "resolver", "hashing", "builtin_table",
+                  "numeric", "names", "values", "ops", "budget"],
     "back ends": ["codegen", "compiler", "compiler.abi", "compiler.arrays", "compiler.bounds", "compiler.builder",
                   "compiler.cache", "compiler.engine", "compiler.frame", "compiler.infer", "compiler.jit",
                   "compiler.lower", "compiler.router", "compiler.support"],
