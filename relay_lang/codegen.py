@@ -117,6 +117,7 @@ class Unit:
     codes: list[FunctionCode]
     constants: list[object]
     main: str
+    inits: list[FunctionCode] = field(default_factory=list)  # the code making each family's initial state
 
 
 @dataclass
@@ -144,6 +145,7 @@ class CodeGen:
         self.done: list[_Fn] = []
         self.fn: _Fn = None  # type: ignore[assignment]
         self.codes: list[FunctionCode] = []
+        self.inits: list[FunctionCode] = []  # families' initial states: not Relay functions, never compiled
         self.constants: list[object] = []
         self.count = 0
         self.statements_seen = 0  # the time budget is checked every STATEMENT_CHECK of them
@@ -210,7 +212,7 @@ class CodeGen:
             positions.append(None)
             names[fn.pyname] = fn.relay_name
         return Unit(f"<relay {self.file} #{self.unit_id}>", "\n".join(source), positions, names,
-                    self.codes, self.constants, main)
+                    self.codes, self.constants, main, self.inits)
 
     # ------------------------------------------------------------ functions
 
@@ -519,13 +521,29 @@ class CodeGen:
             self.emit(f"{var}.v = {value}" if binding.captured else f"{var} = {value}", fn.pos)
             refs.append(f"{var}.v" if binding.captured else var)
         handlers = ", ".join(f"{h.fn.name!r}: {ref}" for h, ref in zip(s.handlers, refs))
-        state = self.expr(s.state) if s.state is not None else "{}"
+        if s.key is None:
+            state = self.expr(s.state) if s.state is not None else "{}"
+        else:  # a family: the initial state is made for each of its servers, when it starts
+            state = self.assign_temp(f"_Fn({self.family_state(s, info)}, ())", s.pos)
         self.emit(f"return {{{handlers}}}, {state}")
         pyname = self.fn.pyname
         self.finish()
         value = self.temp()
-        self.emit(f"{value} = _declare_server({s.name!r}, *{pyname}(()))", s.pos)
+        declare = "_declare_server" if s.key is None else "_declare_family"
+        self.emit(f"{value} = {declare}({s.name!r}, *{pyname}(()))", s.pos)
         self.bind_new(s, s.name, lambda: value)
+
+    def family_state(self, s: ServerDecl, info: FunctionInfo) -> str:
+        """The function that makes a family server's initial state; returns its FunctionCode's expression.
+
+        It runs in the server's scope (its locals are the server's) but holds only the `state`
+        literal, whose names the resolver bound before the server's members."""
+        gen = self.begin(info, "server", f"state of {s.name}")  # its frames show in the Relay stack
+        code = FunctionCode(s.name, s, 0, pyname=gen.pyname)
+        self.inits.append(code)
+        self.emit_return(self.expr(s.state) if s.state is not None else "{}", s.pos)
+        self.finish()
+        return self.const(code)
 
     # ------------------------------------------------------------ expressions
 

@@ -82,8 +82,14 @@ class Interpreter:
             _range_array=lambda a, b: ops.range_array(a, b, limit=MAX_ARRAY),
             _call=self.call, _call_builtin=self._call_builtin, _method=self._method,
             _state=self._state, _state_field=self._state_field, _state_set=self._state_set, _self=self._self,
-            _declare_server=lambda *args: self.runtime.declare(*args),
+            _declare_server=lambda *args: self.runtime.declare(*args), _declare_family=self._declare_family,
         )
+
+    def _declare_family(self, name: str, handlers: dict[str, Function], init: Function) -> ServerRef:
+        declare = getattr(self.runtime, "declare_family", None)  # optional in a Runtime (see actors.Runtime)
+        if declare is None:
+            raise RelayError(f"server family {name}: this runtime does not host server families")
+        return declare(name, handlers, init)
 
     def global_value(self, name: str) -> object:
         """The running program's global `name` (None when it has none)."""
@@ -123,7 +129,7 @@ class Interpreter:
         self.check_budget()
         self.ns[f"_K{len(self.units)}"] = unit.constants
         exec(code, self.ns)
-        for fc in unit.codes:
+        for fc in unit.codes + unit.inits:
             fc.py = self.ns[fc.pyname]
         self.units[unit.filename] = unit
         self.router.prepare(unit, program, res)

@@ -308,11 +308,15 @@ class Receive(Node):
 
 @node
 class ServerDecl(Node):
+    """`server name { }`, or a family `server name[id] { }` (key: "id"): one server per key,
+    each started at its first message with its own initial state."""
+
     pos: Pos
     name: str
     state: MapLit | None
     handlers: tuple[Receive, ...]
     helpers: tuple[FnDecl, ...]
+    key: str | None = None
 
 
 @node

@@ -336,6 +336,16 @@ class Parser:
     def server_decl(self) -> ServerDecl:
         tok = self.advance()
         name = self.expect_ident("a server name after 'server'")
+        key = None
+        if self.at_op("["):  # a family: `server account[id] { ... }`
+            self.advance()
+            word = self.tok
+            if word.text != "id" or word.kind not in ("ident", "kw"):
+                raise self.error(f"a family's key is self.id: declare it as server {name.text}[id] {{ ... }}, "
+                                 f"found {word.describe()}")
+            self.advance()
+            self.expect_op("]", f"after server {name.text}[id")
+            key = "id"
         self.skip_newlines()
         self.expect_op("{", f"to start the body of server {name.text}")
         state: MapLit | None = None
@@ -374,7 +384,7 @@ class Parser:
             if decl.name in names:
                 raise RelaySyntaxError(f"server {name.text} defines '{decl.name}' twice", member.pos)
             names.add(decl.name)
-        return ServerDecl(tok.pos, name.text, state, tuple(handlers), tuple(helpers))
+        return ServerDecl(tok.pos, name.text, state, tuple(handlers), tuple(helpers), key)
 
     # ------------------------------------------------------------ expressions
 

@@ -13,8 +13,8 @@ read. It decides, for every variable:
   function when the closure was created).
 
 It also reports the static errors: redeclaring a name in the same block,
-`break`/`continue` outside a loop, `state`/`self` outside a server, servers
-declared below the top level.
+`break`/`continue` outside a loop, `state`/`self` outside a server (and
+`state` in a family's initial state), servers declared below the top level.
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ class Resolver:
         self.globals_declared = globals_declared if globals_declared is not None else set()
         self.allow_redeclare = allow_redeclare
         self.server_depth = 0
+        self.family_state: str | None = None  # the family whose initial state is being resolved
         self.statements_seen = 0  # the time budget is checked every STATEMENT_CHECK of them
 
     # ---------------------------------------------------------------- entry
@@ -234,7 +235,9 @@ class Resolver:
         self.scope = _FunctionScope(info, outer, is_main=False)
         self.server_depth += 1
         if decl.state is not None:
+            self.family_state = decl.name if decl.key is not None else None
             self.expr(decl.state)
+            self.family_state = None
         members = [h.fn for h in decl.handlers] + [h.fn for h in decl.helpers]
         for fn in members:  # hoisted: members may call each other in any order
             self.declare(fn.name, fn)
@@ -355,6 +358,9 @@ class Resolver:
                 if self.server_depth == 0:
                     word = "state" if isinstance(e, StateRef) else "self"
                     raise RelaySyntaxError(f"'{word}' is only available inside a server", e.pos)
+                if isinstance(e, StateRef) and self.family_state is not None:
+                    raise RelaySyntaxError(f"'state' cannot be read while the initial state of family {self.family_state} "
+                                           "is made (self and self.id can)", e.pos)
             case Num() | Str() | Bool() | Null():
                 pass
             case _:

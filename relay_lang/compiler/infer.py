@@ -351,6 +351,8 @@ class _FunctionTyper:
                 for item in e.items:
                     self.expect(item, NUM, "an array element")
                 return ARR
+            case Field(obj=SelfRef(), name="id"):
+                raise self.unsupported(e, "server keys (self.id)")
             case Str() | Null() | StateRef() | SelfRef() | MapLit() | Range() | Field() | FnLit() | IfExpr():
                 raise self.unsupported(e)
             case _:
