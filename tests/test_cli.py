@@ -75,6 +75,17 @@ def test_repl_shows_values_keeps_state_and_survives_errors() -> None:
     assert "undefined variable 'nope'" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_repl_redeclaring_a_family_upgrades_its_servers() -> None:
+    entries = ("server account[id] {\n  state { n: 0 }\n  receive fn add(k) { state.n += k; state.n }\n}\n"
+               'account["ada"].add(5)\naccount\n'
+               "server account[id] {\n  state { n: 9, who: self.id }\n  receive fn add(k) { state.n += 2 * k; state }\n}\n"
+               'account["ada"].add(1)\naccount[7].add(1)\naccount.add(1)\n')
+    result = relay_cli("repl", stdin=entries)
+    assert result.returncode == 0
+    assert result.stdout == '5\n<server account[]>\n{n: 7, who: "ada"}\n{n: 11, who: "7"}\n'
+    assert "<repl 7>:1:9: error: server account is a family" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_closed_pipe_is_not_an_internal_error(tmp_path: Path) -> None:
     import subprocess
     import sys

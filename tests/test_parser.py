@@ -58,6 +58,13 @@ def test_server_declaration() -> None:
     assert s.name == "c" and [h.fn.name for h in s.handlers] == ["get"] and len(s.helpers) == 1
 
 
+def test_server_family_declaration() -> None:
+    family = parse("server account[id] {\n state { b: self.id }\n receive fn get() { state.b }\n}").stmts[0]
+    plain = parse("server c { }").stmts[0]
+    assert (family.name, family.key, plain.key) == ("account", "id", None)
+    assert node_hash(family) != node_hash(parse("server account {\n state { b: self.id }\n receive fn get() { state.b }\n}").stmts[0])
+
+
 def test_compat_set() -> None:
     stmt = parse("set x = 1").stmts[0]
     assert isinstance(stmt, Let) and stmt.redeclare
@@ -77,6 +84,9 @@ def test_compat_set() -> None:
     ("1 + 2 = 3", "cannot assign", 1, 7),
     ("receive fn x() {}", "only allowed inside a server", 1, 1),
     ("server s { let x = 1 }", "a server body holds", 1, 12),
+    ("server s[key] { }", "a family's key is self.id: declare it as server s[id]", 1, 10),
+    ("server s[] { }", "a family's key is self.id", 1, 10),
+    ("server s[id { }", "expected ']' after server s[id", 1, 13),
 ])
 def test_syntax_errors(src: str, message: str, line: int, col: int) -> None:
     with pytest.raises(RelaySyntaxError) as info:
