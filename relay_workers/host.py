@@ -51,7 +51,7 @@ from .output import CappedOutput
 from .registry import CONFIRM, CONNECTION_PREFIX, Registry
 from .results import CeleryResults
 from .runtime import JOURNALLED, FleetRuntime, Handling, Messenger
-from .stats import FleetStats
+from .stats import FleetStats, record_memory
 from .strays import Strays
 from .supervisor import Policy, Supervisor
 from .transport import restore_unacked
@@ -220,6 +220,7 @@ class Host:
             self.inbox.answer(self.strays.current(set(self.registry.names())))  # queues of no deployed server
             self.stats.cache(self.cache.stats)
             self.stats.flush()
+            record_memory(self.store, self.id, resident_bytes())
         except STORE_ERRORS as exc:
             log.warning("relay: heartbeat failed (%s); retrying", exc)
             return None

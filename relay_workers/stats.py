@@ -74,3 +74,9 @@ class FleetStats:
                 pipe.execute()
         except (redis.RedisError, OSError):  # the store away: these figures are lost, nothing else
             pass
+
+
+def record_memory(r: redis.Redis, host: str, resident: int) -> None:
+    """A host's resident memory at its heartbeat, in the store's `memory` hash (host id -> bytes), for the
+    gateway's dashboard; the supervisor drops the entries of hosts no longer registered."""
+    r.hset(key("memory"), host, resident)

@@ -16,6 +16,10 @@ a time however many beats and hosts ask:
    period, at most 30 s); one that ran for longer restarts at once;
 3. place the server on the live host with the fewest servers, and wake that
    host so it starts the server at once (from its last commit).
+
+What a pass did — hosts declared dead, failovers (server, old and new owner), servers marked failed — is
+appended to the store's event stream `relay:events` (the last EVENTS_KEPT, roughly), which the gateway's
+dashboard shows as it happens (`/v1/fleet/events`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from .ledger import key
 from .registry import Registry
@@ -35,6 +40,7 @@ log = logging.getLogger("relay.workers")
 LOCK_MS = 10_000
 MAX_BACKOFF = 30.0
 CRASH_LOOP = 5.0  # seconds: a server dying again this soon after its restart is backed off
+EVENTS_KEPT = 1000  # the event stream's length (trimmed approximately)
 
 RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -70,6 +76,17 @@ class Report:
     waiting: list[str] = field(default_factory=list)  # in backoff
     busy: bool = False  # another supervisor held the lock
     recheck: float | None = None  # seconds until a suspect host may be confirmed dead: run again then
+    moved_from: dict[str, str] = field(default_factory=dict)  # restarted server -> its dead owner's host id
+    reasons: dict[str, str] = field(default_factory=dict)  # failed server -> why
+
+    def events(self) -> list[dict[FieldT, EncodableT]]:
+        """What the pass did, as entries of the event stream (relay:events)."""
+        now = repr(time.time())
+        events: list[dict[FieldT, EncodableT]] = [{"kind": "host dead", "host": h, "time": now} for h in self.dead_hosts]
+        events += [{"kind": "failover", "server": s, "from": self.moved_from.get(s, ""), "to": h, "time": now}
+                   for s, h in self.restarted.items()]
+        events += [{"kind": "failed", "server": s, "reason": self.reasons.get(s, ""), "time": now} for s in self.failed]
+        return events
 
 
 class Supervisor:
@@ -100,6 +117,7 @@ class Supervisor:
         report = Report(dead_hosts=self.registry.reap(), recheck=self.registry.recheck)
         live = self.registry.live_hosts()
         if not live:
+            self.record(report)
             return report
         now = time.time()
         load = dict.fromkeys(live, 0)
@@ -121,6 +139,7 @@ class Supervisor:
                     self.registry.mark_failed(name, reason)
                     log.error("relay: server %s failed: %s", name, reason)
                     report.failed.append(name)
+                    report.reasons[name] = reason
                     continue
                 if policy.backoff(recent, now) > 0:
                     report.waiting.append(name)
@@ -129,8 +148,29 @@ class Supervisor:
             if self.registry.assign(name, owner, host):
                 load[host] += 1
                 (report.restarted if owner else report.placed)[name] = host
+                if owner:
+                    report.moved_from[name] = owner
                 self.registry.wake(host)
         if report.restarted or report.failed or report.dead_hosts:
             log.info("relay: supervisor: dead hosts %s, restarted %s, failed %s", report.dead_hosts,
                      report.restarted, report.failed)
+        self.record(report)
         return report
+
+    def record(self, report: Report) -> None:
+        """Appends the pass's events to the store's event stream, and drops the memory figures of hosts no
+        longer registered (relay_workers.stats.record_memory)."""
+        events = report.events()
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hkeys(key("memory"))
+            pipe.hkeys(key("hosts"))
+            figures, hosts = pipe.execute()
+        gone = set(figures) - set(hosts)
+        if not events and not gone:
+            return
+        with self.r.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(key("events"), event, maxlen=EVENTS_KEPT, approximate=True)
+            if gone:
+                pipe.hdel(key("memory"), *gone)
+            pipe.execute()
