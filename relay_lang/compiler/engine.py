@@ -16,7 +16,6 @@ only by the names this module defined.
 
 from __future__ import annotations
 
-import os
 import platform
 import queue
 import threading
@@ -36,15 +35,10 @@ T = TypeVar("T")
 _initialised = False
 
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
 def new_state() -> RuntimeState:
     """A runtime state for one job's compiled calls (they may run in several threads at once,
     each job with its own)."""
-    state = RuntimeState()
-    state.page_size = PAGE_SIZE
-    return state
+    return RuntimeState()
 
 
 # LLVM's code generator options, set once per process: branches kept within 32-byte blocks, the

@@ -21,11 +21,9 @@ from .abi import (
     ERR_MEMORY_LIMIT,
     ERR_TIME,
     I1,
-    I8,
     I32,
     I64,
     MAX_FRAMES,
-    PTR,
     RT_PTR,
     rt_field,
 )
@@ -206,8 +204,9 @@ class SupportBuilder(Declarations):
     def _memory_check(self) -> ir.Function:
         """`i1 relay_memory_over(i64 extra)`: would `extra` more bytes pass the job's memory ceiling?
 
-        Reads the resident size from /proc/self/statm (no Python, no GIL); false when the job
-        has no ceiling or the file cannot be read.
+        The resident size comes from the extension (`relay_resident_bytes`, through the function
+        table: no Python, no GIL), the reader the interpreter's memory watch uses too; false when
+        the job has no ceiling.
         """
         fn, b = self._helper("relay_memory_over")
         rt, extra = fn.args
@@ -218,64 +217,9 @@ class SupportBuilder(Declarations):
         b.position_at_end(no)
         b.ret(ir.Constant(I1, 0))
         b.position_at_end(read_bb)
-        path = b"/proc/self/statm\0"
-        text = ir.GlobalVariable(self.module, ir.ArrayType(I8, len(path)), "relay_statm_path")
-        text.linkage = "internal"
-        text.global_constant = True
-        text.initializer = ir.Constant(ir.ArrayType(I8, len(path)), bytearray(path))
-        opener = self.external("open", I32, [PTR, I32])
-        fd = b.call(opener, [b.bitcast(text, PTR), I32(0)])
-        opened = fn.append_basic_block("opened")
-        b.cbranch(b.icmp_signed("<", fd, I32(0)), no, opened)
-        b.position_at_end(opened)
-        buf = b.bitcast(b.alloca(ir.ArrayType(I8, 64)), PTR)
-        n = b.call(self.external("read", I64, [I32, PTR, I64]), [fd, buf, I64(63)])
-        b.call(self.external("close", I32, [I32]), [fd])
-        pages = self._statm_pages(b, buf, n)
-        resident = b.mul(b.load(pages), b.load(rt_field(b, rt, "page_size")))
+        resident = b.call(self.array_function("relay_resident_bytes"), [])
         b.ret(b.icmp_signed(">", b.add(resident, extra), ceiling))
         return fn
-
-    def _statm_pages(self, b: ir.IRBuilder, buf: ir.Value, n: ir.Value) -> ir.AllocaInstr:
-        """Emits the parse of statm's text (`n` bytes at `buf`): skips the first field and reads the
-        second, the resident page count, into the slot it returns, leaving `b` after the parse.
-        Text with no second field makes the function return false."""
-        fn = b.function
-        i = b.alloca(I64)
-        pages = b.alloca(I64)
-        b.store(I64(0), i)
-        b.store(I64(0), pages)
-
-        def char() -> ir.Value:
-            return b.load(b.gep(buf, [b.load(i)]))
-
-        skip_head, skip_body, digits_head, digits_body, done = (
-            fn.append_basic_block(name) for name in ("skip.head", "skip.body", "digits.head", "digits.body", "done"))
-        b.branch(skip_head)  # the first field (total size), up to a space
-        b.position_at_end(skip_head)
-        in_text = b.icmp_signed("<", b.load(i), n)
-        with b.if_then(b.not_(in_text)):
-            b.ret(ir.Constant(I1, 0))
-        b.cbranch(b.icmp_unsigned("==", char(), I8(ord(" "))), digits_body, skip_body)
-        b.position_at_end(skip_body)
-        b.store(b.add(b.load(i), I64(1)), i)
-        b.branch(skip_head)
-        b.position_at_end(digits_body)  # past the space: the second field, resident pages
-        b.store(b.add(b.load(i), I64(1)), i)
-        b.branch(digits_head)
-        b.position_at_end(digits_head)
-        more = fn.append_basic_block("digits.more")
-        b.cbranch(b.icmp_signed("<", b.load(i), n), more, done)
-        b.position_at_end(more)
-        c = char()
-        digit = b.and_(b.icmp_unsigned(">=", c, I8(ord("0"))), b.icmp_unsigned("<=", c, I8(ord("9"))))
-        add = fn.append_basic_block("digits.add")
-        b.cbranch(digit, add, done)
-        b.position_at_end(add)
-        b.store(b.add(b.mul(b.load(pages), I64(10)), b.zext(b.sub(c, I8(ord("0"))), I64)), pages)
-        b.branch(digits_body)
-        b.position_at_end(done)
-        return pages
 
 
 def support_module(triple: str) -> ir.Module:
