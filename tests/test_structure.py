@@ -2,7 +2,8 @@
 
 - the language core (relay_lang): front end -> back ends -> session -> hosts;
 - the HTTP gateway (relay_workers/gateway/, FastAPI's "bigger applications" layout): its settings, schemas
-  and errors -> the fleet handle -> the services (metrics, JSON-RPC, the middleware) -> the shared
+  and errors -> the fleet handle -> the fleet index -> the services (metrics, JSON-RPC, the middleware,
+  the dashboard's reads) -> the shared
   dependencies -> the routers -> the app factory -> serving. Routers depend on the shared dependencies,
   never on each other, and the app factory is the only module that imports them.
 
@@ -34,9 +35,11 @@ LAYERS = {
 GATEWAY_LAYERS = {
     "foundation": ["config", "schemas", "errors"],
     "fleet handle": ["fleet"],
-    "services": ["metrics", "rpc", "middleware"],
+    "fleet index": ["index"],
+    "services": ["metrics", "rpc", "middleware", "overview"],
     "dependencies": ["dependencies"],
-    "routers": ["routers", "routers.servers", "routers.jsonrpc", "routers.health", "routers.docs"],
+    "routers": ["routers", "routers.servers", "routers.jsonrpc", "routers.health", "routers.docs", "routers.overview",
+                "routers.dashboard"],
     "app factory": ["app"],
     "serving": ["serving", ""],  # "": the package itself (its __init__.py)
 }
@@ -118,7 +121,7 @@ def test_no_import_cycles(package: str) -> None:
 def test_gateway_routers_share_dependencies_and_only_the_app_factory_includes_them() -> None:
     g = graph("relay_workers.gateway")
     assert {r: g[r] & set(ROUTERS) for r in ROUTERS} == {r: set() for r in ROUTERS}  # no router imports another
-    assert all("dependencies" in g[r] for r in ("routers.servers", "routers.jsonrpc", "routers.health"))
+    assert all("dependencies" in g[r] for r in ("routers.servers", "routers.jsonrpc", "routers.health", "routers.overview"))
     assert {m for m, deps in g.items() if deps & set(ROUTERS)} == {"app"}
     assert set(ROUTERS) <= g["app"]
 

@@ -10,8 +10,9 @@ from fastapi import FastAPI
 from .config import GatewayConfig
 from .errors import add_exception_handlers
 from .fleet import Fleet
+from .index import Catalog
 from .middleware import Edge
-from .routers import docs, health, jsonrpc, servers
+from .routers import dashboard, docs, health, jsonrpc, overview, servers
 from .schemas import ERRORS
 
 DESCRIPTION = ("The Relay fleet over HTTP: eval jobs, deployment, messages to servers, the fleet's state, JSON-RPC "
@@ -21,9 +22,12 @@ DESCRIPTION = ("The Relay fleet over HTTP: eval jobs, deployment, messages to se
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """The fleet handle (app.state.fleet, see dependencies.get_fleet) lives as long as the app serves."""
+    """The fleet handle and its index (app.state.fleet and .catalog, see dependencies) live as long as the
+    app serves."""
     app.state.fleet = Fleet(app.state.config)
+    app.state.catalog = Catalog(app.state.fleet)
     yield
+    await app.state.catalog.close()
     await app.state.fleet.close()
 
 
@@ -34,7 +38,8 @@ def create_app(config: GatewayConfig) -> FastAPI:
     app.state.config = config
     app.add_middleware(Edge, config=config)
     app.mount(docs.ASSETS, docs.assets(), name="docs-assets")
-    for area in (docs, servers, health, jsonrpc):
+    app.mount(dashboard.ASSETS, dashboard.assets(), name="dashboard-assets")
+    for area in (dashboard, docs, servers, overview, health, jsonrpc):
         app.include_router(area.router)
     add_exception_handlers(app)
     return app

@@ -1,5 +1,5 @@
-"""What the routers share, as FastAPI dependencies: the settings and the fleet handle (both on `app.state`,
-put there by the app factory and its lifespan), and the bearer-token check."""
+"""What the routers share, as FastAPI dependencies: the settings, the fleet handle and the fleet index (on
+`app.state`, put there by the app factory and its lifespan), and the bearer-token check."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from relay_lang.errors import RelayError
 
 from .config import GatewayConfig
 from .fleet import Fleet
+from .index import Catalog
 
 
 def get_config(request: Request) -> GatewayConfig:
@@ -25,8 +26,14 @@ def get_fleet(request: Request) -> Fleet:
     return fleet
 
 
+def get_catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
 Config = Annotated[GatewayConfig, Depends(get_config)]
 FleetHandle = Annotated[Fleet, Depends(get_fleet)]
+FleetIndex = Annotated[Catalog, Depends(get_catalog)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None,
                         Depends(HTTPBearer(auto_error=False, description="the gateway's RELAY_GATEWAY_TOKEN"))]
 

@@ -183,34 +183,10 @@ class Fleet:
             pipe.hgetall(key("hosts"))
             pipe.time()
             pipe.zcard(key("deadtime"))
-            for n in names:
-                pipe.hmget(key("server", n), "owner", "status", "reason", "restarts", "version")
-                pipe.get(key("lease", n))
-                pipe.zcard(key("journal", n))
-                pipe.hget(key("state", n), CHECKPOINTED)
-                pipe.hlen(key("state", n))
-                pipe.memory_usage(key("state", n))
-                pipe.get(key("fence", n))
+            ask_records(pipe, names)
             values = await pipe.execute()
         hosts = beating(values[0], values[1], self.client.registry.host_ttl)
-        live = set(hosts)
-        servers = []
-        for i, name in enumerate(names):
-            (owner, status, reason, restarts, version), lease, queued, applied, fields, size, fence = \
-                values[3 + 7 * i: 10 + 7 * i]
-            if version is None:
-                continue  # not deployed
-            host = (owner or b"").decode()
-            holder = lease.decode().rsplit(" ", 1)[0] if lease else ""
-            if status == b"failed":
-                state = "failed"
-            elif host in live:
-                state = "running" if holder == host else "starting"
-            else:
-                state = "orphaned" if host else "unplaced"
-            servers.append(ServerRecord(name, host, state, (reason or b"").decode(), int(restarts or 0), int(version),
-                                        queued, holder, max(0, fields - (applied is not None)), size or 0,
-                                        int(applied or 0), int(fence or 0)))
+        servers = read_records(names, values[3:], set(hosts))
         eval_queue = await self.broker.llen("relay.eval") if self.broker is not None and not only else None
         return Snapshot(hosts, servers, values[2], eval_queue)
 
@@ -229,6 +205,47 @@ def beating(beats: dict[bytes, bytes], now: tuple[int, int], host_ttl: float) ->
     reaped it yet, as relay_workers.registry.Registry.reap counts it."""
     t = now[0] + now[1] / 1e6
     return sorted(h.decode() for h, beat in beats.items() if t - float(beat) <= host_ttl)
+
+
+RECORD_COMMANDS = 7  # the store commands ask_records queues for each server
+
+
+def ask_records(pipe: Any, names: list[str]) -> None:
+    """Queues, on a pipeline, the reads of each server's record (read_records makes the records)."""
+    for n in names:
+        pipe.hmget(key("server", n), "owner", "status", "reason", "restarts", "version")
+        pipe.get(key("lease", n))
+        pipe.zcard(key("journal", n))
+        pipe.hget(key("state", n), CHECKPOINTED)
+        pipe.hlen(key("state", n))
+        pipe.memory_usage(key("state", n))
+        pipe.get(key("fence", n))
+
+
+def status_of(host: str, holder: str, failed: bool, live: set[str]) -> str:
+    """A server's status, as `relay servers` shows it: its owner `host`, the lease's `holder`, the live hosts."""
+    if failed:
+        return "failed"
+    if host in live:
+        return "running" if holder == host else "starting"
+    return "orphaned" if host else "unplaced"
+
+
+def read_records(names: list[str], values: list, live: set[str]) -> list[ServerRecord]:
+    """The records of the servers still deployed, from the values of ask_records's commands."""
+    servers = []
+    for i, name in enumerate(names):
+        (owner, status, reason, restarts, version), lease, queued, applied, fields, size, fence = \
+            values[RECORD_COMMANDS * i: RECORD_COMMANDS * (i + 1)]
+        if version is None:
+            continue  # not deployed
+        host = (owner or b"").decode()
+        holder = lease.decode().rsplit(" ", 1)[0] if lease else ""
+        servers.append(ServerRecord(name, host, status_of(host, holder, status == b"failed", live),
+                                    (reason or b"").decode(), int(restarts or 0), int(version), queued, holder,
+                                    max(0, fields - (applied is not None)), size or 0, int(applied or 0),
+                                    int(fence or 0)))
+    return servers
 
 
 def handlers_of(server: str, source: str, file: str) -> dict[str, list[str]]:

@@ -75,6 +75,99 @@ class Server(BaseModel):
     acquisitions: int
 
 
+class ServerRow(Server):
+    family: str = Field(description="`account` for `account[ada]`; a plain name is a family of one")
+
+
+class ServerPage(BaseModel):
+    total: int = Field(description="deployed servers")
+    matched: int = Field(description="servers the filters select")
+    offset: int
+    limit: int
+    by_status: dict[str, int] = Field(description="the selected servers by status, whatever the status filter")
+    index_age: float = Field(description="seconds since the index that selected and counted them was read; "
+                                         "each row is read afresh")
+    servers: list[ServerRow]
+
+
+class FamilyCount(BaseModel):
+    family: str
+    servers: int
+
+
+class FamilyPage(BaseModel):
+    total: int = Field(description="families the filter selects")
+    offset: int
+    limit: int
+    families: list[FamilyCount] = Field(description="most servers first")
+
+
+class HostInfo(BaseModel):
+    id: str = Field(description="the host id (one incarnation of a worker process)")
+    node: str
+    pid: int | None
+    started: float | None
+    heartbeat_age: float = Field(description="seconds since its last heartbeat (the store's clock)")
+    live: bool = Field(description="heartbeat within RELAY_HOST_TTL")
+    memory_bytes: int | None = Field(description="resident memory at its last heartbeat")
+    servers: int = Field(description="servers placed on it")
+    leases: int = Field(description="server leases it holds")
+
+
+class Overview(BaseModel):
+    host_ttl: float
+    hosts: list[HostInfo]
+    servers: int
+    by_status: dict[str, int]
+    families: int
+    top_families: list[FamilyCount]
+    dead_letters: int
+    index_age: float
+    index_seconds: float = Field(description="seconds the index took to read")
+
+
+class DeadLetter(BaseModel):
+    id: str
+    queue: str
+    reason: str
+    raw: str
+    time: float
+    server: str | None = None
+    handler: str | None = None
+    args: list[Any] | None = None
+    attempts: int | None = None
+    replayable: bool = Field(description="a message to a server, which replay sends again")
+
+
+class DeadLetterPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    letters: list[DeadLetter] = Field(description="newest first")
+
+
+class FleetEvent(BaseModel):
+    id: str = Field(description="the event stream's id: pass it as `after`")
+    time: float
+    kind: str = Field(description="failover, failed (past its restart intensity), host dead")
+    server: str = ""
+    from_host: str = Field("", description="a failover's dead owner (host id)")
+    to_host: str = Field("", description="a failover's new owner (host id)")
+    host: str = Field("", description="a dead host")
+    reason: str = ""
+
+
+class EventPage(BaseModel):
+    events: list[FleetEvent] = Field(description="oldest first")
+    last: str | None = Field(description="the id to pass as `after` next")
+
+
+class ReplayResponse(BaseModel):
+    message_id: str
+    server: str
+    handler: str
+
+
 class ErrorDetail(BaseModel):
     kind: str
     message: str
@@ -100,3 +193,10 @@ Timeout = Annotated[float, Query(ge=1, le=3600, allow_inf_nan=False,
 MessageId = Annotated[str | None, Query(min_length=1, max_length=200,
                                         description="retry with the same id: the message is applied once")]
 DeadLetterServer = Annotated[str | None, Query(max_length=200)]
+Limit = Annotated[int, Query(ge=1, le=500, description="rows of a page")]
+Offset = Annotated[int, Query(ge=0, le=100_000_000, description="rows skipped")]
+Prefix = Annotated[str, Query(max_length=200, description="only names starting with this")]
+Family = Annotated[str | None, Query(min_length=1, max_length=200, description="only servers of this family")]
+Status = Annotated[Literal["running", "starting", "orphaned", "unplaced", "failed"] | None, Query()]
+Owner = Annotated[str | None, Query(min_length=1, max_length=300, description="a worker node name or a host id")]
+After = Annotated[str | None, Query(pattern=r"^[0-9]{1,15}-[0-9]{1,15}$", description="an event id: those after it")]
