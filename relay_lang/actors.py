@@ -275,11 +275,13 @@ class LocalRuntime:
         return server
 
     def call(self, server: ServerRef, handler: str, args: list) -> object:
-        self._check(server, handler, args)
+        target = self._route(server)
         self.mailboxes.setdefault(server.name, deque())
         self.deliver(server.name)
         if server.name in self.busy:
             raise cycle_error(self.busy, server.name)
+        if isinstance(target, Family):  # before a server starts for a message it cannot take
+            target.check_message(server, handler, args)
         self.busy.append(server.name)
         try:
             return self._instance(server).handle(self.interp, handler, args)

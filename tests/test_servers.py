@@ -210,6 +210,25 @@ def test_family_errors_are_placed(src: str, message: str, col: int) -> None:
     assert "Traceback" not in str(info.value)
 
 
+def test_a_call_delivers_what_is_queued_before_its_own_message_is_refused() -> None:
+    src = 'server c { receive fn hi() { print("hi") } }\nsend(c, "hi")\nc.nope()'
+    assert io_run(src) == ("hi\n", "test.relay:3:3: error: server c has no handler 'nope' (handlers: hi)")
+    assert io_run(ACCOUNT + 'send(account["a"], "get")\naccount["a"].nope()') == \
+        ("start a\n", "test.relay:10:14: error: server account[a] has no handler 'nope' (handlers: deposit, fail, get, me)")
+
+
+def io_run(src: str) -> tuple[str, str]:
+    import io
+
+    from relay_lang.interpreter import Interpreter, run_program
+    o = io.StringIO()
+    try:
+        run_program(src, "test.relay", interp=Interpreter(out=o, err=io.StringIO()))
+    except RelayError as err:
+        return o.getvalue(), str(err)
+    return o.getvalue(), ""
+
+
 def test_family_handler_arguments_are_checked_as_a_plain_servers_are() -> None:
     with pytest.raises(RelayError) as info:
         run_relay(ACCOUNT + 'account["a"].deposit("x")')
