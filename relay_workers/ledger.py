@@ -235,9 +235,10 @@ class Pending:
 
     @classmethod
     def stored(cls, message_id: str, payload: bytes, attempts: int) -> Pending:
-        """A message as the journal stores it: its payload (see Ledger.journal) and its attempts."""
-        handler, args, chain, wait, result = json.loads(payload)
-        return cls(message_id, handler, args, chain, wait, result, attempts)
+        """A message as the journal stores it: its payload ([handler, args, chain, wait], and `result` from a
+        producer's journal, see Ledger.journal; Outgoing.payload has no `result`) and its attempts."""
+        handler, args, chain, wait, *result = json.loads(payload)
+        return cls(message_id, handler, args, chain, wait, bool(result and result[0]), attempts)
 
 
 @dataclass
