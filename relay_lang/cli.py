@@ -16,6 +16,8 @@ from .interpreter import DEFAULT_MAX_DEPTH, Interpreter, run_program
 def positive_seconds(text: str) -> float:
     """A time limit: a number of seconds > 0; inf, or NO_TIME_LIMIT and more, is no limit."""
     try:
+        if not text.isascii():  # float() also reads other scripts' digits
+            raise ValueError(text)
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None

@@ -77,6 +77,7 @@ Sink = Callable[[str, "Pos | None"], None]  # where a block's value goes: a retu
 MAX_LOOP_NESTING = 18  # CPython allows 20 statically nested blocks per function
 
 LITERAL_STARTS = frozenset("'\"0123456789-.")  # how number and string literals begin in generated code
+INLINE_STRING = 1 << 12  # characters: a longer string literal is a constant of the unit, not generated text
 ARITH_SLOW = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "%": "_mod", "**": "_pow"}
 COMPARE = ("<", "<=", ">", ">=")
 COMPOUND = {"+=": "+", "-=": "-", "*=": "*", "/=": "/", "%=": "%"}
@@ -555,8 +556,8 @@ class CodeGen:
         match e:
             case Num():
                 return self.literal(e.value), NUM
-            case Str():
-                return repr(e.value), STR
+            case Str():  # a long literal goes to the constants, not into the generated text
+                return (repr(e.value) if len(e.value) <= INLINE_STRING else self.const(e.value)), STR
             case Bool():
                 return ("True" if e.value else "False"), BOOL
             case Null():

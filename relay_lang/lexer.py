@@ -9,6 +9,7 @@ statements); the parser skips the others where a statement cannot end
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .budget import FRONT_END_CHECK, checkpoint_at
@@ -49,6 +50,19 @@ class Token:
 
 
 DIGITS = frozenset("0123456789")
+# Runs the scanner takes at C speed: a token millions of characters long is read in milliseconds.
+_IDENT_CHARS = re.compile(r"[A-Za-z0-9_]*")
+_DIGIT_RUN = re.compile(r"[0-9]+(?:_[0-9]+)*")
+_HEX_CHARS = re.compile(r"[0-9a-fA-F_]*")
+_STRING_CHARS = re.compile(r'[^"\\\n]*')
+LONG_TOKEN = 1 << 16  # characters: a token this long checks the budgets once read
+
+
+def _run_end(run: re.Pattern[str], src: str, start: int, end: int | None = None) -> int:
+    """Where the run of `run`'s characters (a pattern that matches the empty string too) from `start` ends."""
+    m = run.match(src, start, len(src) if end is None else end)
+    assert m is not None
+    return m.end()
 
 
 def _is_digit(c: str) -> bool:
@@ -84,7 +98,7 @@ class Lexer:
 
     def add(self, kind: str, text: str, value: object, start: int) -> None:
         self.tokens.append(Token(kind, text, value, self.pos(start)))
-        if not len(self.tokens) % FRONT_END_CHECK:
+        if not len(self.tokens) % FRONT_END_CHECK or len(text) > LONG_TOKEN:
             checkpoint_at(self.pos(start))
 
     def tokenize(self) -> list[Token]:
@@ -111,8 +125,7 @@ class Lexer:
                 self.string()
             elif _is_ident_start(c):
                 start = self.i
-                while self.i < n and _is_ident_char(src[self.i]):
-                    self.i += 1
+                self.i = _run_end(_IDENT_CHARS, src, self.i)
                 word = src[start:self.i]
                 self.add("kw" if word in KEYWORDS else "ident", word, None, start)
             else:
@@ -125,18 +138,19 @@ class Lexer:
         end = self.src.find("*/", self.i + 2)
         if end < 0:
             raise self.error("unterminated comment: '/*' without '*/'", start)
-        for k in range(self.i, end):
-            if self.src[k] == "\n":
-                self.line += 1
-                self.line_start = k + 1
+        lines = self.src.count("\n", self.i, end)
+        if lines:
+            self.line += lines
+            self.line_start = self.src.rfind("\n", self.i, end) + 1
         self.i = end + 2
+        if end - start > LONG_TOKEN:
+            checkpoint_at(self.pos(start))
 
     def number(self) -> None:
         src, n, start = self.src, len(self.src), self.i
         if src.startswith(("0x", "0X"), start):
             self.i += 2
-            while self.i < n and (src[self.i] in "0123456789abcdefABCDEF_"):
-                self.i += 1
+            self.i = _run_end(_HEX_CHARS, src, self.i)
             digits = src[start + 2:self.i]
             if not digits.replace("_", "") or digits.startswith("_") or digits.endswith("_") or "__" in digits:
                 raise self.error(f"malformed hex number '{src[start:self.i]}'", start)
@@ -167,29 +181,29 @@ class Lexer:
         self.add("num", src[start:self.i], value, start)
 
     def digits(self) -> None:
-        """Digits with single underscores between them."""
-        src, n = self.src, len(self.src)
-        while self.i < n and _is_digit(src[self.i]):
-            self.i += 1
-            if self.i + 1 < n and src[self.i] == "_" and _is_digit(src[self.i + 1]):
-                self.i += 1
+        """Digits with single underscores between them (none: nothing taken)."""
+        m = _DIGIT_RUN.match(self.src, self.i)
+        if m is not None:
+            self.i = m.end()
 
     def string(self) -> None:
         src, n, start = self.src, len(self.src), self.i
         self.i += 1
         out: list[str] = []
         while True:
+            plain = _run_end(_STRING_CHARS, src, self.i, self.i + LONG_TOKEN)  # to a quote, a backslash or a line break
+            out.append(src[self.i:plain])
+            cut = plain == self.i + LONG_TOKEN  # the run goes on: a long literal checks the budgets as it is read
+            self.i = plain
+            if cut:
+                checkpoint_at(self.pos(start))
+                continue
             if self.i >= n or src[self.i] == "\n":
                 raise self.error("unterminated string", start)
-            c = src[self.i]
-            if c == '"':
+            if src[self.i] == '"':
                 self.i += 1
                 break
-            if c == "\\":
-                out.append(self.escape())
-            else:
-                out.append(c)
-                self.i += 1
+            out.append(self.escape())
         self.add("str", src[start:self.i], "".join(out), start)
 
     def escape(self) -> str:

@@ -6,8 +6,8 @@ import os
 import signal
 import sys
 
-from .errors import RelayError, RelaySyntaxError
-from .interpreter import Interpreter, run_program
+from .errors import Pos, RelayError, RelaySyntaxError
+from .interpreter import Interpreter, run_budgeted
 from .parser import parse
 from .values import show
 
@@ -73,24 +73,32 @@ def repl(max_depth: int) -> int:
         if not source.strip():
             continue
         try:
-            value = run_interruptibly(interp, source, f"<repl {entry}>")
+            shown = run_interruptibly(interp, source, f"<repl {entry}>")
         except RelayError as err:
             sys.stdout.flush()
             print(err, file=sys.stderr)
         else:
-            if value is not None:
-                print(show(value))
+            if shown is not None:
+                print(shown)
         entry += 1
 
 
-def run_interruptibly(interp: Interpreter, source: str, file: str) -> object:
-    """Runs an entry; Ctrl-C stops it with a Relay error (the definitions made so far stay)."""
+def run_interruptibly(interp: Interpreter, source: str, file: str) -> str | None:
+    """Runs an entry and shows its value (None: no value), both within the entry's budgets; Ctrl-C
+    stops it with a Relay error (the definitions made so far stay)."""
     def interrupt(signum: int, frame: object) -> None:
         interp.request_stop(RelayError("interrupted (Ctrl-C)", kind="interrupt"))
 
+    def entry() -> str | None:
+        value = interp.run(source, file)
+        try:
+            return None if value is None else show(value)
+        except RelayError as err:  # too deep or too long to show: the entry's error, at its start
+            raise err.at(Pos(file, 1, 1)) from None
+
     previous = signal.signal(signal.SIGINT, interrupt)
     try:
-        return run_program(source, file, interp=interp)
+        return run_budgeted(interp, entry, None)
     finally:
         signal.signal(signal.SIGINT, previous)
 

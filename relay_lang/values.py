@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._array import Array, holds_numbers
-from .budget import checkpoint
+from .budget import checkpoint, reserve
 from .errors import RelayError
 from .names import check_key, split_name
 
@@ -245,6 +245,8 @@ class _Shower(_Walk):
             parts.extend(chunk)
         self.active.discard(key)
         open_, close = ("[", "]") if type(v) is Array else ("{", "}")
+        if size > CHECK_TEXT:  # every text shown so far is kept (`done`): a shared part doubles it at each level
+            reserve(size)
         text = open_ + ", ".join(parts) + close
         if len(text) > CHECK_TEXT:  # a shared part shown twice doubles the text: few elements, much copying
             checkpoint()

@@ -228,6 +228,10 @@ SIBLINGS = {  # program, limit arguments, error, where it must be placed (None: 
     "keys of a big map, per element": ("let m = {}\nfor i in 0..300000 { m[str(i)] = i }\n"
                                        "print(len(array(1000, m).map(keys)))",
                                        ["--memory-limit", "256M"], "memory limit of 256M exceeded", None),
+    "showing a value whose parts are shared": ("let a = [1]\nfor i in 0..200 { a = [a, a] }\nprint(str(a))",
+                                               ["--memory-limit", "256M"], "memory limit of 256M exceeded", ".relay:3:7: "),
+    "a string literal 40 million characters long": ('let s = "' + "x" * 40_000_000 + '"\nprint(len(s))',
+                                                    ["--memory-limit", "16M"], "memory limit of 16M exceeded", ".relay:1:9: "),
     "heavy callbacks on a short array": ('let s = join(array(2000000, "7"))\nprint(len(array(1000, s).map(num)))',
                                          ["--time-limit", "0.5"], "time limit of 0.5 s exceeded", None),
 }
@@ -273,6 +277,15 @@ def test_the_front_end_keeps_the_time_limit_and_places_its_error(tmp_path, lines
     run = relay_measured(tmp_path, source, "--time-limit", time_limit)
     assert_within(tmp_path, run, "auto", f"time limit of {float(time_limit):g} s exceeded", None,
                   float(time_limit), None)
+
+
+def test_the_repl_shows_what_it_can_within_the_budgets(tmp_path) -> None:
+    """A value too deep (or too long) to show is the entry's Relay error; the REPL goes on."""
+    entries = "let m = {}\nfor i in 0..501 { m = {k: m} }\nm\nprint(9)\n1 + 2\n"
+    done = subprocess.run([*RELAY, "repl"], input=entries, capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert (done.returncode, done.stdout) == (0, "9\n3\n"), done.stderr
+    assert done.stderr.startswith("<repl 3>:1:1: error: cannot show a value nested deeper than 500 levels")
 
 
 @pytest.mark.parametrize("value, message", [
