@@ -195,18 +195,18 @@ def _no_depth() -> int:
 
 class MemoryWatch:
     """One thread that reads the process's resident memory every POLL seconds while jobs are watched,
-    and calls `on_exceeded()` of each job whose ceiling (in resident bytes) it passes, counting
+    and calls `on_exceeded()` of each job whose ceiling (`ceiling()`, in resident bytes) it passes, counting
     what unwinding its stack (`depth()` frames deep) would add."""
 
     POLL = 0.005
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
-        self.jobs: dict[int, tuple[int, Callable[[], None], Callable[[], int]]] = {}
+        self.jobs: dict[int, tuple[Callable[[], int], Callable[[], None], Callable[[], int]]] = {}
         self.ids = itertools.count()
         self.thread: threading.Thread | None = None
 
-    def watch(self, ceiling: int, on_exceeded: Callable[[], None], depth: Callable[[], int] = _no_depth) -> int:
+    def watch(self, ceiling: Callable[[], int], on_exceeded: Callable[[], None], depth: Callable[[], int] = _no_depth) -> int:
         with self.cond:
             ticket = next(self.ids)
             self.jobs[ticket] = (ceiling, on_exceeded, depth)
@@ -228,7 +228,7 @@ class MemoryWatch:
                 self.cond.wait(self.POLL)
                 resident = resident_bytes()
                 over = [ticket for ticket, (ceiling, _, depth) in self.jobs.items()
-                        if resident + depth() * UNWIND_BYTES > ceiling]
+                        if resident + depth() * UNWIND_BYTES > ceiling()]
                 calls = [self.jobs.pop(ticket)[1] for ticket in over]
             for on_exceeded in calls:
                 on_exceeded()
@@ -325,6 +325,7 @@ class Limits:
         self.memory_limit: int | None = memory_limit_from_env()  # bytes a job may add to the process; None: any
         self.memory_ceiling = 0  # resident bytes the running job must stay under; 0: none
         self.memory_budget = 0  # the running job's memory limit, in bytes
+        self.compiling = False  # within `uncounted`
         self.native: object | None = None  # the runtime states of its compiled calls (compiler.jit.States)
 
     def frames(self) -> int:
@@ -347,9 +348,27 @@ class Limits:
     def memory_limit_message(self) -> str:
         return f"memory limit of {format_size(self.memory_budget)} exceeded"
 
+    @contextmanager
+    def uncounted(self) -> Iterator[None]:
+        """What the block adds to the process's memory is not the job's (compiling its code, say): the
+        memory watch looks away meanwhile, and the ceiling rises by it."""
+        before = resident_bytes()
+        self.compiling = True
+        try:
+            yield
+        finally:
+            self.compiling = False
+            if self.memory_ceiling:
+                self.memory_ceiling += max(0, resident_bytes() - before)
+
+    def watched_ceiling(self) -> int:
+        """The ceiling the memory watch holds the job to now (none while `uncounted`)."""
+        return 1 << 62 if self.compiling else self.memory_ceiling
+
     def over_memory(self, nbytes: int) -> bool:
-        """Whether nbytes more would not fit in the job's memory budget."""
-        return bool(self.memory_ceiling) and resident_bytes() + nbytes > self.memory_ceiling
+        """Whether nbytes more would not fit in the job's memory budget, with what unwinding the job's
+        frames would add (as the memory watch counts it: whichever looks first, the same threshold)."""
+        return bool(self.memory_ceiling) and resident_bytes() + nbytes + self.frames() * UNWIND_BYTES > self.memory_ceiling
 
 
 STACK_MARGIN = 1 << 20  # bytes of native stack kept free below the deepest compiled frame

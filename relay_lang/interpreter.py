@@ -467,7 +467,7 @@ def run_budgeted(interp: Interpreter, job: Callable[[], Any], time_limit: float 
     memory_ticket = None
     if memory is not None:
         too_big = RelayError(limits.memory_limit_message(), kind="limit")
-        memory_ticket = MEMORY_WATCH.watch(limits.memory_ceiling, lambda: interp.request_stop(too_big), limits.frames)
+        memory_ticket = MEMORY_WATCH.watch(limits.watched_ceiling, lambda: interp.request_stop(too_big), limits.frames)
 
     def checked() -> Any:
         with checking(interp.check_budget, interp.reserve_memory):

@@ -192,7 +192,8 @@ class Router:
         for level in levels:
             part = [(code, name, sig) for code, name, sig in batch if directive_level(sig.fn) == level]
             try:
-                compiled = compiler.compile_many([sig for _, _, sig in part], self.limits.deadline_ns)
+                with self.limits.uncounted():  # the compiler's memory is not the program's
+                    compiled = compiler.compile_many([sig for _, _, sig in part], self.limits.deadline_ns)
             except CompileTimeout:  # placed at the first function the batch compiles
                 raise RelayError(self.limits.time_limit_message(), part[0][2].fn.pos, kind="limit") from None
             for (code, name, sig), c in zip(part, compiled):
@@ -221,7 +222,8 @@ class Router:
                 self.note(fn, name, "interpreter", "hot, but called with arguments compiled code does not take")
                 return original(c, *args)
             try:
-                compiled = compiler.compile(Signature(fn, tuple(types)), self.limits.deadline_ns)  # type: ignore[arg-type]
+                with self.limits.uncounted():
+                    compiled = compiler.compile(Signature(fn, tuple(types)), self.limits.deadline_ns)  # type: ignore[arg-type]
             except Unsupported as u:
                 settle(original)
                 self.note(fn, name, "interpreter", u.describe())
