@@ -1,5 +1,5 @@
-import sys
+"""`python -m relay_lang`: the `relay` command of the language alone (relay_lang.cli)."""
 
-from .cli import main
+from .cli import leave, main
 
-sys.exit(main())
+leave(main())

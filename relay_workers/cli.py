@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from relay_lang.cli import build_parser, guarded, positive_seconds, read_source, run_command, size_argument
+from relay_lang.cli import build_parser, guarded, leave, positive_seconds, read_source, run_command, size_argument
 from relay_lang.errors import RelayError
 from relay_lang.values import show
 
@@ -259,5 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     return guarded(lambda: configured(command, args))
 
 
+def console() -> None:
+    """The `relay` command (see relay_lang.cli.leave)."""
+    leave(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()
