@@ -5,7 +5,7 @@
  * capacity, and pins, pin_owner, owner_pins: it pushes in place while there is room and no
  * other call holds the array), and calls the functions of `addresses()`: the table below.
  *
- * Compiled code runs without the GIL (compiler/lower.py), so an array it holds
+ * Compiled code runs without the GIL (compiler/builder.py), so an array it holds
  * must not be freed, resized or switched to VALUES by another thread meanwhile.
  * The compiled entry point pins each array argument (under the GIL) for the
  * whole call: while `pins` is not 0, the interpreter's resizing paths (push,
