@@ -16,12 +16,12 @@ support bound by the interpreter.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TypeGuard, assert_never
 
 from .budget import STATEMENT_CHECK, checkpoint_at
 from .builtin_table import ARITY as BUILTIN_ARITY
 from .builtin_table import BUILTIN_NAMES
+from .emitter import Emitter, FunctionCode, Unit, global_name
 from .errors import Pos, RelaySyntaxError
 from .nodes import (
     ArrayLit,
@@ -63,14 +63,7 @@ from .nodes import (
     While,
 )
 from .ops import BIG_STRING
-from .resolver import Binding, Decl, Free, FunctionInfo, Global, Local, Resolution
-
-GLOBAL_PREFIX = "g_"  # Relay global NAME is the Python global g_NAME of the generated code
-
-
-def global_name(name: str) -> str:
-    return GLOBAL_PREFIX + name
-
+from .resolver import Binding, Free, FunctionInfo, Global, Local, Resolution
 
 Sink = Callable[[str, "Pos | None"], None]  # where a block's value goes: a return, or a temporary
 
@@ -93,81 +86,13 @@ NUM, BOOL, STR = "number", "bool", "string"
 STRING_BUILTINS = ("str", "string", "join")  # builtins whose value is always a string
 
 
-@dataclass(eq=False)
-class FunctionCode:
-    """What every closure of one Relay function shares."""
+class CodeGen(Emitter):
+    """The generator: one method per kind of node, emitting its lines into the function being made."""
 
-    name: str
-    node: Node
-    nparams: int
-    params: tuple[str, ...] = ()
-    param_types: tuple[TypeAnn | None, ...] = ()
-    ret_type: TypeAnn | None = None
-    pyname: str = ""
-    py: object = None
-
-
-@dataclass
-class Unit:
-    """One compiled program (or REPL entry): its source and line-to-position map."""
-
-    filename: str
-    source: str
-    positions: list[Pos | None]
-    relay_names: dict[str, str]  # Python function name -> Relay function name
-    codes: list[FunctionCode]
-    constants: list[object]
-    main: str
-    inits: list[FunctionCode] = field(default_factory=list)  # the code making each family's initial state
-
-
-@dataclass
-class _Fn:
-    """The Python function being generated."""
-
-    info: FunctionInfo
-    pyname: str
-    kind: str  # "main", "fn" or "server"
-    lines: list[tuple[str, Pos | None]] = field(default_factory=list)
-    indent: int = 1
-    temps: int = 0
-    loops: int = 0
-    assigned_globals: set[str] = field(default_factory=set)
-    ret_type: TypeAnn | None = None
-    relay_name: str = ""
-    parent: _Fn | None = None
-
-
-class CodeGen:
     def __init__(self, res: Resolution, unit_id: int, file: str) -> None:
+        super().__init__(unit_id, file)
         self.res = res
-        self.unit_id = unit_id
-        self.file = file
-        self.done: list[_Fn] = []
-        self.fn: _Fn = None  # type: ignore[assignment]
-        self.codes: list[FunctionCode] = []
-        self.inits: list[FunctionCode] = []  # families' initial states: not Relay functions, never compiled
-        self.constants: list[object] = []
-        self.count = 0
         self.statements_seen = 0  # the time budget is checked every STATEMENT_CHECK of them
-
-    # ------------------------------------------------------------ emission
-
-    def emit(self, text: str, pos: Pos | None = None) -> None:
-        self.fn.lines.append(("    " * self.fn.indent + text, pos))
-
-    def temp(self) -> str:
-        self.fn.temps += 1
-        return f"t{self.fn.temps}"
-
-    def const(self, value: object) -> str:
-        self.constants.append(value)
-        return f"_K{self.unit_id}[{len(self.constants) - 1}]"
-
-    def literal(self, value: float) -> str:
-        if value != value or value in (float("inf"), float("-inf")):
-            return self.const(value)
-        return repr(value)
 
     # ------------------------------------------------------------ units
 
@@ -178,47 +103,7 @@ class CodeGen:
         self.finish()
         return self.assemble(main.pyname)
 
-    def begin(self, info: FunctionInfo, kind: str, relay_name: str) -> _Fn:
-        self.count += 1
-        safe = "".join(c if c.isalnum() else "_" for c in relay_name)
-        fn = _Fn(info, f"_u{self.unit_id}_{self.count}_{safe}", kind, relay_name=relay_name)
-        self.stack_push(fn)
-        return fn
-
-    def stack_push(self, fn: _Fn) -> None:
-        fn.parent = self.fn
-        self.fn = fn
-
-    def finish(self) -> None:
-        fn = self.fn
-        self.done.append(fn)
-        self.fn = fn.parent  # type: ignore[assignment]
-
-    def assemble(self, main: str) -> Unit:
-        source: list[str] = []
-        positions: list[Pos | None] = [None]  # line numbers start at 1
-        names: dict[str, str] = {}
-        for fn in self.done:
-            params = ", ".join(["_c"] + [self.local_name(d) for d in fn.info.params])
-            header = [f"def {fn.pyname}({params}):"]
-            if fn.assigned_globals:
-                header.append("    global " + ", ".join(global_name(n) for n in sorted(fn.assigned_globals)))
-            for line in header:
-                source.append(line)
-                positions.append(fn.info.node.pos)
-            for text, pos in fn.lines:
-                source.append(text)
-                positions.append(pos)
-            source.append("")
-            positions.append(None)
-            names[fn.pyname] = fn.relay_name
-        return Unit(f"<relay {self.file} #{self.unit_id}>", "\n".join(source), positions, names,
-                    self.codes, self.constants, main, self.inits)
-
     # ------------------------------------------------------------ functions
-
-    def local_name(self, decl: Decl) -> str:
-        return f"l{decl.slot}_{decl.name}"
 
     def function(self, fn_node: FnLit) -> str:
         """Generates a Relay function; returns the expression of its FunctionCode."""

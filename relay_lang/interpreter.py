@@ -29,9 +29,10 @@ from .budget import (
 )
 from .builtin_table import ARITY, MAX_ARRAY, arity_message, native_stack_message, too_deep_message
 from .builtins import make_builtins
-from .codegen import GLOBAL_PREFIX, FunctionCode, Unit, generate, global_name
+from .codegen import generate
 from .compiler.cache import CompileCache, ObjectStore
 from .compiler.router import Router
+from .emitter import GLOBAL_PREFIX, FunctionCode, Unit, global_name
 from .errors import Pos, RelayError
 from .parser import parse
 from .resolver import resolve

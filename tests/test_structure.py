@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "front end": ["_array", "_abi", "errors", "lexer", "nodes", "parser", "resolver", "hashing", "builtin_table",
                   "numeric", "names", "values", "ops", "budget"],
-    "back ends": ["codegen", "compiler", "compiler.abi", "compiler.arrays", "compiler.bounds", "compiler.builder",
+    "back ends": ["emitter", "codegen", "compiler", "compiler.abi", "compiler.arrays", "compiler.bounds", "compiler.builder",
                   "compiler.cache", "compiler.engine", "compiler.frame", "compiler.infer", "compiler.jit",
                   "compiler.lower", "compiler.router", "compiler.support"],
     "session": ["actors", "builtins", "interpreter"],

@@ -29,7 +29,7 @@ from .infer import ARR, BOOL, NUM, Signature, Unsupported, param_type
 from .jit import NOT_TAKEN, Compiled, Compiler, call_compiled, directive_level, has_directive, states
 
 if TYPE_CHECKING:
-    from ..codegen import FunctionCode, Unit
+    from ..emitter import FunctionCode, Unit
 
 HOT_CALLS_WITH_LOOPS = 1
 HOT_CALLS = 20
