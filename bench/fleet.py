@@ -1,6 +1,7 @@
 """The fleet side by side with bare Celery, one run, same broker (a private redis-server).
 
-Run: python bench/fleet.py [--calls N] [--sends N] [--programs N] [--recycle-mib M] [--only compiled-cores]
+Run: python bench/fleet.py [--calls N] [--sends N] [--programs N] [--recycle-mib M] [--instances N]
+                           [--only compiled-cores|families]
 - round trips: RelayClient.call on a trivial handler against a bare Celery
   no-op task (`relay.ping`) sent and awaited the same way: throughput and
   p50/p99 latency, sequential, one producer;
@@ -16,6 +17,10 @@ Run: python bench/fleet.py [--calls N] [--sends N] [--programs N] [--recycle-mib
   and then on 2 (each worker hosts interpreted servers on one core);
 - compiled cores: servers whose handler spends its time in @llvm code (which
   runs without the GIL), on one worker: 1 server, then 2 at once;
+- families: a family whose 10, then N, servers each got one message and
+  went idle: what each worker costs while nothing happens (CPU, threads,
+  store connections) and the store's commands/s, a first message to an
+  inactive server, and calls to an active one, N against 10;
 - compiled programs: a solo worker (its eval jobs run in its main process,
   beside its host) runs N distinct @llvm programs while one of its servers
   takes a send per 100 programs, with RELAY_HOST_MAX_MEMORY_MIB=M; restarted
@@ -69,12 +74,16 @@ def main() -> None:
     parser.add_argument("--sends", type=int, default=2000)
     parser.add_argument("--programs", type=int, default=2000)
     parser.add_argument("--recycle-mib", type=int, default=256)
-    parser.add_argument("--only", choices=["compiled-cores"], help="run this row alone")
+    parser.add_argument("--instances", type=int, default=10_000, help="servers of one family in the families rows")
+    parser.add_argument("--only", choices=["compiled-cores", "families"], help="run these rows alone")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relay-fleet-bench-"))
     print(f"# fleet benchmark on {describe()}; workers with the default pool")
     if args.only == "compiled-cores":
         compiled_cores(work)
+        return
+    if args.only == "families":
+        families(work, args.instances)
         return
     for label, broker in (("Redis", None), ("RabbitMQ", RABBITMQ)):
         if broker is not None and not rabbitmq_answers():
@@ -89,7 +98,80 @@ def main() -> None:
             server.stop()
     cores(work)
     compiled_cores(work)
+    families(work, args.instances)
     compiled_programs(work, args.programs, args.recycle_mib)
+
+
+ACCOUNT = """
+server account[id] {
+    state { n: 0 }
+    receive fn bump() { state.n += 1
+        state.n }
+}
+"""
+IDLE = 3.0  # RELAY_IDLE_TIMEOUT of the families rows (the default is 120 s)
+
+
+def families(work: Path, instances: int, window: float = 5.0) -> None:
+    """What servers cost while idle: two workers, a family whose first 10 servers, then all `instances`,
+    each got one message and went idle (let go after IDLE s); per worker: CPU, threads and store
+    connections while nothing happens, the store's commands/s; then a call that activates an inactive
+    server, and calls to an active one, against the same with 10 servers."""
+    server = RedisServer(work / "families")
+    fleet = LocalFleet.on(server.url, logs=work, RELAY_IDLE_TIMEOUT=str(IDLE))
+    try:
+        nodes = [fleet.start("fa"), fleet.start("fb")]
+        client = fleet.client()
+        client.deploy(ACCOUNT)
+        print(f"{'family servers, then idle':<34} {'CPU %/wkr':>10} {'threads':>8} {'conns':>6} {'cmds/s':>8} "
+              f"{'first p50/p99 ms':>17} {'active p50 ms':>14}")
+        figures = {}
+        for count in (10, instances):
+            names = [f"account[{k}]" for k in range(count)]
+            for name in names:
+                client.send(name, "bump")
+            while client.registry.instances("account") < count or any(client.ledger.has_pending(names)):
+                time.sleep(0.2)
+            time.sleep(IDLE + 2.5)  # every server let go
+            cpu, threads, conns, cmds = idle_costs(fleet, nodes, server.url, window)
+            inactive = iter(names)
+            first = timed_calls(lambda: client.call(next(inactive), "bump"), min(200, count))  # noqa: B023
+            time.sleep(0.5)
+            active = timed_calls(lambda: client.call("account[0]", "bump"), 300)
+            figures[count] = statistics.median(active)
+            print(f"{f'{count:,} servers':<34} {cpu:>10.2f} {threads:>8.0f} {conns:>6.0f} {cmds:>8.0f} "
+                  f"{statistics.median(first) * 1e3:>8.2f}/{percentile(first, 0.99) * 1e3:<8.2f} "
+                  f"{statistics.median(active) * 1e3:>14.2f}")
+            time.sleep(IDLE + 2.5)
+        print(f"active call p50, {instances:,} / 10 servers: {figures[instances] / figures[10]:.2f}x (target <= 1.2x)")
+        client.close()
+    finally:
+        fleet.stop_all()
+        server.stop()
+
+
+def idle_costs(fleet: LocalFleet, nodes: list[str], url: str, window: float) -> tuple[float, float, float, float]:
+    """Over `window` s of nothing: CPU % and threads of each worker's main process (averaged over the
+    workers), the hosts' store connections per worker, and the store's commands per second."""
+    import redis
+
+    store = redis.Redis.from_url(url)
+    pids = [fleet.workers[n].pid for n in nodes]
+    ticks = os.sysconf("SC_CLK_TCK")
+    before = [cpu_ticks(p) for p in pids]
+    commands = int(store.info("stats")["total_commands_processed"])
+    time.sleep(window)
+    cpu = sum(cpu_ticks(p) - b for p, b in zip(pids, before)) / ticks / window / len(pids) * 100
+    cmds = (int(store.info("stats")["total_commands_processed"]) - commands - 2) / window
+    threads = sum(int(Path(f"/proc/{p}/status").read_text().split("Threads:")[1].split()[0]) for p in pids) / len(pids)
+    conns = sum(1 for c in store.client_list() if c.get("name", "").startswith("relay-host:")) / len(pids)
+    store.close()
+    return cpu, threads, conns, cmds
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime
 
 
 def rabbitmq_answers() -> bool:

@@ -19,8 +19,8 @@ from redis.typing import EncodableT, FieldT
 from relay_lang.errors import RelayError
 
 from .deploy import check, declared_servers
-from .ledger import DeadLetters, Ledger, connect
-from .registry import Registry, node_of
+from .ledger import DeadLetters, Ledger, connect, deployment_of
+from .registry import Registry, Status, node_of, status_of
 from .runtime import Messenger, NoReply, remote_error, retrying
 from .settings import celery_config, load
 from .wire import from_wire, to_wire
@@ -242,19 +242,18 @@ class RelayClient:
         try:
             live = set(self.registry.live_hosts())
             out = []
-            for name, owner in self.registry.owners().items():
-                info = self.registry.summary(name)
-                holder = self.ledger.holder(name)
-                if info.get("status") == "failed":
-                    status = "failed"
-                elif owner in live:
-                    status = "running" if holder == owner else "starting"
-                else:
-                    status = "orphaned" if owner else "unplaced"
-                out.append({"name": name, "owner": node_of(owner) if owner else "", "host": owner, "status": status,
-                            "reason": info.get("reason", ""), "restarts": int(info.get("restarts", 0)),
-                            "version": int(info.get("version", 0)), "queued": self.ledger.queued(name),
-                            "applied": self.ledger.applied_count(name)})
+            for name in self.registry.names():
+                info = self.registry.summary(deployment_of(name) if name.endswith("[]") else name)
+                owner = info.get("owner", "")
+                status = status_of(name, owner, self.ledger.holder(name), live, failed=info.get("status") == "failed")
+                row: dict[str, object] = {
+                    "name": name, "owner": node_of(owner) if owner else "", "host": owner, "status": str(status),
+                    "reason": info.get("reason", ""), "restarts": int(info.get("restarts", 0)),
+                    "version": int(info.get("version", 0)), "queued": self.ledger.queued(name),
+                    "applied": self.ledger.applied_count(name)}
+                if status is Status.FAMILY:
+                    row["servers"] = self.registry.instances(deployment_of(name))
+                out.append(row)
             return out
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None

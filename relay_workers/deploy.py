@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from relay_lang.errors import RelayError
+from relay_lang.names import family_name
 from relay_lang.nodes import ServerDecl
 from relay_lang.parser import parse
 from relay_lang.resolver import resolve
@@ -35,11 +36,11 @@ if TYPE_CHECKING:
 
 
 def declared_servers(source: str, file: str) -> list[str]:
-    """The servers a deploy source declares, in order; a source that does not parse or resolve, or declares
-    no server, is a Relay error."""
+    """The servers a deploy source declares, in order (a family as `account[]`); a source that does not parse
+    or resolve, or declares no server, is a Relay error."""
     program = parse(source, file)
     resolve(program)
-    names = [s.name for s in program.stmts if isinstance(s, ServerDecl)]
+    names = [s.name if s.key is None else family_name(s.name) for s in program.stmts if isinstance(s, ServerDecl)]
     if not names:
         raise RelayError("the source declares no server (deploy takes `server NAME { ... }` declarations)",
                          program.pos)
@@ -60,6 +61,7 @@ def check(source: str, file: str, deployed: Iterable[str], time_limit: float, ou
     from relay_lang.values import ServerRef
 
     from .cache import RedisObjectStore
+    from .ledger import deployment_of
     from .output import CappedOutput
 
     class ScratchRuntime(LocalRuntime):
@@ -76,8 +78,8 @@ def check(source: str, file: str, deployed: Iterable[str], time_limit: float, ou
     cache = CompileCache(RedisObjectStore(store)) if store is not None else None
     interp = Interpreter(out=out, err=out, cache=cache, repl=True)
     interp.runtime = ScratchRuntime(interp)
-    for name in {*deployed, *names}:
-        interp.define_global(name, ServerRef(name))
+    for name in {*deployed, *names}:  # a family as `account[]`, its global `account`
+        interp.define_global(deployment_of(name), ServerRef(name))
     run_budgeted(interp, lambda: interp.run(source, file), time_limit)
     return names
 

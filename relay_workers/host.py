@@ -37,16 +37,17 @@ import kombu
 import redis
 from celery import Celery
 
-from relay_lang.actors import ServerInstance, cycle_error
+from relay_lang.actors import Family, ServerInstance, cycle_error
 from relay_lang.budget import start_big_stack_thread
 from relay_lang.compiler.cache import CompileCache
 from relay_lang.errors import RelayError
 from relay_lang.interpreter import Interpreter, run_budgeted
+from relay_lang.names import family_name
 from relay_lang.values import Function, ServerRef
 
 from .cache import RedisObjectStore
 from .events import MessageEvents
-from .ledger import Batch, DeadLetters, Ledger, Outgoing, Pending, connect
+from .ledger import SHARD_QUEUES, Batch, DeadLetters, Ledger, Outgoing, Pending, connect, deployment_of, refused, shard_queue
 from .output import CappedOutput
 from .registry import CONFIRM, CONNECTION_PREFIX, Registry
 from .results import CeleryResults
@@ -111,6 +112,7 @@ class Host:
         self.max_attempts: int = conf.relay_max_attempts
         self.output_limit: int = conf.relay_output_limit
         self.max_memory = conf.relay_host_max_memory_mib * 1024 * 1024
+        self.idle_timeout: float = conf.relay_idle_timeout
         self.supervisor = Supervisor(self.store, self.registry, Policy(conf.relay_max_restarts, conf.relay_restart_period))
         self.actors: dict[str, Actor] = {}
         self.lock = threading.Lock()
@@ -126,6 +128,7 @@ class Host:
         self.beat()
         self.beat_thread = threading.Thread(target=self._beat_loop, name="relay-heartbeat", daemon=True)
         self.beat_thread.start()
+        threading.Thread(target=self._bell_loop, name="relay-bell", daemon=True).start()
         log.info("relay: %s hosts Relay servers as %s", self.node, self.id)
 
     def warm_up(self) -> None:
@@ -150,8 +153,7 @@ class Host:
             actor.stop(wait=self.time_limit)
         try:
             for actor in actors:
-                actor.release()
-                self.registry.hand_off(actor.name, self.id)
+                self.registry.hand_off(actor.name, self.id, actor.lease)
             self.registry.remove_host(self.id)
         except STORE_ERRORS as exc:
             log.warning("relay: clean hand-off failed (%s); the servers move when this host's lease lapses", exc)
@@ -201,23 +203,20 @@ class Host:
             if self.registry.deaths_noticed():
                 report = self.supervisor.run()
                 soon = report.recheck if report.recheck is not None else CONFIRM if report.busy else soon
+                if report.dead_hosts:  # what a dead host took from the broker and never journalled
+                    restored = restore_unacked(self.app.conf.broker_url, set(SHARD_QUEUES))
+                    if restored:
+                        log.info("relay: %s restored %d unacknowledged messages", self.id, restored)
             mine = set(self.registry.assigned_to(self.id))
-            with self.lock:
-                new = mine - set(self.actors)
-                for name in new:
-                    self.actors[name] = Actor(self, name)
-                    self.inbox.listen(name)
-            for name in new:
-                restored = restore_unacked(self.app.conf.broker_url, f"relay.{name}")
-                if restored:
-                    log.info("relay: %s restored %d unacknowledged messages of %s", self.id, restored, name)
+            self.adopt(mine)
             for name in set(self.actors) - mine:
                 self.drop(name)
+            self.passivate_idle()
             with self.lock:
                 names = list(self.actors)
             for name in self.ledger.has_pending(names):  # messages whose broker copy went elsewhere or was lost
                 self.wake(name)
-            self.inbox.answer(self.strays.current(set(self.registry.names())))  # queues of no deployed server
+            self.inbox.answer(self.strays.current())  # relay.NAME queues that hold messages
             self.stats.cache(self.cache.stats)
             self.stats.flush()
             record_memory(self.store, self.id, resident_bytes())
@@ -231,12 +230,55 @@ class Host:
             os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown; a process manager starts it again
         return soon
 
+    def _bell_loop(self) -> None:
+        """Starts (or wakes) the servers this host was just given by their first message (registry.ring)."""
+        while not self.stopping.is_set():
+            try:
+                names = self.registry.wait_for_bell(self.id, self.heartbeat)
+            except STORE_ERRORS:
+                self.stopping.wait(0.1)
+                continue
+            mine = {name for name in names if not self.wake(name) and self.registry.owner(name) == self.id}
+            self.adopt(mine)
+
+    def adopt(self, names: set[str]) -> None:
+        """Starts an actor for each of these servers (given to this host) not running here yet."""
+        with self.lock:
+            for name in names - set(self.actors):
+                self.actors[name] = Actor(self, name)
+
+    def deliver(self, name: str) -> None:
+        """A message was journalled for `name`: wakes its actor here, or its owner elsewhere, activating
+        the server first when it is inactive (registry.activate); with no live owner to be had, a host is
+        woken to run the supervisor, which places it."""
+        if self.wake(name):
+            return
+        owner = self.registry.activate(name)
+        if owner == self.id:
+            self.adopt({name})
+        elif owner is not None:
+            self.registry.ring(owner, [name])
+        else:
+            self.registry.wake(self.id)
+
+    def passivate_idle(self) -> None:
+        """Lets go of the servers that received nothing for `idle_timeout` seconds and have nothing to do:
+        their state and journal stay in the ledger; a message activates them again (here or elsewhere)."""
+        now = time.monotonic()
+        with self.lock:
+            idle = [a for a in self.actors.values() if a.idle_since is not None and now - a.idle_since > self.idle_timeout]
+        for actor in idle:
+            with self.lock:  # the bell thread cannot wake this actor between the two
+                if not self.registry.passivate(actor.name, self.id, actor.lease):
+                    continue
+                self.actors.pop(actor.name, None)
+            actor.stop(wait=0)
+
     def drop(self, name: str) -> None:
-        """Stops hosting a server: its queue is no longer consumed and its in-memory state is discarded."""
+        """Stops hosting a server: its in-memory state is discarded."""
         with self.lock:
             actor = self.actors.pop(name, None)
         if actor is not None:
-            self.inbox.ignore(name)
             actor.stop(wait=0)
 
     def drop_all(self) -> None:
@@ -276,6 +318,8 @@ class Actor:
         self.interp: Interpreter | None = None
         self.runtime: FleetRuntime | None = None
         self.instance: ServerInstance | None = None
+        self.family: Family | None = None  # the declaration of its family (a server `account[ada]`)
+        self.idle_since: float | None = None  # when it last ran out of messages; None: busy (see Host.passivate_idle)
         self.woken = threading.Event()
         self.stopped = threading.Event()
         self.woken.set()
@@ -297,12 +341,14 @@ class Actor:
     def _loop(self) -> None:
         backoff = 0.05
         while not self.stopped.is_set():
-            self.woken.wait(self.host.heartbeat)
+            self.woken.wait()  # by a message, the heartbeat (a journal not empty) or stop()
             self.woken.clear()
             try:
                 while not self.stopped.is_set() and self.apply_pending():
                     pass
                 backoff = 0.05
+                if self.idle_since is None:
+                    self.idle_since = time.monotonic()
             except NotOwner:
                 self.forget()
             except STORE_ERRORS as exc:  # the store away: the message's effect is discarded; retried later
@@ -318,7 +364,7 @@ class Actor:
 
     def forget(self) -> None:
         """Discards the in-memory server: the next message reloads it from the last commit."""
-        self.interp = self.runtime = self.instance = None
+        self.interp = self.runtime = self.instance = self.family = None
 
     # ------------------------------------------------------------ loading
 
@@ -339,15 +385,43 @@ class Actor:
         self.memory_limit = int(float(info["memory_limit"])) if info.get("memory_limit") else None
         if self.interp is None:
             self.interp = Interpreter(out=io.StringIO(), err=io.StringIO(), cache=self.host.cache, repl=True)
-            self.runtime = FleetRuntime(self.host.messenger, self.host.registry, self.host.time_limit, self.declare)
+            self.runtime = FleetRuntime(self.host.messenger, self.host.registry, self.host.time_limit, self)
         assert self.runtime is not None
         self.runtime.attach(self.interp)
         interp = self.interp
         self.version = version
         run_budgeted(interp, lambda: interp.run(info["source"], info.get("file", f"<server {self.name}>")),
                      self.time_limit)
+        if self.family is not None:
+            run_budgeted(interp, lambda: self.start_in_family(interp), self.time_limit)
         if self.instance is None:
             raise RelayError(f"the source deployed for server '{self.name}' does not declare it")
+
+    def start_in_family(self, interp: Interpreter) -> None:
+        """This server of its family: from its last commit, or new with the family's initial state (made
+        with `self` this server); either way at the family's version (its new handlers, and the keys of
+        the new initial state its state lacks, after an upgrade)."""
+        family = self.family
+        assert family is not None
+        if self.instance is None:
+            saved = self.host.ledger.load_state(self.name)
+            if saved is None:
+                self.instance = family.start(interp, ServerRef(self.name))
+                return
+            state = {k: from_wire(json.loads(v)) for k, v in saved.items()}
+            self.instance = ServerInstance(self.name, family.handlers, state)
+            self.instance.unsaved = set()
+            self.instance.version = 0  # not yet at any version: refresh adds the initial state's new keys
+        family.refresh(interp, self.instance)
+
+    def declare_family(self, name: str, handlers: dict[str, Function], init: Function) -> ServerRef:
+        if name != deployment_of(self.name):
+            return ServerRef(family_name(name))  # another family of the same source
+        if self.family is None:
+            self.family = Family(name, handlers, init)
+        else:
+            self.family.upgrade(handlers, init)
+        return self.family.ref
 
     def declare(self, name: str, handlers: dict[str, Function], initial: dict) -> ServerRef:
         if name != self.name:
@@ -370,6 +444,8 @@ class Actor:
         stops early (the rest is left in the journal) past BATCH_SECONDS of handling."""
         limit = max(1, min(BATCH, int(BATCH_SECONDS / self.per_message) if self.per_message else BATCH))
         batch = self.host.ledger.take(self.name, self.host.id, limit)
+        if batch.messages:
+            self.idle_since = None
         try:
             self.ensure(batch)  # also with nothing to do: a new owner loads its server at once
         except RelayError as err:  # the deployed source fails to load: every message gets that error
@@ -416,7 +492,7 @@ class Actor:
         reason = (f"set aside after {attempts} attempts: its owner died (killed, out of memory, or cut off) "
                   f"each time it handled {self.name}.{message.handler}")
         log.error("relay: message %s to %s %s", message.id, self.name, reason)
-        self.host.dead.add(queue=f"relay.{self.name}", reason=reason, raw=json.dumps(message.args)[:4096],
+        self.host.dead.add(queue=shard_queue(self.name), reason=reason, raw=json.dumps(message.args)[:4096],
                            message_id=message.id, server=self.name, handler=message.handler, args=message.args,
                            attempts=attempts)
         self.host.stats.count("dead_lettered_total")
@@ -468,12 +544,12 @@ class Actor:
 
 
 class Inbox:
-    """The kombu consumer of this host's server queues, on its own thread and connection."""
+    """The kombu consumer of the fleet's shard queues (every host consumes all of them) and of the
+    stray `relay.NAME` queues, on its own thread and connection."""
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        self.names: set[str] = set()
-        self.strays: set[str] = set()  # undeployed servers whose queues hold messages (relay_workers.strays)
+        self.strays: set[str] = set()  # queues relay.NAME that hold messages (relay_workers.strays)
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
@@ -485,22 +561,13 @@ class Inbox:
         if self.thread is not None:
             self.thread.join(5)
 
-    def listen(self, name: str) -> None:
-        with self.lock:
-            self.names.add(name)
-
-    def ignore(self, name: str) -> None:
-        with self.lock:
-            self.names.discard(name)
-
     def answer(self, strays: set[str]) -> None:
-        """Consumes the queues of these undeployed servers too, answering what waits there."""
+        """Consumes these stray queues too, delivering (or answering) what waits there."""
         with self.lock:
             self.strays = strays
 
     @staticmethod
-    def queue(name: str) -> kombu.Queue:
-        q = f"relay.{name}"
+    def queue(q: str) -> kombu.Queue:
         return kombu.Queue(q, kombu.Exchange(q, type="direct"), routing_key=q)
 
     def _run(self) -> None:
@@ -521,13 +588,13 @@ class Inbox:
         consuming: set[str] = set()
         while not self.host.stopping.is_set():
             with self.lock:
-                wanted = self.names | self.strays
-            for name in wanted - consuming:
-                consumer.add_queue(self.queue(name))
+                wanted = set(SHARD_QUEUES) | {f"relay.{name}" for name in self.strays}
+            for q in wanted - consuming:
+                consumer.add_queue(self.queue(q))
             if wanted - consuming:
                 consumer.consume()
-            for name in consuming - wanted:
-                consumer.cancel_by_queue(f"relay.{name}")
+            for q in consuming - wanted:
+                consumer.cancel_by_queue(q)
             consuming = wanted
             try:
                 conn.drain_events(timeout=0.2)
@@ -567,18 +634,22 @@ class Inbox:
         except RelayError as err:
             self.host.store_result(named_message_id(body[0], body[1]) or task_id, {"error": err.to_dict()}, task_id)
             return
-        stray = queue.startswith("relay.") and queue[len("relay."):] in self.strays  # journalled or not: check
-        if ((headers.get(JOURNALLED) and not stray) or self.journal(d, task_id)) and not self.host.wake(d.server):
-            self.host.messenger.ring(d.server, d.handler, d.args, d.message_id, d.chain)  # misrouted, or moved
+        stray = queue not in SHARD_QUEUES  # journalled or not: check
+        if (headers.get(JOURNALLED) and not stray) or self.journal(d, task_id):
+            self.host.deliver(d.server)
 
     def journal(self, d: Delivery, task_id: str) -> bool:
         """Records the message of a plain Celery producer at its server (a no-op when it is there already);
         True when it waits there to be applied. Its reply goes to its message id and its task id."""
         self.host.results.carried(d.message_id, task_id)
-        status, reply = self.host.ledger.journal(d.server, d.message_id, d.handler, d.args, d.chain, wait=False, result=True)
+        try:
+            status, reply = self.host.ledger.journal(d.server, d.message_id, d.handler, d.args, d.chain,
+                                                     wait=False, result=True)
+        except RelayError as err:  # no server's name
+            self.host.store_result(d.message_id, {"error": bad_request(err.message).to_dict()}, task_id)
+            return False
         if status < 0:
-            err = RelayError(f"no server named '{d.server}' is deployed")
-            self.host.store_result(d.message_id, {"error": err.to_dict()}, task_id)
+            self.host.store_result(d.message_id, {"error": refused(d.server, status).to_dict()}, task_id)
         elif status == 1 and reply is not None:  # applied before: the reply again, for Celery's AsyncResult
             self.host.store_result(d.message_id, reply, task_id)
         return status == 0

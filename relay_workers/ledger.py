@@ -31,11 +31,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from typing import cast
 
 import redis
 from redis.typing import EncodableT
+
+from relay_lang.errors import RelayError
+from relay_lang.names import parse_instance_name
 
 PREFIX = "relay:"
 STORE_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)  # the store away, or a connection reset
@@ -48,26 +52,67 @@ def key(*parts: str) -> str:
     return PREFIX + ":".join(parts)
 
 
+# The broker queues every host consumes: a server's messages go to one of them, by its name. Celery's
+# `-Q` takes no wildcard and a BRPOP's cost grows with its keys: a fixed set keeps what a host polls
+# independent of how many servers exist. The names cannot be a server's (`-` is not in a name).
+SHARDS = 16
+SHARD_QUEUES = [f"relay.shard-{k}" for k in range(SHARDS)]
+
+
+def shard_queue(name: str) -> str:
+    """The broker queue of server `name`'s messages (plain Celery producers publish there)."""
+    return SHARD_QUEUES[zlib.crc32(name.encode()) % SHARDS]
+
+
 def text(raw: bytes | str) -> str:
     """A store reply as text (the store's clients answer bytes)."""
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+STORE_CONNECTIONS = 64  # connections one client of the store opens at most; more threads wait their turn
+POOL_WAIT = 30  # seconds a thread waits for one of them before the store counts as away
+
+
 def connect(url: str, name: str | None = None) -> redis.Redis:
-    """A client of the store; `name` is given to its connections (CLIENT SETNAME)."""
-    return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=10,
-                                client_name=name)
+    """A client of the store; `name` is given to its connections (CLIENT SETNAME). Its pool is bounded and
+    blocking: a thread past STORE_CONNECTIONS waits for a connection (redis-py's default pool raises "Too
+    many connections" past 100), so a host's connections do not grow with its servers."""
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=STORE_CONNECTIONS, timeout=POOL_WAIT,
+                                                 socket_timeout=30, socket_connect_timeout=5, health_check_interval=10,
+                                                 client_name=name)
+    return redis.Redis(connection_pool=pool)
+
+
+def deployment_of(name: str) -> str:
+    """The deployed record a server goes by: its family's (`account` for `account[ada]` and for the family
+    itself, `account[]`), its own for a plain server. A family's servers keep their placement (owner,
+    status, restarts) in records of their own, `server:account[ada]`."""
+    bracket = name.find("[")
+    return name if bracket < 0 else name[:bracket]
 
 
 def journal_keys(name: str) -> list[str]:
-    return [key("jseq", name), key("journal", name), key("payload", name), key("applied", name), key("server", name)]
+    return [key("jseq", name), key("journal", name), key("payload", name), key("applied", name),
+            key("server", deployment_of(name))]
+
+
+def refused(name: str, status: int) -> RelayError:
+    """The error of a message the journal refused (status < 0, see JOURNAL_FN)."""
+    family = deployment_of(name)
+    if status == -2 and family == name:
+        return RelayError(f"server {name} is a family: a message goes to one of its servers, as {name}[KEY]")
+    if status == -2:
+        return RelayError(f"server {family} is not a family: '{name}' names no server (send to {family})")
+    return RelayError(f"no server named '{name}' is deployed")
 
 
 # Appends a message to a journal unless it is there already or was applied: {1, reply} when applied,
-# {0} when journalled (now or before), {-1} when no such server is deployed.
+# {0} when journalled (now or before), {-1} when no such server is deployed, {-2} when the name and the
+# deployment disagree (a family's name without a key, a plain server's with one: the jseq key holds it).
 JOURNAL_FN = """
 local function journal(jseq, jrnl, payload, applied, server, id, body)
   if redis.call('EXISTS', server) == 0 then return {-1} end
+  if (redis.call('HGET', server, 'family') == '1') ~= (string.find(jseq, '[', 1, true) ~= nil) then return {-2} end
   local done = redis.call('HGET', applied, id)
   if done then return {1, done} end
   if redis.call('ZSCORE', jrnl, id) then return {0} end
@@ -289,8 +334,10 @@ class Ledger:
     def journal(self, name: str, message_id: str, handler: str, args: list, chain: list[str], *,
                 wait: bool, result: bool = False) -> tuple[int, dict | None]:
         """Records a message before it is published (`result`: store its reply as a Celery result too).
-        Returns (1, reply) when it was applied already, (0, None) when it is journalled, (-1, None) when
-        no server `name` is deployed."""
+        Returns (1, reply) when it was applied already, (0, None) when it is journalled, (< 0, None) when
+        no deployed server goes by `name` (see `refused`); a name that is no server's name (relay_lang.names)
+        is a RelayError."""
+        parse_instance_name(name)
         payload = json.dumps([handler, args, chain, wait, result])
         status = self._journal(keys=journal_keys(name), args=[message_id, payload])
         return int(status[0]), (json.loads(status[1]) if len(status) > 1 else None)
@@ -299,7 +346,7 @@ class Ledger:
         """In one round trip: the host's lease on the server (renewed, or taken with a new fence token),
         its version, and up to `limit` journalled messages in send order, an attempt counted for each.
         A message an earlier owner started and never committed comes alone (see TAKE)."""
-        got = self._take(keys=[key("lease", name), key("fence", name), key("server", name), key("journal", name),
+        got = self._take(keys=[key("lease", name), key("fence", name), key("server", deployment_of(name)), key("journal", name),
                                key("payload", name), key("attempts", name)], args=[host, self.lease_ms, limit])
         if got[0] is None:
             return Batch(None, None, [])

@@ -3,12 +3,26 @@
 Keys (prefix `relay:`):
   hosts          hash  host id -> last heartbeat (the store's clock, seconds)
   host:ID        hash  node, pid, started
-  servers        set   deployed server names
+  servers        set   deployed server names (a family as `account[]`)
   server:NAME    hash  source, file, version, owner (host id), restarts, status ("failed" or absent),
-                       reason, and the server's settings (max_restarts, restart_period, time_limit, memory_limit)
+                       reason, and the server's settings (max_restarts, restart_period, time_limit, memory_limit);
+                       a family's: the same but owner, and family=1; a family's server `account[ada]` has
+                       a record of its own for owner, restarts, status and reason, made at its first message
+  instances:FAM  set   the servers of family FAM that ever received a message
   restarts:NAME  zset  times of the server's recent restarts (the restart policy)
+  owned:HOST     set   the servers HOST owns: active there now, or (HOST dead) until each is restarted
+  holders        set   the hosts that were given servers (their `owned` sets are checked when they die)
+  unowned        set   servers with messages to apply and no live owner: the supervisor places them
   wake:HOST      list  the supervisor pushes here when it gives HOST a server (or suspects it)
+  bell:HOST      list  names of servers HOST was just given by their first message (see `activate`)
   suspects       hash  host id -> when its connections were first seen gone (the store's clock, seconds)
+
+A server is *active* while a live host owns it, and *inactive* (no owner, its
+state and journal in the ledger) from its deployment until its first message,
+and after its owner let it go idle (`passivate`). A message to an inactive
+server activates it (`activate`): it is given to the live host with the fewest
+servers, which starts it from its last commit. Every cost a host pays per server
+(its thread, lease, journal checks) is paid for active servers only.
 
 A host id is one incarnation of a worker process ("NODE#PID.RANDOM"): a worker
 restarted under the same node name is a new host, so it never inherits a lease
@@ -28,12 +42,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import cast
 
 import redis
 from redis.typing import EncodableT, FieldT
 
-from .ledger import key, text
+from relay_lang.errors import RelayError
+from relay_lang.names import parse_instance_name
+
+from .ledger import deployment_of, key, refused, text
 
 log = logging.getLogger("relay.workers")
 
@@ -72,7 +90,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local owner = redis.call('HGET', KEYS[1], 'owner') or ''
 if owner ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2])
+redis.call('SADD', ARGV[5] .. ARGV[2], ARGV[4])
+redis.call('SADD', KEYS[6], ARGV[2])
+redis.call('SREM', KEYS[5], ARGV[4])
 if owner ~= '' then
+  redis.call('SREM', ARGV[5] .. owner, ARGV[4])
   redis.call('HINCRBY', KEYS[1], 'restarts', 1)
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
   local lease = redis.call('GET', KEYS[2])
@@ -81,6 +103,88 @@ if owner ~= '' then
 end
 return 1
 """
+
+# A message for server ARGV[1] arrived: its live owner ({1, HOST}); or, the server inactive (no owner),
+# it is given to the live host (a heartbeat within ARGV[2] seconds) with the fewest servers ({2, HOST});
+# {0}: no live host, or its owner died: it joins `unowned` for the supervisor (a restart goes by the
+# restart policy, decided there); {-1}: no such server; {-2}: failed (its messages wait in its journal).
+# A family's server (KEYS[1] `server:account[ada]`, KEYS[5] its family's `server:account`) gets its
+# placement record at its first message, and joins the family's `instances` set (KEYS[6]).
+ACTIVATE = """
+if redis.call('EXISTS', KEYS[5]) == 0 then return {-1} end
+if KEYS[1] ~= KEYS[5] and redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'owner', '', 'restarts', 0)
+  redis.call('SADD', KEYS[6], ARGV[1])
+end
+if redis.call('HGET', KEYS[1], 'status') == 'failed' then return {-2} end
+local t = redis.call('TIME')
+local now = t[1] + t[2] / 1e6
+local ttl = tonumber(ARGV[2])
+local owner = redis.call('HGET', KEYS[1], 'owner') or ''
+if owner ~= '' then
+  local beat = redis.call('HGET', KEYS[2], owner)
+  if beat and now - tonumber(beat) <= ttl then return {1, owner} end
+  redis.call('SADD', KEYS[3], ARGV[1])
+  return {0}
+end
+local best, load = nil, nil
+local beats = redis.call('HGETALL', KEYS[2])
+for i = 1, #beats, 2 do
+  if now - tonumber(beats[i + 1]) <= ttl then
+    local n = redis.call('SCARD', ARGV[3] .. beats[i])
+    if best == nil or n < load or (n == load and beats[i] < best) then best, load = beats[i], n end
+  end
+end
+if best == nil then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  return {0}
+end
+redis.call('HSET', KEYS[1], 'owner', best)
+redis.call('SADD', ARGV[3] .. best, ARGV[1])
+redis.call('SADD', KEYS[4], best)
+redis.call('SREM', KEYS[3], ARGV[1])
+return {2, best}
+"""
+
+# Lets an idle server go: if host ARGV[2] owns server ARGV[1] and its journal is empty, it is left
+# inactive (no owner) and its lease (ARGV[3]) released; 1 when done. A message journalled meanwhile
+# keeps it active (the journal script and this one are atomic: one of them sees the other's effect).
+# With ARGV[4] = '1' (a clean stop), a server with messages left is handed off to the supervisor.
+PASSIVATE = """
+if (redis.call('HGET', KEYS[1], 'owner') or '') ~= ARGV[2] then return 0 end
+local pending = redis.call('ZCARD', KEYS[3]) > 0
+if pending and ARGV[4] ~= '1' then return 0 end
+redis.call('HSET', KEYS[1], 'owner', '')
+redis.call('SREM', KEYS[4], ARGV[1])
+if pending then redis.call('SADD', KEYS[5], ARGV[1]) end
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+class Status(StrEnum):
+    """A server's status as every view shows it (the CLI, RelayClient, the gateway): see `status_of`."""
+
+    RUNNING = "running"  # a live host owns it and holds its lease
+    STARTING = "starting"  # a live host owns it and has not taken its lease yet
+    INACTIVE = "inactive"  # no owner: never messaged, or idle (its next message activates it)
+    RESTARTING = "restarting"  # its owner died: the supervisor restarts it (at once with messages waiting)
+    FAILED = "failed"  # restarted too often: it waits for `relay restart`
+    FAMILY = "family"  # a family (`account[]`): its servers each have their own status
+
+
+def status_of(name: str, owner: str, holder: str | None, live: set[str], *, failed: bool) -> Status:
+    """The status of server `name` from its owner (host id, "" when none), the host holding its lease, the
+    live hosts, and whether it is marked failed: the one place it is computed."""
+    if name.endswith("[]"):
+        return Status.FAMILY
+    if failed:
+        return Status.FAILED
+    if not owner:
+        return Status.INACTIVE
+    if owner not in live:
+        return Status.RESTARTING
+    return Status.RUNNING if holder == owner else Status.STARTING
+
 
 CONNECTION_PREFIX = "relay-host:"
 CONFIRM = 0.5  # seconds a host whose connections closed has to reconnect or beat before it is declared dead
@@ -98,6 +202,8 @@ class Registry:
         self._heartbeat = r.register_script(HEARTBEAT)
         self._reap = r.register_script(REAP)
         self._assign = r.register_script(ASSIGN)
+        self._activate = r.register_script(ACTIVATE)
+        self._passivate = r.register_script(PASSIVATE)
         self.recheck: float | None = None  # after a reap: seconds until a suspect can be confirmed dead
 
     # ------------------------------------------------------------ hosts
@@ -155,13 +261,13 @@ class Registry:
         return gone
 
     def deaths_noticed(self) -> bool:
-        """Cheap: is a registered host gone (silent past the host TTL, or its connection closed), or a
-        server without a live owner?"""
+        """Cheap (independent of the number of servers): is a registered host gone (silent past the host
+        TTL, or its connection closed), or a server waiting for a live owner?"""
         seconds, micros = self.r.time()
         now = seconds + micros / 1e6
         beats = {text(h): float(t) for h, t in self.r.hgetall(key("hosts")).items()}
         return (any(now - t > self.host_ttl for t in beats.values()) or bool(self.disconnected(list(beats)))
-                or any(self.orphans()))
+                or bool(self.r.scard(key("unowned"))))
 
     def disconnected(self, hosts: list[str]) -> set[str]:
         """The hosts whose heartbeat connection is not in the store's client list."""
@@ -189,14 +295,47 @@ class Registry:
     # ------------------------------------------------------------ servers
 
     def server(self, name: str) -> dict[str, str] | None:
-        data = self.r.hgetall(key("server", name))
-        return {text(k): text(v) for k, v in data.items()} if data else None
+        """A server's record: its deployment's (source, version, settings), and for a server of a family its
+        own placement (owner, status, reason, restarts) over it; None when nothing deployed goes by `name`."""
+        family = deployment_of(name)
+        with self.r.pipeline(transaction=False) as pipe:
+            pipe.hgetall(key("server", family))
+            if family != name:
+                pipe.hgetall(key("server", name))
+            records = pipe.execute()
+        if not records[0]:
+            return None
+        merged = {text(k): text(v) for record in records for k, v in record.items()}
+        if family != name:
+            merged.setdefault("owner", "")
+        return merged
+
+    def check_address(self, name: str) -> None:
+        """Raises the error a message to `name` gets when no deployed server goes by it (ledger.refused)."""
+        parse_instance_name(name)
+        deployed, family = self.r.hmget(key("server", deployment_of(name)), ["version", "family"])
+        if deployed is None:
+            raise refused(name, -1)
+        if (family == b"1") != (name != deployment_of(name)):
+            raise refused(name, -2)
+
+    def owner(self, name: str) -> str:
+        """The host id that owns the server ("" when inactive or not deployed)."""
+        return text(self.r.hget(key("server", name), "owner") or b"")
 
     def summary(self, name: str) -> dict[str, str]:
-        """A server's record without its source: status, reason, restarts, version (those set)."""
-        fields = ("status", "reason", "restarts", "version")
+        """A server's record without its source: owner, status, reason, restarts, version (those set); a
+        family's server's version is its family's."""
+        fields = ("owner", "status", "reason", "restarts", "version")
         values = self.r.hmget(key("server", name), fields)
-        return {f: text(v) for f, v in zip(fields, values) if v is not None}
+        info = {f: text(v) for f, v in zip(fields, values) if v is not None}
+        if deployment_of(name) != name and not name.endswith("[]"):
+            info["version"] = text(self.r.hget(key("server", deployment_of(name)), "version") or b"0")
+        return info
+
+    def instances(self, family: str) -> int:
+        """How many servers of the family ever received a message."""
+        return int(self.r.scard(key("instances", family)))
 
     def names(self) -> list[str]:
         return sorted(text(n) for n in self.r.smembers(key("servers")))
@@ -208,29 +347,69 @@ class Registry:
     def register(self, name: str, source: str, file: str, settings: Mapping[FieldT, EncodableT] | None = None) -> int:
         """Records (or upgrades) a server with its settings, placed on a live host if it has no live owner;
         returns its version."""
-        k = key("server", name)
+        record = deployment_of(name)  # `account[]` deploys family `account`
+        k = key("server", record)
+        family = record != name
+        if self.r.exists(k) and (self.r.hget(k, "family") == b"1") != family:
+            raise RelayError(f"server {record} is deployed as {'a single server' if family else 'a family'}; "
+                             f"it cannot be redeployed as {'a family' if family else 'a single server'}")
         with self.r.pipeline() as pipe:
             pipe.hincrby(k, "version", 1)
-            pipe.hset(k, mapping={"source": source, "file": file, **(settings or {})})
+            pipe.hset(k, mapping={"source": source, "file": file, **(settings or {}), **({"family": 1} if family else {})})
             pipe.hsetnx(k, "restarts", 0)
             pipe.sadd(key("servers"), name)
             version = pipe.execute()[0]
-        if self.r.hget(k, "status") != b"failed":
-            self.place_if_unowned(name)
+        if not family and self.r.hget(k, "status") != b"failed":
+            self.place_if_unowned(name)  # a family's servers start at their first message
         return version
 
     def place_if_unowned(self, name: str) -> None:
-        """Gives a server with no live owner to the live host with the fewest servers, and wakes that host."""
-        owner = text(self.r.hget(key("server", name), "owner") or b"")
-        if owner not in set(self.live_hosts()):
-            host = self.place()
-            if host and self.assign(name, owner, host):
-                self.wake(host)
+        """Starts a server that has no live owner: on the live host with the fewest servers, woken (see
+        `activate`); one whose owner died goes to the supervisor, which a live host is woken to run."""
+        if self.activate(name) is None and (host := self.place()):
+            self.wake(host)
+
+    def activate(self, name: str) -> str | None:
+        """The live host that runs the server, giving it one (and ringing that host's bell) when the server
+        is inactive; None when no host can run it now (see ACTIVATE: the supervisor will place it)."""
+        family = deployment_of(name)
+        got = self._activate(keys=[key("server", name), key("hosts"), key("unowned"), key("holders"),
+                                   key("server", family), key("instances", family)],
+                             args=[name, self.host_ttl, key("owned", "")])
+        if int(got[0]) == 2:
+            self.ring(text(got[1]), [name])
+        return text(got[1]) if int(got[0]) > 0 else None
+
+    def ring(self, host: str, names: list[str]) -> None:
+        """Tells `host` it was given these servers (its bell thread starts them at once)."""
+        with self.r.pipeline() as pipe:
+            pipe.rpush(key("bell", host), *names)
+            pipe.expire(key("bell", host), 60)
+            pipe.execute()
+
+    def wait_for_bell(self, host: str, timeout: float) -> list[str]:
+        """The servers given to `host` since the last call; waits up to `timeout` seconds for one."""
+        got = self.r.blpop([key("bell", host)], timeout=timeout)
+        if got is None:
+            return []
+        with self.r.pipeline() as pipe:
+            pipe.lrange(key("bell", host), 0, -1)
+            pipe.delete(key("bell", host))
+            rest = pipe.execute()[0]
+        return [text(got[1]), *(text(n) for n in rest)]
+
+    def passivate(self, name: str, host: str, lease: str, *, handing_off: bool = False) -> bool:
+        """Leaves the server inactive if `host` owns it and no message waits (see PASSIVATE); handing off
+        (a clean stop), a server with messages waiting goes to the supervisor instead."""
+        return bool(self._passivate(keys=[key("server", name), key("lease", name), key("journal", name),
+                                          key("owned", host), key("unowned")],
+                                    args=[name, host, lease, "1" if handing_off else "0"]))
 
     def assign(self, name: str, owner: str, host: str) -> bool:
         """Gives the server to `host` unless its owner changed from `owner` meanwhile (see ASSIGN)."""
         return bool(self._assign(keys=[key("server", name), key("lease", name), key("restarts", name),
-                                       key("waitfor", name)], args=[owner, host, time.time()]))
+                                       key("waitfor", name), key("unowned"), key("holders")],
+                                 args=[owner, host, time.time(), name, key("owned", "")]))
 
     def restarts_since(self, name: str, since: float) -> list[float]:
         """Times of the server's restarts after `since`, oldest first (older ones are forgotten)."""
@@ -240,7 +419,13 @@ class Registry:
 
     def mark_failed(self, name: str, reason: str) -> None:
         """Stops restarting the server; its queue, journal and state stay for `restart`."""
-        self.r.hset(key("server", name), mapping={"status": "failed", "reason": reason, "owner": ""})
+        owner = text(self.r.hget(key("server", name), "owner") or b"")
+        with self.r.pipeline() as pipe:
+            pipe.hset(key("server", name), mapping={"status": "failed", "reason": reason, "owner": ""})
+            pipe.srem(key("unowned"), name)
+            if owner:
+                pipe.srem(key("owned", owner), name)
+            pipe.execute()
 
     def restart(self, name: str) -> bool:
         """Brings back a failed (or any) server: its restart history is forgotten and it is placed anew."""
@@ -255,7 +440,8 @@ class Registry:
         return True
 
     def owners(self) -> dict[str, str]:
-        """Every deployed server and its owner's host id ("" when never placed)."""
+        """Every deployed server and its owner's host id ("" when inactive); one read per server, for
+        views of the whole fleet (the hosts' heartbeats read only their own `owned` sets)."""
         names = self.names()
         if not names:
             return {}
@@ -263,36 +449,53 @@ class Registry:
             for name in names:
                 pipe.hget(key("server", name), "owner")
             owners = pipe.execute()
-        return {name: (owner or b"").decode() for name, owner in zip(names, owners)}
+        return {name: text(owner or b"") for name, owner in zip(names, owners)}
 
     def assigned_to(self, host: str) -> list[str]:
-        return [name for name, owner in self.owners().items() if owner == host]
+        """The servers `host` owns."""
+        return sorted(text(n) for n in self.r.smembers(key("owned", host)))
+
+    def loads(self, hosts: list[str]) -> dict[str, int]:
+        """How many servers each host owns."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for host in hosts:
+                pipe.scard(key("owned", host))
+            return dict(zip(hosts, (int(n) for n in pipe.execute())))
 
     def place(self) -> str:
-        """The host for a new server: the live host with the fewest servers ("" when there is none)."""
-        hosts = self.live_hosts()
-        if not hosts:
-            return ""
-        load = dict.fromkeys(hosts, 0)
-        for owner in self.owners().values():
-            if owner in load:
-                load[owner] += 1
-        return min(hosts, key=lambda h: (load[h], h))
+        """The host for a server: the live host with the fewest servers ("" when there is none)."""
+        load = self.loads(self.live_hosts())
+        return min(load, key=lambda h: (load[h], h)) if load else ""
 
-    def orphans(self) -> list[str]:
-        """Servers whose owner is no live host (it died or stopped, or the server was never placed)."""
-        live = set(self.live_hosts())
-        names = [name for name, owner in self.owners().items() if owner not in live]
-        if not names:
-            return []
-        with self.r.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(key("server", name), "status")
-            statuses = pipe.execute()
-        return [name for name, status in zip(names, statuses) if status != b"failed"]
+    def unowned(self) -> list[str]:
+        """Servers with messages to apply and no live owner (see ACTIVATE and PASSIVATE)."""
+        return sorted(text(n) for n in self.r.smembers(key("unowned")))
 
-    def hand_off(self, name: str, host: str) -> None:
-        """A clean stop: the server is left unowned, for the supervisor to place at once (no restart counted)."""
-        k = key("server", name)
-        if text(self.r.hget(k, "owner") or b"") == host:
-            self.r.hset(k, "owner", "")
+    def settle(self, name: str) -> None:
+        """Takes a server off `unowned` (it was undeployed, failed, or got a live owner meanwhile)."""
+        self.r.srem(key("unowned"), name)
+
+    def release_dead(self) -> list[str]:
+        """The servers of the hosts that were given servers and are no longer registered (declared dead):
+        those with messages waiting join `unowned`, for the supervisor to restart now; the others stay
+        their dead owner's until their next message restarts them. Returns the former."""
+        dead = {text(h) for h in self.r.smembers(key("holders"))} - set(self.live_hosts())
+        waiting: list[str] = []
+        for host in sorted(dead):
+            names = self.assigned_to(host)
+            with self.r.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.zcard(key("journal", name))
+                waiting += [name for name, n in zip(names, pipe.execute()) if n]
+        with self.r.pipeline() as pipe:
+            if waiting:
+                pipe.sadd(key("unowned"), *waiting)
+            if dead:
+                pipe.srem(key("holders"), *dead)
+            pipe.execute()
+        return waiting
+
+    def hand_off(self, name: str, host: str, lease: str) -> None:
+        """A clean stop: the server is left inactive, or, with messages waiting, to the supervisor to place
+        at once (no restart counted)."""
+        self.passivate(name, host, lease, handing_off=True)

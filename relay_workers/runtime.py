@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from celery import Celery
 
@@ -41,7 +41,7 @@ from relay_lang.actors import cycle_error
 from relay_lang.errors import Pos, RelayError
 from relay_lang.values import Array, Function, ServerRef
 
-from .ledger import STORE_DOWN, Ledger, Outgoing
+from .ledger import STORE_DOWN, Ledger, Outgoing, deployment_of, refused, shard_queue
 from .registry import Registry
 from .wire import describe, from_wire, to_wire
 
@@ -108,7 +108,7 @@ class Messenger:
         the owner stores the reply as the Celery result of the message id too (for plain Celery producers)."""
         status, reply = self.ledger.journal(server, message_id, handler, args, chain, wait=wait, result=result)
         if status < 0:
-            raise RelayError(f"no server named '{server}' is deployed")
+            raise refused(server, status)
         if status == 1:
             return reply
         self.ring(server, handler, args, message_id, chain)
@@ -119,7 +119,7 @@ class Messenger:
         `JOURNALLED` header spares the owner a journal write; the reply is read from the ledger, so no
         Celery result is subscribed to)."""
         self.app.send_task("relay.deliver", args=[server, handler, args, message_id, chain],
-                           queue=f"relay.{server}", task_id=message_id, argsrepr=describe(server, handler, args),
+                           queue=shard_queue(server), task_id=message_id, argsrepr=describe(server, handler, args),
                            headers={JOURNALLED: True}, ignore_result=True)
 
     def call(self, server: str, handler: str, args: list, message_id: str, chain: list[str],
@@ -134,7 +134,7 @@ class Messenger:
                                   deadline) if patient
                          else self.ledger.journal(server, message_id, handler, args, chain, wait=True))
         if status < 0:
-            raise RelayError(f"no server named '{server}' is deployed")
+            raise refused(server, status)
         if status == 1 and reply is not None:
             return reply
         try:
@@ -166,29 +166,46 @@ class Handling:
         return f"{self.message_id}.{kind}{self.count}"
 
 
-Declare = Callable[[str, dict[str, Function], dict], ServerRef]
+class Declarations(Protocol):
+    """What becomes of the server declarations of the code a FleetRuntime runs."""
+
+    def declare(self, name: str, handlers: dict[str, Function], initial: dict) -> ServerRef: ...
+
+    def declare_family(self, name: str, handlers: dict[str, Function], init: Function) -> ServerRef: ...
 
 
-def eval_jobs_declare(name: str, handlers: dict[str, Function], initial: dict) -> ServerRef:
-    raise RelayError("server declarations start with `relay deploy` (RelayClient.deploy), not in an eval job")
+class EvalJobDeclarations:
+    """An eval job declares no server."""
+
+    def declare(self, name: str, handlers: dict[str, Function], initial: dict) -> ServerRef:
+        raise RelayError("server declarations start with `relay deploy` (RelayClient.deploy), not in an eval job")
+
+    def declare_family(self, name: str, handlers: dict[str, Function], init: Function) -> ServerRef:
+        return self.declare(name, handlers, {})
 
 
 class FleetRuntime:
     """The `Runtime` of Relay code running in a worker (an eval job, or one server's handlers)."""
 
     def __init__(self, messenger: Messenger, registry: Registry, timeout: float,
-                 declare: Declare = eval_jobs_declare) -> None:
+                 declarations: Declarations | None = None) -> None:
         self.messenger = messenger
         self.registry = registry
         self.timeout = timeout
-        self.declare = declare
+        self.declarations = declarations or EvalJobDeclarations()
         self.handling: Handling | None = None
+
+    def declare(self, name: str, handlers: dict[str, Function], initial: dict) -> ServerRef:
+        return self.declarations.declare(name, handlers, initial)
+
+    def declare_family(self, name: str, handlers: dict[str, Function], init: Function) -> ServerRef:
+        return self.declarations.declare_family(name, handlers, init)
 
     def attach(self, interp: Interpreter) -> None:
         """Makes interp run on the fleet: this runtime, and every deployed server as a global name."""
         interp.runtime = self
-        for name in self.registry.names():
-            interp.define_global(name, ServerRef(name))
+        for name in self.registry.names():  # a family as `account[]`, its global `account`
+            interp.define_global(deployment_of(name), ServerRef(name))
 
     def call(self, server: ServerRef, handler: str, args: list) -> object:
         chain = self.handling.chain if self.handling else []
@@ -231,8 +248,7 @@ class FleetRuntime:
         if self.handling is None:
             self.messenger.post(server.name, handler, wire, uuid.uuid4().hex, [], wait=False)  # type: ignore[arg-type]
             return
-        if self.registry.version(server.name) is None:
-            raise RelayError(f"no server named '{server.name}' is deployed")
+        self.registry.check_address(server.name)
         self.handling.outgoing.append(Outgoing(server.name, self.handling.derive("s"), handler, wire))  # type: ignore[arg-type]
 
     def run_pending(self) -> None:

@@ -46,6 +46,7 @@ class Settings:
     max_attempts: int  # RELAY_MAX_ATTEMPTS: a message that killed its owner this often is set aside
     output_limit: int  # RELAY_OUTPUT_LIMIT: characters a job or a message may print
     host_max_memory_mib: int  # RELAY_HOST_MAX_MEMORY_MIB: a host past this hands its servers off and restarts
+    idle_timeout: float  # RELAY_IDLE_TIMEOUT: seconds without a message after which a server is let go (inactive)
     supervise_every: float  # RELAY_SUPERVISE_EVERY: seconds between the supervisor runs beat schedules
     max_memory_kib: int  # RELAY_MAX_MEMORY_KIB: prefork children are recycled past this
 
@@ -90,6 +91,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         max_attempts=_count(env, "RELAY_MAX_ATTEMPTS", 3),
         output_limit=_count(env, "RELAY_OUTPUT_LIMIT", 1_000_000),
         host_max_memory_mib=_count(env, "RELAY_HOST_MAX_MEMORY_MIB", 2048),
+        idle_timeout=_positive(env, "RELAY_IDLE_TIMEOUT", 120),
         supervise_every=_positive(env, "RELAY_SUPERVISE_EVERY", 2),
         max_memory_kib=_count(env, "RELAY_MAX_MEMORY_KIB", 1_048_576),
     )
@@ -133,6 +135,7 @@ def celery_config(s: Settings) -> dict[str, object]:
         "relay_max_attempts": s.max_attempts,
         "relay_output_limit": s.output_limit,
         "relay_host_max_memory_mib": s.host_max_memory_mib,
+        "relay_idle_timeout": s.idle_timeout,
     }
     if s.broker_url.startswith(("redis://", "rediss://")):
         config["broker_transport"] = "relay_workers.transport:Transport"

@@ -7,8 +7,10 @@ a time however many beats and hosts ask:
    and stayed closed with no heartbeat for a moment (relay_workers.registry:
    a closed connection alone only makes a host a suspect, checked again
    `Report.recheck` seconds later);
-2. for each server with no live owner: if it was running on a host that died,
-   that is a restart. A server restarted more than its policy allows within
+2. for each server with messages waiting and no live owner (`relay:unowned`: the
+   servers of a dead host that had messages waiting, and those whose next
+   message found their owner dead or no live host; relay_workers.registry): if
+   it was running on a host that died, that is a restart. A server restarted more than its policy allows within
    the policy's period (default 5 in 60 s, as OTP's intensity and period) is
    marked failed — its queue, journal and state are kept — until `relay
    restart NAME`. A server that dies again within CRASH_LOOP seconds of its
@@ -119,17 +121,14 @@ class Supervisor:
         if not live:
             self.record(report)
             return report
+        self.registry.release_dead()
         now = time.time()
-        load = dict.fromkeys(live, 0)
-        owners = self.registry.owners()
-        for owner in owners.values():
-            if owner in load:
-                load[owner] += 1
-        for name, owner in owners.items():
-            if owner in load:
-                continue
-            info = self.registry.server(name) or {}
-            if info.get("status") == "failed":
+        load = self.registry.loads(live)
+        for name in self.registry.unowned():
+            info = self.registry.server(name)
+            owner = (info or {}).get("owner", "")
+            if info is None or info.get("status") == "failed" or owner in load:  # gone, failed, or placed meanwhile
+                self.registry.settle(name)
                 continue
             if owner:  # its owner died: a restart, within the policy
                 policy = Policy.of(info, self.default)
@@ -150,7 +149,7 @@ class Supervisor:
                 (report.restarted if owner else report.placed)[name] = host
                 if owner:
                     report.moved_from[name] = owner
-                self.registry.wake(host)
+                self.registry.ring(host, [name])
         if report.restarted or report.failed or report.dead_hosts:
             log.info("relay: supervisor: dead hosts %s, restarted %s, failed %s", report.dead_hosts,
                      report.restarted, report.failed)

@@ -77,15 +77,17 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
-def restore_unacked(broker_url: str, queue: str) -> int:
-    """Puts back, first in line, the messages of `queue` a dead owner took and never acknowledged.
+def restore_unacked(broker_url: str, queues: set[str]) -> int:
+    """Puts back, first in line, the messages of these queues that consumers took and never acknowledged.
 
     A host acknowledges a server message as soon as it is journalled, so only
     a message taken in that short window can be left here, and only when its
     producer did not journal it (plain Celery `send_task`). kombu restores such
-    messages only after the visibility timeout; a server's queue has one
-    consumer, its owner, so when the owner is gone they are all its.
-    RabbitMQ redelivers on its own when the dead consumer's connection drops.
+    messages only after the visibility timeout; the supervisor's host restores
+    them when a host is declared dead. A live consumer's message restored too
+    is delivered twice, which the journal makes harmless (it is journalled
+    once, by its id). RabbitMQ redelivers on its own when the dead consumer's
+    connection drops.
     """
     if not broker_url.startswith(("redis://", "rediss://")):
         return 0
@@ -97,11 +99,11 @@ def restore_unacked(broker_url: str, queue: str) -> int:
             payload, _exchange, routing_key = json.loads(raw)
         except (ValueError, TypeError):
             continue
-        if routing_key != queue:
+        if routing_key not in queues:
             continue
         payload.setdefault("headers", {})["redelivered"] = True
         with r.pipeline() as pipe:
-            pipe.rpush(queue, json.dumps(payload))  # consumers pop from the right: next in line
+            pipe.rpush(routing_key, json.dumps(payload))  # consumers pop from the right: next in line
             pipe.hdel("unacked", tag)
             pipe.zrem("unacked_index", tag)
             pipe.execute()

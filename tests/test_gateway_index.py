@@ -24,14 +24,14 @@ def test_parse_reads_the_scripts_string() -> None:
     entries = parse(SEP.join(SEP.join(r) for r in rows), {LIVE})
     assert [(e.name, e.family, e.holder, e.status) for e in entries] == [
         ("account[ada]", "account", LIVE, "running"), ("account[bob]", "account", "", "starting"),
-        ("counter", "counter", "", "orphaned"), ("broken", "broken", "", "failed"), ("fresh", "fresh", "", "unplaced")]
+        ("counter", "counter", "", "restarting"), ("broken", "broken", "", "failed"), ("fresh", "fresh", "", "inactive")]
     assert parse("", {LIVE}) == [] and FIELDS == len(rows[0])
 
 
 def index() -> Index:
     names = ["account[ada]", "account1", "account[bob]", "accounts[x]", "account", "counter", "acc"]
     hosts = [LIVE, DEAD, DEAD, LIVE, "", LIVE, LIVE]
-    statuses = ["running", "orphaned", "orphaned", "running", "unplaced", "running", "running"]
+    statuses = ["running", "restarting", "restarting", "running", "inactive", "running", "running"]
     return Index.of([Entry(n, family_of(n), h, h, s) for n, h, s in zip(names, hosts, statuses)], 0.0, 0.0)
 
 
@@ -54,6 +54,6 @@ def test_pick_pages_and_counts_whatever_the_status_filter() -> None:
     page, matched, by_status = pick(i, None, "running", 2, 2)
     assert (page, matched) == (["accounts[x]", "counter"], 4) and by_status == i.by_status
     chosen = list(i.select(family="account"))
-    page, matched, by_status = pick(i, chosen, "orphaned", 10, 0)
-    assert (page, matched, dict(by_status)) == (["account[bob]"], 1, {"unplaced": 1, "running": 1, "orphaned": 1})
+    page, matched, by_status = pick(i, chosen, "restarting", 10, 0)
+    assert (page, matched, dict(by_status)) == (["account[bob]"], 1, {"inactive": 1, "running": 1, "restarting": 1})
     assert pick(i, chosen, None, 10, 5) == ([], 3, by_status)

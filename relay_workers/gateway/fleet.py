@@ -25,8 +25,9 @@ from relay_lang.errors import RelayError
 from relay_lang.nodes import ServerDecl
 from relay_lang.parser import parse
 
+from .. import registry
 from ..client import RelayClient
-from ..ledger import CHECKPOINTED, key
+from ..ledger import CHECKPOINTED, deployment_of, key, text
 from ..registry import node_of
 from ..wire import from_wire, to_wire
 from .config import GatewayConfig
@@ -46,7 +47,7 @@ class ServerRecord:
 
     name: str
     host: str  # the owner's host id, "" when none
-    status: str  # running, starting, orphaned, unplaced, failed
+    status: str  # relay_workers.registry.Status
     reason: str
     restarts: int
     version: int
@@ -109,13 +110,14 @@ class Fleet:
 
     async def params(self, server: str, handler: str) -> list[str]:
         """The handler's parameter names, from the deployed source (parsed once per version)."""
-        version, source, file = await self.store.hmget(key("server", server), "version", "source", "file")
-        if version is None:
+        record = deployment_of(server)  # a family's servers run their family's source
+        version, source, file = await self.store.hmget(key("server", record), "version", "source", "file")
+        if version is None or source is None:
             raise not_found(f"no server named '{server}' is deployed")
-        known_version, handlers = self.signatures.get(server, (None, {}))
+        known_version, handlers = self.signatures.get(record, (None, {}))
         if known_version != int(version):
-            handlers = await self.blocking(handlers_of, server, source.decode(), (file or b"<deploy>").decode())
-            self.signatures[server] = (int(version), handlers)
+            handlers = await self.blocking(handlers_of, record, text(source), text(file or b"<deploy>"))
+            self.signatures[record] = (int(version), handlers)
         if handler not in handlers:
             known = ", ".join(sorted(handlers)) or "none"
             raise not_found(f"server {server} has no handler '{handler}' (handlers: {known})")
@@ -178,7 +180,7 @@ class Fleet:
     async def snapshot(self, only: str | None = None) -> Snapshot:
         """Hosts, servers (or one), dead letters and the eval queue, in one pipeline."""
         r = self.store
-        names = [only] if only else sorted(n.decode() for n in await r.smembers(key("servers")))
+        names = [only] if only else sorted(text(n) for n in await r.smembers(key("servers")))
         async with r.pipeline(transaction=False) as pipe:
             pipe.hgetall(key("hosts"))
             pipe.time()
@@ -222,13 +224,9 @@ def ask_records(pipe: Any, names: list[str]) -> None:
         pipe.get(key("fence", n))
 
 
-def status_of(host: str, holder: str, failed: bool, live: set[str]) -> str:
-    """A server's status, as `relay servers` shows it: its owner `host`, the lease's `holder`, the live hosts."""
-    if failed:
-        return "failed"
-    if host in live:
-        return "running" if holder == host else "starting"
-    return "orphaned" if host else "unplaced"
+def status_of(name: str, host: str, holder: str, live: set[str], *, failed: bool) -> str:
+    """A server's status, as `relay servers` shows it (relay_workers.registry.status_of)."""
+    return str(registry.status_of(name, host, holder, live, failed=failed))
 
 
 def read_records(names: list[str], values: list, live: set[str]) -> list[ServerRecord]:
@@ -241,7 +239,7 @@ def read_records(names: list[str], values: list, live: set[str]) -> list[ServerR
             continue  # not deployed
         host = (owner or b"").decode()
         holder = lease.decode().rsplit(" ", 1)[0] if lease else ""
-        servers.append(ServerRecord(name, host, status_of(host, holder, status == b"failed", live),
+        servers.append(ServerRecord(name, host, status_of(name, host, holder, live, failed=status == b"failed"),
                                     (reason or b"").decode(), int(restarts or 0), int(version), queued, holder,
                                     max(0, fields - (applied is not None)), size or 0, int(applied or 0),
                                     int(fence or 0)))

@@ -57,7 +57,7 @@ class Entry:
     family: str
     host: str  # the owner's host id, "" when none
     holder: str  # the lease's holder, "" when none
-    status: str  # running, starting, orphaned, unplaced, failed
+    status: str  # relay_workers.registry.Status
 
 
 @dataclass
@@ -106,7 +106,8 @@ def parse(text: str, live: set[str]) -> list[Entry]:
         name, owner, failed, version, lease = values[i:i + FIELDS]
         if version:
             holder = lease.rsplit(" ", 1)[0] if lease else ""
-            entries.append(Entry(name, family_of(name), owner, holder, status_of(owner, holder, failed == "failed", live)))
+            status = status_of(name, owner, holder, live, failed=failed == "failed")
+            entries.append(Entry(name, family_of(name), owner, holder, status))
     return entries
 
 

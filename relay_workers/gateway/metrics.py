@@ -67,7 +67,7 @@ async def scrape(fleet: Fleet) -> bytes:
 def fleet_metrics(snap: Snapshot) -> list[Metric]:
     """The fleet's figures as Prometheus metric families (documented in docs/gateway.md)."""
     by_status = GaugeMetricFamily("relay_servers", "Deployed servers by status", labels=["status"])
-    for status in ("running", "starting", "orphaned", "unplaced", "failed"):
+    for status in ("running", "starting", "inactive", "restarting", "failed", "family"):
         by_status.add_metric([status], sum(s.status == status for s in snap.servers))
     queued = GaugeMetricFamily("relay_server_queue_length", "Messages journalled at a server, not yet applied",
                                labels=["server"])

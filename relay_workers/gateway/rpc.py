@@ -40,10 +40,10 @@ async def rpc_one(fleet: Fleet, request: object, timeout: float) -> dict | None:
     if request.get("jsonrpc") != "2.0" or not isinstance(method, str) or not isinstance(params, (list, dict)):
         return rpc_error(-32600, rid, "jsonrpc must be \"2.0\", method a string, params an array or an object")
     notification = "id" not in request
-    server, _, handler = method.partition(".")
+    server, dot, handler = method.rpartition(".")  # at the last dot: a family's key may hold dots (names.split_method)
     args = params if isinstance(params, list) else [params]  # named params: one map argument, as in Relay 0.3
     try:
-        if not server or not handler:
+        if not dot or not server or not handler:
             raise not_found(f"method {method!r} is not SERVER.HANDLER")
         if notification:
             await fleet.send(server, handler, args)

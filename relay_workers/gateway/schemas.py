@@ -62,7 +62,7 @@ class Server(BaseModel):
     name: str
     owner: str = Field(description="the owner's worker node name")
     host: str = Field(description="the owner's host id (one incarnation of a worker process)")
-    status: Literal["running", "starting", "orphaned", "unplaced", "failed"]
+    status: Literal["running", "starting", "inactive", "restarting", "failed", "family"]
     failed: bool
     reason: str = Field(description="why it failed")
     restarts: int
@@ -197,6 +197,6 @@ Limit = Annotated[int, Query(ge=1, le=500, description="rows of a page")]
 Offset = Annotated[int, Query(ge=0, le=100_000_000, description="rows skipped")]
 Prefix = Annotated[str, Query(max_length=200, description="only names starting with this")]
 Family = Annotated[str | None, Query(min_length=1, max_length=200, description="only servers of this family")]
-Status = Annotated[Literal["running", "starting", "orphaned", "unplaced", "failed"] | None, Query()]
+Status = Annotated[Literal["running", "starting", "inactive", "restarting", "failed", "family"] | None, Query()]
 Owner = Annotated[str | None, Query(min_length=1, max_length=300, description="a worker node name or a host id")]
 After = Annotated[str | None, Query(pattern=r"^[0-9]{1,15}-[0-9]{1,15}$", description="an event id: those after it")]

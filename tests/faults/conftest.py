@@ -77,7 +77,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
 
 def deploy(client, source: str, timeout: float = 30) -> None:
     names = [name for name, _version in client.deploy(source)]
-    wait_until(lambda: all(s["status"] == "running" for s in client.servers() if s["name"] in names), timeout,
+    wait_until(lambda: all(s["status"] in ("running", "family") for s in client.servers() if s["name"] in names), timeout,
                f"{', '.join(names)} running")
 
 

@@ -1,0 +1,72 @@
+"""Server families on the fleet: `account[ada]` from its first message, with its own state and key, by
+every way in (RelayClient, a handler's call and send, the CLI, plain Celery), and hot upgrades."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import eventually
+from relay_lang.errors import RelayError
+from relay_workers.ledger import shard_queue
+
+ACCOUNTS = """
+server account[id] {
+    state { balance: 0, owner: self.id }
+    receive fn deposit(n: number) { state.balance += n; state.balance }
+    receive fn get() { state }
+}
+server teller {
+    state { done: 0 }
+    receive fn pay(who, n) { account[who].deposit(n); send(account[who], "deposit", n); state.done += 1 }
+}
+"""
+
+UPGRADED = ACCOUNTS.replace("state { balance: 0, owner: self.id }", "state { balance: 0, owner: self.id, since: 1 }") \
+    .replace("receive fn get() { state }", "receive fn get() { state }\n    receive fn twice() { state.balance * 2 }")
+
+
+@pytest.fixture(scope="module")
+def hosts(fleet):
+    return [fleet.start("f1", "relay.*"), fleet.start("f2", "relay.*")]
+
+
+def test_a_family_server_starts_at_its_first_message_with_its_own_state(hosts, client) -> None:
+    deployed = dict(client.deploy(ACCOUNTS))
+    assert set(deployed) == {"account[]", "teller"}
+    assert client.call("account[ada]", "deposit", 5) == 5
+    assert client.call("account[ada]", "deposit", 2) == 7
+    assert client.call("account[bob]", "get") == {"balance": 0, "owner": "bob"}
+    client.call("teller", "pay", "cy", 3)  # a call and a send from a handler
+    eventually(lambda: client.call("account[cy]", "get")["balance"] == 6, 10, "cy's send applied")
+    listed = {s["name"]: s for s in client.servers()}
+    assert listed["account[]"]["status"] == "family" and listed["account[]"]["servers"] == 3
+    result = client.app.send_task("relay.deliver", args=["account[dee]", "deposit", [1]],
+                                  queue=shard_queue("account[dee]")).get(timeout=30)
+    assert result == {"value": 1}
+
+
+def test_names_that_address_no_server_are_refused(hosts, client) -> None:
+    client.deploy(ACCOUNTS)
+    for name, message in [("account", "is a family"), ("teller[x]", "is not a family"),
+                          ("account[", "ending in ']'"), ("nosuch[x]", "no server named")]:
+        with pytest.raises(RelayError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            client.call(name, "get")
+
+
+def test_a_hot_upgrade_reaches_every_server_of_the_family(hosts, client) -> None:
+    client.deploy(ACCOUNTS)
+    client.call("account[eve]", "deposit", 4)
+    client.deploy(UPGRADED)
+    assert client.call("account[eve]", "twice") == 8
+    assert client.call("account[eve]", "get") == {"balance": 4, "owner": "eve", "since": 1}
+    assert client.call("account[fay]", "get") == {"balance": 0, "owner": "fay", "since": 1}
+
+
+def test_the_cli_addresses_a_family_server(hosts, client, fleet) -> None:
+    client.deploy(ACCOUNTS)
+    done = subprocess.run([sys.executable, "-m", "relay_workers.cli", "call", "account[gus]", "deposit", "5"],
+                          capture_output=True, text=True, env=fleet.env, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "5"), done.stderr
