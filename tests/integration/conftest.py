@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import time
 
+import httpx
 import pytest
 import redis
 
@@ -105,3 +108,17 @@ def client(fleet):
     c = fleet.client()
     yield c
     c.close()
+
+
+def wait_answering(url: str, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:
+    """Waits until GET url answers 200 (a gateway starting); fails the test when `proc` exits or time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{what}: no answer from {url}")
+        time.sleep(0.1)

@@ -25,6 +25,8 @@ from schemathesis import GenerationMode
 
 from relay_workers.devfleet import ROOT, LocalFleet, RedisServer, free_port
 
+from .conftest import wait_answering
+
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY = 65536
@@ -84,16 +86,7 @@ def gateway(fleet) -> Iterator[str]:
                          "--read-timeout", str(READ_TIMEOUT), "--max-body", str(MAX_BODY))
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the gateway did not start:\n{stop(proc)}")
-            time.sleep(0.1)
+        wait_answering(f"{url}/healthz", proc, "the gateway did not start")
         yield url
     finally:
         out = stop(proc)
@@ -164,15 +157,7 @@ def test_readyz_turns_503_within_the_host_ttl_of_the_last_hosts_death(tmp_path) 
     url = f"http://127.0.0.1:{port}"
     try:
         node = f.start("last")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the gateway did not become ready"
-            time.sleep(0.1)
+        wait_answering(f"{url}/readyz", proc, "the gateway did not become ready")
         assert httpx.get(f"{url}/readyz").json() == {"status": "ready", "hosts": 1}
         f.kill(node)
         killed = time.monotonic()

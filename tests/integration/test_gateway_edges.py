@@ -20,6 +20,7 @@ from relay_workers.devfleet import ROOT, LocalFleet, free_port
 from relay_workers.gateway.fleet import RESULT_CONNECTIONS, STORE_CONNECTIONS
 from relay_workers.gateway.serving import RESERVED_DESCRIPTORS, connection_limit
 
+from .conftest import wait_answering
 from .test_gateway import AUTH, TOKEN, stop
 
 HEADER_TIMEOUT = 2.0
@@ -43,15 +44,7 @@ def gateway(redis_url: str, logs, *args: str, open_files: int | None = None) -> 
                             preexec_fn=limit)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the gateway did not start"
-            time.sleep(0.1)
+        wait_answering(f"{url}/healthz", proc, "the gateway did not start")
         yield url, proc.pid
     finally:
         out = stop(proc)
