@@ -267,12 +267,16 @@ class Host:
         now = time.monotonic()
         with self.lock:
             idle = [a for a in self.actors.values() if a.idle_since is not None and now - a.idle_since > self.idle_timeout]
+        let_go = 0
         for actor in idle:
             with self.lock:  # the bell thread cannot wake this actor between the two
                 if not self.registry.passivate(actor.name, self.id, actor.lease):
                     continue
                 self.actors.pop(actor.name, None)
             actor.stop(wait=0)
+            let_go += 1
+        if let_go:  # a burst's store connections go too (the pool keeps what it opened); the registry's stay
+            self.store.connection_pool.disconnect(inuse_connections=False)
 
     def drop(self, name: str) -> None:
         """Stops hosting a server: its in-memory state is discarded."""
