@@ -9,12 +9,18 @@ and pool. Its parts, each on its own thread, so none can block another:
   it notices a dead host or a server without a live owner
   (relay_workers.supervisor), and starts or stops an `Actor` per server
   assigned here; the supervisor wakes it when it gives it a server;
-- the inbox (`Inbox`): a kombu consumer of the `relay.NAME` queues of this
-  host's servers. Each `relay.deliver` message is journalled at its server (if
-  its producer did not already) and acknowledged; the server's actor is woken;
-- one actor per server: takes its server's journal in batches (one round trip
-  before the handlers), applies each batch's messages in order, one at a time,
-  and commits the batch with one fenced write (relay_workers.ledger).
+- the inbox (`Inbox`): a kombu consumer of the fleet's shard queues
+  (`relay.shard-K`, every host consumes them all) and of stray `relay.NAME`
+  queues. Each `relay.deliver` message is journalled at its server (if its
+  producer did not already) and acknowledged; then delivered (`Host.deliver`):
+  its actor here is woken, or its owner's bell rung, or the inactive server
+  activated;
+- the bell (`Host._bell_loop`): starts the servers this host was just given;
+- one actor per active server, its turns run by a bounded pool of threads
+  (relay_workers.runners, RELAY_ACTOR_THREADS): takes its server's journal in
+  batches (one round trip before the handlers), applies each batch's messages
+  in order, one at a time, and commits the batch with one fenced write
+  (relay_workers.ledger).
 
 Server messages never run in Celery's pool (prefork children share a node
 name and have no queue affinity; threads share one process): the pool runs
@@ -38,7 +44,6 @@ import redis
 from celery import Celery
 
 from relay_lang.actors import Family, ServerInstance, cycle_error
-from relay_lang.budget import start_big_stack_thread
 from relay_lang.compiler.cache import CompileCache
 from relay_lang.errors import RelayError
 from relay_lang.interpreter import Interpreter, run_budgeted
@@ -51,6 +56,7 @@ from .ledger import SHARD_QUEUES, Batch, DeadLetters, Ledger, Outgoing, Pending,
 from .output import CappedOutput
 from .registry import CONFIRM, CONNECTION_PREFIX, Registry
 from .results import CeleryResults
+from .runners import TURN_SECONDS, Runners, Slot
 from .runtime import JOURNALLED, FleetRuntime, Handling, Messenger
 from .stats import FleetStats, record_memory
 from .strays import Strays
@@ -115,6 +121,7 @@ class Host:
         self.idle_timeout: float = conf.relay_idle_timeout
         self.supervisor = Supervisor(self.store, self.registry, Policy(conf.relay_max_restarts, conf.relay_restart_period))
         self.actors: dict[str, Actor] = {}
+        self.runners = Runners(conf.relay_actor_threads)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.inbox = Inbox(self)
@@ -157,6 +164,7 @@ class Host:
             self.registry.remove_host(self.id)
         except STORE_ERRORS as exc:
             log.warning("relay: clean hand-off failed (%s); the servers move when this host's lease lapses", exc)
+        self.runners.close()
 
     def _beat_loop(self) -> None:
         """Beats every `heartbeat` seconds, or when woken. A store command that fails (a reset connection, a
@@ -309,7 +317,8 @@ class Host:
 
 
 class Actor:
-    """One server hosted here: its interpreter, instance and lease, and the thread that applies its journal."""
+    """One server hosted here: its interpreter, instance and lease; its turns run on the host's pool
+    (relay_workers.runners), one at a time."""
 
     def __init__(self, host: Host, name: str) -> None:
         self.host = host
@@ -324,47 +333,47 @@ class Actor:
         self.instance: ServerInstance | None = None
         self.family: Family | None = None  # the declaration of its family (a server `account[ada]`)
         self.idle_since: float | None = None  # when it last ran out of messages; None: busy (see Host.passivate_idle)
-        self.woken = threading.Event()
-        self.stopped = threading.Event()
-        self.woken.set()
-        self.thread = start_big_stack_thread(self._loop, f"relay-server-{name}")
+        self.backoff = 0.0  # > 0: the last turn met a store error
+        self.slot = Slot()
+        self.wake()  # a new owner loads its server at once
 
     def wake(self) -> None:
-        self.woken.set()
+        """By a message, the heartbeat (a journal not empty) or a new lease."""
+        self.host.runners.schedule(self, self.slot)
 
     def stop(self, wait: float) -> None:
-        self.stopped.set()
-        self.woken.set()
-        if wait:
-            self.thread.join(wait)
+        self.host.runners.stop(self.slot, wait)
+
+    @property
+    def stopped(self) -> bool:
+        return self.slot.stopped
 
     def release(self) -> None:
         if self.lease:
             self.host.ledger.release(self.name, self.lease)
 
-    def _loop(self) -> None:
-        backoff = 0.05
-        while not self.stopped.is_set():
-            self.woken.wait()  # by a message, the heartbeat (a journal not empty) or stop()
-            self.woken.clear()
-            try:
-                while not self.stopped.is_set() and self.apply_pending():
-                    pass
-                backoff = 0.05
-                if self.idle_since is None:
-                    self.idle_since = time.monotonic()
-            except NotOwner:
-                self.forget()
-            except STORE_ERRORS as exc:  # the store away: the message's effect is discarded; retried later
-                log.warning("relay: server %s: store error (%s); retrying", self.name, exc)
-                self.forget()
-                self.stopped.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
-                self.woken.set()
-            except Exception:  # noqa: BLE001 - a bug must not stop the server's thread
-                log.exception("relay: server %s: unexpected error; reloading from its checkpoint", self.name)
-                self.forget()
-                self.stopped.wait(1.0)
+    def turn(self) -> None:
+        """Applies what waits, for about TURN_SECONDS; the pool runs it again if more does."""
+        deadline = time.monotonic() + TURN_SECONDS
+        try:
+            while not self.stopped and self.apply_pending():
+                if time.monotonic() > deadline:
+                    self.wake()  # the back of the queue: other servers' messages go first
+                    return
+            self.backoff = 0.0
+            if self.idle_since is None:
+                self.idle_since = time.monotonic()
+        except NotOwner:
+            self.forget()
+        except STORE_ERRORS as exc:  # the store away: the message's effect is discarded; retried later
+            log.warning("relay: server %s: store error (%s); retrying", self.name, exc)
+            self.forget()
+            self.backoff = min(max(self.backoff * 2, 0.05), 2.0)
+            self.host.runners.later(self, self.slot, self.backoff)
+        except Exception:  # noqa: BLE001 - a bug must not stop the server
+            log.exception("relay: server %s: unexpected error; reloading from its checkpoint", self.name)
+            self.forget()
+            self.host.runners.later(self, self.slot, 1.0)
 
     def forget(self) -> None:
         """Discards the in-memory server: the next message reloads it from the last commit."""
@@ -389,7 +398,8 @@ class Actor:
         self.memory_limit = int(float(info["memory_limit"])) if info.get("memory_limit") else None
         if self.interp is None:
             self.interp = Interpreter(out=io.StringIO(), err=io.StringIO(), cache=self.host.cache, repl=True)
-            self.runtime = FleetRuntime(self.host.messenger, self.host.registry, self.host.time_limit, self)
+            self.runtime = FleetRuntime(self.host.messenger, self.host.registry, self.host.time_limit, self,
+                                        self.host.runners.blocking)
         assert self.runtime is not None
         self.runtime.attach(self.interp)
         interp = self.interp
@@ -460,7 +470,7 @@ class Actor:
         done: list[Applied] = []
         start = time.monotonic()
         for message in batch.messages:
-            if self.stopped.is_set() or (done and time.monotonic() > start + BATCH_SECONDS):
+            if self.stopped or (done and time.monotonic() > start + BATCH_SECONDS):
                 break
             done.append(self.apply(message))
         if done:

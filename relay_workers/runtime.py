@@ -32,6 +32,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -188,11 +189,13 @@ class FleetRuntime:
     """The `Runtime` of Relay code running in a worker (an eval job, or one server's handlers)."""
 
     def __init__(self, messenger: Messenger, registry: Registry, timeout: float,
-                 declarations: Declarations | None = None) -> None:
+                 declarations: Declarations | None = None,
+                 blocking: Callable[[], AbstractContextManager[object]] = nullcontext) -> None:
         self.messenger = messenger
         self.registry = registry
         self.timeout = timeout
         self.declarations = declarations or EvalJobDeclarations()
+        self.blocking = blocking  # around a handler's wait on another server (relay_workers.runners)
         self.handling: Handling | None = None
 
     def declare(self, name: str, handlers: dict[str, Function], initial: dict) -> ServerRef:
@@ -232,7 +235,8 @@ class FleetRuntime:
             raise RelayError(f"call cycle: {' -> '.join(cycle)} (each server's handler waits on the next, for "
                              "different messages; use send)")
         try:
-            return self.messenger.call(callee, handler, wire, message_id, chain, max(0.0, deadline - time.monotonic()))
+            with self.blocking():
+                return self.messenger.call(callee, handler, wire, message_id, chain, max(0.0, deadline - time.monotonic()))
         except NoReply as err:
             if err.cause is not None:  # the store stayed away: not the handler's error; its message is retried
                 raise err.cause from None

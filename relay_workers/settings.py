@@ -47,6 +47,7 @@ class Settings:
     output_limit: int  # RELAY_OUTPUT_LIMIT: characters a job or a message may print
     host_max_memory_mib: int  # RELAY_HOST_MAX_MEMORY_MIB: a host past this hands its servers off and restarts
     idle_timeout: float  # RELAY_IDLE_TIMEOUT: seconds without a message after which a server is let go (inactive)
+    actor_threads: int  # RELAY_ACTOR_THREADS: threads a host runs its active servers' messages on (relay_workers.runners)
     supervise_every: float  # RELAY_SUPERVISE_EVERY: seconds between the supervisor runs beat schedules
     max_memory_kib: int  # RELAY_MAX_MEMORY_KIB: prefork children are recycled past this
 
@@ -92,6 +93,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         output_limit=_count(env, "RELAY_OUTPUT_LIMIT", 1_000_000),
         host_max_memory_mib=_count(env, "RELAY_HOST_MAX_MEMORY_MIB", 2048),
         idle_timeout=_positive(env, "RELAY_IDLE_TIMEOUT", 120),
+        actor_threads=_count(env, "RELAY_ACTOR_THREADS", 16),
         supervise_every=_positive(env, "RELAY_SUPERVISE_EVERY", 2),
         max_memory_kib=_count(env, "RELAY_MAX_MEMORY_KIB", 1_048_576),
     )
@@ -136,6 +138,7 @@ def celery_config(s: Settings) -> dict[str, object]:
         "relay_output_limit": s.output_limit,
         "relay_host_max_memory_mib": s.host_max_memory_mib,
         "relay_idle_timeout": s.idle_timeout,
+        "relay_actor_threads": s.actor_threads,
     }
     if s.broker_url.startswith(("redis://", "rediss://")):
         config["broker_transport"] = "relay_workers.transport:Transport"
