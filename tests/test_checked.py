@@ -19,6 +19,7 @@ def test_differential_and_safety_tests_pass_under_the_debug_allocator() -> None:
     env = dict(os.environ, PYTHONMALLOC="debug", PYTHONPATH=str(ROOT))
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_differential.py",
-         "tests/test_safety.py", "-k", "agree or for_in or temporaries or rebinds or leak"],
+         "tests/test_safety.py", "tests/test_affine_bounds.py", "-k",
+         "agree or for_in or temporaries or rebinds or leak or affine or resizes or stencil or names or nested"],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

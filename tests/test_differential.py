@@ -134,3 +134,32 @@ def test_nested_loops_stop_at_the_time_limit_in_both_tiers(headers: list[str]) -
             raise AssertionError(f"{tier}: ran to the end")
         except RelayError as err:
             assert (err.kind, err.message) == ("limit", "time limit of 0.2 s exceeded"), (tier, str(err))
+
+
+AFFINE_STARTS = ["1", "0", "-1", "2", "0.5", "(-0.0)", "(0/0)", "n"]
+AFFINE_ENDS = ["n - 1", "n", "n + 1", "4.5", "3", "(1/0)", "0", "(0/0)"]
+
+
+@st.composite
+def affine_loops(draw: st.DrawFn) -> str:
+    """An innermost loop over an array, its indexes affine in the counter (through lets, an outer counter)."""
+    c, d = draw(st.sampled_from(["1", "-1", "2", "0", "3", "0.5", "r"])), draw(st.sampled_from(["0", "1", "-1", "r", "n - 1", "2"]))
+    index = draw(st.sampled_from([f"{c} * i + {d}", "k", "k + 1", "i - 1", "row + i", f"-i + {d}"]))
+    other = draw(st.sampled_from(["i", "k", "row", "i + r", "n - 1 - i"]))
+    write = draw(st.sampled_from(["dst", "src"]))  # src: the same array as the one read, under two names
+    lo, hi = draw(st.sampled_from(AFFINE_STARTS)), draw(st.sampled_from(AFFINE_ENDS))
+    size = draw(st.sampled_from([5, 4, 7, 3, 1, 0]))
+    return (f"fn f(src: array<number>, dst: array<number>, n) {{\n let s = 0\n"
+            f" for r in 0..2 {{\n  let row = r * 2\n  for i in {lo}..{hi} {{\n   let k = {c} * i + {d}\n"
+            f"   s = s + src[{index}]\n   {write}[{other}] = s\n  }}\n }}\n return s\n}}\n"
+            f"let a = array({size}, 1.5)\nprint(f(a, array({size}, 0), {size}))\nprint(f(a, a, {size}), a)\n")
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(affine_loops())
+def test_affine_indexes_agree(source: str) -> None:
+    """Indexes checked once before the loop (compiler/bounds.py) fail, or not, exactly as in the interpreter."""
+    interpreted = outcome(source, "interpret")
+    compiled = outcome(source, "llvm")
+    assert "compile error" not in compiled, compiled
+    assert interpreted == compiled, source

@@ -28,7 +28,7 @@ LAYERS = {
                   "numeric", "names", "values", "ops", "budget"],
     "back ends": ["emitter", "codegen", "compiler", "compiler.abi", "compiler.arrays", "compiler.bounds", "compiler.builder",
                   "compiler.cache", "compiler.engine", "compiler.frame", "compiler.infer", "compiler.jit",
-                  "compiler.lower", "compiler.router", "compiler.support"],
+                  "compiler.lower", "compiler.router", "compiler.support", "compiler.versioned"],
     "session": ["actors", "builtins", "interpreter"],
     "hosts": ["cli", "repl", "__main__"],
 }

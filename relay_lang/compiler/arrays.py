@@ -5,7 +5,7 @@ of its fields: `abi.ARRAY_*`). Compiled code takes only arrays of the numbers ki
 on entry, not per element) and reads and writes their flat buffer of doubles in place; new
 arrays, pushes that grow a buffer and snapshots go through the extension's C functions. Every
 index is checked as the interpreter checks it, except those a counted loop proved in range
-(`trusted`, see bounds.py); what arrays allocate is counted against the budgets
+(`trusted`, see bounds.py and versioned.py); what arrays allocate is counted against the budgets
 (`count_allocation`).
 """
 
@@ -101,8 +101,7 @@ class ArrayLowerer(FrameLowerer):
 
     def index_of(self, e: Index, arr: ir.Value, idx: ir.Value) -> ir.Value:
         """The i64 index of e: unchecked where the loop proved it (see bounds.py), else checked."""
-        arr_decl, index_decl = self.declared(e.obj), self.declared(e.index)
-        proven = self.trusted.get((arr_decl, index_decl)) if arr_decl is not None and index_decl is not None else None
+        proven = self.trusted.get(id(e))
         return proven() if proven is not None else self.checked_index(arr, idx, e)
 
     def checked_index(self, arr: ir.Value, idx: ir.Value, node: Node) -> ir.Value:

@@ -1,35 +1,66 @@
 """Bounds: which array indexes of a counted loop one check before the loop can prove valid.
 
-For an innermost `for i in a..b` loop, an index `arr[v]` (arr and v plain
-variables) is provable when nothing in the body can change arr's length or
-rebind arr or v: no push, no call that is given an array, no assignment to
-arr or v, and neither declared in the body (a `let` there gives it a new
-value each iteration, which the check before the loop cannot see). Then, if `v` is the loop variable, `a` whole and >= 0 and `b <=
-len(arr)` cover every iteration; if `v` is any other variable, its value on
-entry (whole, 0 <= v < len(arr)) holds throughout. Lowering emits the loop
-twice and takes the copy without per-index checks when those hold.
+For an innermost `for i in a..b` loop, an index `arr[e]` (arr a plain variable) is provable when
+nothing in the body can change arr's length or rebind it (no push, no call that is given an
+array, no assignment to arr, arr not declared in the body) and `e` is affine in the loop
+variable: built with `+`, `-`, unary `-` and `*` (one side free of the loop variable) from
+
+- whole number literals below 2**53;
+- the loop variable, when the body never assigns it;
+- variables the body neither declares nor assigns (their value is the same on every iteration);
+- variables declared by a `let` in the body and never assigned there: their `let`'s expression,
+  itself affine, stands for them (`let row = i * n` then `c[row + j]`).
+
+Then each part of `e` is, on every iteration, `c * i + d` with c and d the same on each
+(whole numbers once its leaves are), so its extremes are at the loop's first and last
+iterations. The check before the loop (versioned.py) evaluates `e` at both, and requires the
+first iteration's counter and each variable in `e` whole, each sum, difference and product in
+it below 2**53 in magnitude (of whole operands, such a result is then exact: on every
+iteration in between too), and `e` itself in `[0, len(arr))` at both: then `e` is whole and in
+range on every iteration. Lowering emits the loop twice and takes the copy without those
+checks when the test holds, today's checked copy otherwise (which fails exactly where the
+interpreter does).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..nodes import Assign, Call, ForEach, ForRange, Index, Let, MethodCall, Name, Node, While, walk
+from ..nodes import (
+    Assign,
+    Binary,
+    Call,
+    Expr,
+    ForEach,
+    ForRange,
+    Index,
+    Let,
+    MethodCall,
+    Name,
+    Node,
+    Num,
+    Unary,
+    While,
+    walk,
+)
 from ..resolver import Decl, Resolution
 from .infer import ARR, NUM, Typed
+
+EXACT = 2.0 ** 53  # doubles below this in magnitude hold every integer exactly
 
 
 @dataclass(frozen=True)
 class Provable:
-    """The (array, index variable) pairs of a loop a check on entry can prove; `loop_var` is the loop's."""
+    """An innermost counted loop's provable indexes, and what their expressions stand on."""
 
     loop_var: Decl
-    pairs: tuple[tuple[Decl, Decl], ...]
+    accesses: tuple[tuple[Index, Decl], ...]  # (index node, its array), in the body's order
+    lets: dict[Decl, Expr]  # variables declared in the body and never assigned there -> their value
 
     @property
     def arrays(self) -> list[Decl]:
-        """The arrays of the pairs, each once, in order."""
-        return list(dict.fromkeys(arr for arr, _ in self.pairs))
+        """The arrays of the accesses, each once, in order."""
+        return list(dict.fromkeys(arr for _, arr in self.accesses))
 
 
 def provable_loops(typed: Typed, res: Resolution) -> dict[ForRange, Provable]:
@@ -49,29 +80,70 @@ def name_decl(e: Node, res: Resolution) -> Decl | None:
     return getattr(res.bindings.get(e), "decl", None)
 
 
+class _Body:
+    """What a loop's body declares and assigns, for deciding which of its expressions are affine."""
+
+    def __init__(self, loop: ForRange, typed: Typed, res: Resolution, body: list[Node]) -> None:
+        self.typed, self.res = typed, res
+        self.loop_var = res.local(loop).decl
+        self.assigned: set[Decl] = set()
+        self.declared: dict[Decl, Expr] = {}
+        for n in body:
+            if isinstance(n, Assign) and isinstance(n.target, Name):
+                decl = name_decl(n.target, res)
+                if decl is not None:
+                    self.assigned.add(decl)
+            elif isinstance(n, Let):
+                self.declared[res.local(n).decl] = n.value
+        self.lets = {d: v for d, v in self.declared.items() if d not in self.assigned and typed.locals.get(d) == NUM}
+
+    def invariant(self, decl: Decl) -> bool:
+        return decl not in self.assigned and decl not in self.declared
+
+    def degree(self, e: Expr) -> int | None:
+        """1 if e is affine in the loop variable, 0 if it is free of it (see the module), else None."""
+        if isinstance(e, Num):
+            return 0 if float(e.value).is_integer() and abs(e.value) < EXACT else None
+        if isinstance(e, Name):
+            decl = name_decl(e, self.res)
+            if decl is None:
+                return None
+            if decl is self.loop_var:
+                return 1 if decl not in self.assigned else None
+            if decl in self.lets:
+                return self.degree(self.lets[decl])
+            return 0 if self.invariant(decl) and self.typed.locals.get(decl) == NUM else None
+        if isinstance(e, Unary) and e.op == "-":
+            return self.degree(e.operand)
+        if isinstance(e, Binary) and e.op in ("+", "-", "*"):
+            left, right = self.degree(e.left), self.degree(e.right)
+            if left is None or right is None:
+                return None
+            total = left + right if e.op == "*" else max(left, right)
+            return total if total <= 1 else None
+        return None
+
+
+def changes_lengths(n: Node, typed: Typed) -> bool:
+    """Whether n may change an array's length: push (the only method compiled code has), or a call
+    given an array (the callee may push to it)."""
+    t = type(n)
+    if t is MethodCall or (t is Call and typed.builtins.get(n) == "push"):
+        return True
+    return t is Call and n in typed.calls and any(typed.exprs.get(a) == ARR for a in n.args)  # type: ignore[attr-defined]
+
+
 def _provable(loop: ForRange, typed: Typed, res: Resolution) -> Provable | None:
     body = list(walk(loop.body))
     if any(type(n) in (ForRange, ForEach, While) for n in body):
         return None  # innermost loops only: each level would double the code
-    assigned: set[Decl] = set()  # assigned or declared in the body
-    pairs: list[tuple[Decl, Decl]] = []
+    if any(changes_lengths(n, typed) for n in body):
+        return None
+    scope = _Body(loop, typed, res, body)
+    accesses: list[tuple[Index, Decl]] = []
     for n in body:
-        t = type(n)
-        if t is MethodCall or (t is Call and typed.builtins.get(n) == "push"):
-            return None  # push (the only method compiled code has) changes a length
-        if t is Call and n in typed.calls and any(typed.exprs.get(a) == ARR for a in n.args):  # type: ignore[attr-defined]
-            return None  # a callee given an array may push to it
-        if t is Assign and type(n.target) is Name:  # type: ignore[attr-defined]
-            decl = name_decl(n.target, res)  # type: ignore[attr-defined]
-            if decl is not None:
-                assigned.add(decl)
-        if t is Let:
-            assigned.add(res.bindings[n].decl)  # type: ignore[union-attr]
-        if t is Index:
-            arr, index = name_decl(n.obj, res), name_decl(n.index, res)  # type: ignore[attr-defined]
-            if arr is not None and index is not None and typed.locals.get(arr) == ARR \
-                    and typed.locals.get(index) == NUM and (arr, index) not in pairs:
-                pairs.append((arr, index))
-    loop_var = res.bindings[loop].decl  # type: ignore[union-attr]
-    kept = tuple((arr, index) for arr, index in pairs if arr not in assigned and index not in assigned)
-    return Provable(loop_var, kept) if kept else None
+        if isinstance(n, Index):
+            arr = name_decl(n.obj, res)
+            if arr is not None and typed.locals.get(arr) == ARR and scope.invariant(arr) and scope.degree(n.index) is not None:
+                accesses.append((n, arr))
+    return Provable(scope.loop_var, tuple(accesses), scope.lets) if accesses else None

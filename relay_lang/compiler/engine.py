@@ -119,6 +119,13 @@ _machines: dict[Target, llvm.TargetMachine] = {}  # for optimising and emitting;
 
 def compile_object(ir_text: str, target: Target, pipeline: Pipeline) -> bytes:
     """Parses, verifies, optimises and emits object code for one module."""
+    module = optimise(ir_text, target, pipeline)
+    return _machines[target].emit_object(module)
+
+
+def optimise(ir_text: str, target: Target, pipeline: Pipeline) -> llvm.ModuleRef:
+    """The module parsed, verified and optimised as `compile_object` does (its IR shows what the
+    optimiser made of the code, e.g. which loops it vectorized)."""
     initialise()
     module = llvm.parse_assembly(ir_text)
     module.verify()
@@ -136,7 +143,7 @@ def compile_object(ir_text: str, target: Target, pipeline: Pipeline) -> bytes:
         pto.inlining_threshold = pipeline.inlining_threshold
         pb = llvm.create_pass_builder(tm, pto)
         pb.getModulePassManager().run(module, pb)  # a fresh manager per module: reuse aborts
-    return tm.emit_object(module)
+    return module
 
 
 class LoadedModule:

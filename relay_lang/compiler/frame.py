@@ -105,7 +105,7 @@ class FrameLowerer:
         self.owned_arrays: list[ir.AllocaInstr] = []  # slots released at the exit: variables and temporaries
         self.res = mb.res
         self.provable = provable_loops(typed, self.res)
-        self.trusted: dict[tuple[Decl, Decl], Callable[[], ir.Value]] = {}  # (array, index var) -> its i64 index
+        self.trusted: dict[int, Callable[[], ir.Value]] = {}  # id of a proven Index -> its i64 index
         self.failing: tuple[ir.Block, list[ir.PhiInstr]] | None = None  # the block every failure jumps to
         self.scoped: dict[Decl, tuple[ir.Value, ir.Value]] = {}  # array -> alias metadata, in an unchecked loop
 

@@ -2,7 +2,8 @@
 
 A module holds a group of specialised functions (a root and its callees: builder.py builds it);
 this module lowers one function's body. What it shares with its other parts: frame.py (the
-frame, failures, owned array references) and arrays.py (array operations). Conventions:
+frame, failures, owned array references), arrays.py (array operations) and versioned.py (loops).
+Conventions:
 
 - numbers are `double`, bools `i1`, arrays `i8*` pointing at the Array object itself (arrays.py).
 - budgets: each function takes its call depth as a hidden second argument and checks it against
@@ -11,16 +12,16 @@ frame, failures, owned array references) and arrays.py (array operations). Conve
   function counts its iterations in one counter of that function (never reset, so loops at any
   nesting depth are counted), and recursive functions count their calls; every 65,536 ticks the
   budgets are checked (support.py: `relay_budget`).
-- an innermost counted loop (`for i in a..b`) whose indexes `bounds.py` finds provable is
-  lowered twice: when a test before the loop proves every such index whole and in range on
-  every iteration, the copy without per-index checks runs on an integer counter (with scoped
-  noalias metadata when its arrays are distinct objects, which the test also requires);
-  otherwise the checked copy runs, failing exactly where the interpreter does.
+- an innermost counted loop (`for i in a..b`) whose indexes `bounds.py` finds provable (affine
+  in the loop variable) is lowered twice: when a test before the loop proves every such index
+  whole and in range on every iteration, the copy without their checks runs on an integer
+  counter (with scoped noalias metadata: the test also requires its arrays distinct objects),
+  its ticks counted per chunk so LLVM can vectorize it; otherwise the checked copy runs,
+  failing exactly where the interpreter does (versioned.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import assert_never
 
 from llvmlite import ir
@@ -49,7 +50,6 @@ from ..nodes import (
     MapLit,
     MethodCall,
     Name,
-    Node,
     Null,
     Num,
     Range,
@@ -64,10 +64,9 @@ from ..nodes import (
 )
 from ..resolver import Decl
 from .abi import AT_CALLER, DOUBLE, ERR_DEPTH, ERR_RETURN_TYPE, ERR_STACK, I1, I8, I64, rt_field
-from .arrays import ArrayLowerer
-from .bounds import Provable
 from .frame import LLVM_TYPES, ZERO, Owner
 from .infer import ARR, BOOL, NULL
+from .versioned import LoopLowerer
 
 LIBM = {"tan": "tan", "atan": "atan", "exp": "exp", "log": "log", "atan2": "atan2"}
 INTRINSIC = {"sqrt": "llvm.sqrt", "sin": "llvm.sin", "cos": "llvm.cos", "floor": "llvm.floor",
@@ -75,7 +74,7 @@ INTRINSIC = {"sqrt": "llvm.sqrt", "sin": "llvm.sin", "cos": "llvm.cos", "floor":
 FCMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 
 
-class FunctionLowerer(ArrayLowerer):
+class FunctionLowerer(LoopLowerer):
     """Lowers one typed function of a ModuleUnit into the function declared for it."""
 
     # ------------------------------------------------------------ structure
@@ -288,132 +287,8 @@ class FunctionLowerer(ArrayLowerer):
 
     # ------------------------------------------------------------ loops
 
-    def loop(self, name: str, node: Node, head: Callable[[], ir.Value], body_fn: Callable[[], None],
-             step_fn: Callable[[], None] | None = None) -> None:
-        """A loop counted in the function's tick counter: head() returns the continue-condition."""
-        b = self.b
-        head_bb = self.fn.append_basic_block(f"{name}.head")
-        body_bb = self.fn.append_basic_block(f"{name}.body")
-        step_bb = self.fn.append_basic_block(f"{name}.step")
-        end_bb = self.fn.append_basic_block(f"{name}.end")
-        b.branch(head_bb)
-        b.position_at_end(head_bb)
-        b.cbranch(head(), body_bb, end_bb)
-        b.position_at_end(body_bb)
-        self.loops.append((step_bb, end_bb))
-        self.loop_nodes.append(node)
-        body_fn()
-        self.loop_nodes.pop()
-        self.loops.pop()
-        if not b.block.is_terminated:
-            b.branch(step_bb)
-        b.position_at_end(step_bb)
-        if step_fn is not None:
-            step_fn()
-        n = b.add(b.load(self.ticks), I64(1))
-        b.store(n, self.ticks)
-        self.tick_check(n, node)
-        b.branch(head_bb)
-        b.position_at_end(end_bb)
-
     def while_stmt(self, s: While) -> None:
         self.loop("while", s, lambda: self.truth(s.cond), lambda: self.block(s.body))
-
-    def for_range(self, s: ForRange) -> None:
-        b = self.b
-        start, _ = self.expr(s.start)
-        end, _ = self.expr(s.end)
-        proof = self.provable.get(s)
-        if proof is None:
-            self.counted_loop(s, start, end, None)
-            return
-        fast_bb = self.fn.append_basic_block("for.unchecked")
-        checked_bb = self.fn.append_basic_block("for.checked")
-        done_bb = self.fn.append_basic_block("for.done")
-        b.cbranch(self.proven(proof, start, end), fast_bb, checked_bb)
-        for block, unchecked in ((fast_bb, proof), (checked_bb, None)):
-            b.position_at_end(block)
-            self.counted_loop(s, start, end, unchecked)
-            b.branch(done_bb)
-        b.position_at_end(done_bb)
-
-    def proven(self, proof: Provable, start: ir.Value, end: ir.Value) -> ir.Value:
-        """Whether every index of `proof` is whole and in range on every iteration (see bounds.py)."""
-        b = self.b
-        zero = ir.Constant(DOUBLE, 0.0)
-
-        def whole(v: ir.Value) -> ir.Value:  # and below 2**53, where fptosi is exact
-            in_range = b.and_(b.fcmp_ordered(">=", v, zero), b.fcmp_ordered("<", v, ir.Constant(DOUBLE, 2.0 ** 53)))
-            return b.and_(in_range, b.fcmp_ordered("==", b.call(self.mb.intrinsic("llvm.floor"), [v]), v))
-
-        ok = whole(start)
-        pointers = [b.load(self.vars[arr]) for arr in proof.arrays]
-        for k, p in enumerate(pointers):  # distinct objects: the unchecked copy tells LLVM they never overlap
-            for q in pointers[k + 1:]:
-                ok = b.and_(ok, b.icmp_unsigned("!=", p, q))
-        for arr_decl, index_decl in proof.pairs:
-            n = b.sitofp(self.length(b.load(self.vars[arr_decl])), DOUBLE)
-            if index_decl is proof.loop_var:
-                ok = b.and_(ok, b.fcmp_ordered("<=", end, n))
-            else:
-                v = b.load(self.vars[index_decl])
-                ok = b.and_(ok, b.and_(whole(v), b.fcmp_ordered("<", v, n)))
-        return ok
-
-    def counted_loop(self, s: ForRange, start: ir.Value, end: ir.Value, unchecked: Provable | None) -> None:
-        """The loop; with `unchecked`, its proven indexes skip their checks and count in an i64."""
-        b = self.b
-        k = self.entry_alloca(DOUBLE, "k")
-        b.store(ir.Constant(DOUBLE, 0.0), k)
-        var = self.vars[self.res.local(s).decl]
-        if unchecked is not None:
-            self.scoped = self.alias_scopes(s, unchecked)
-            ki = self.entry_alloca(I64, "ki")
-            b.store(I64(0), ki)
-            first = b.fptosi(start, I64)
-            for arr_decl, index_decl in unchecked.pairs:
-                if index_decl is unchecked.loop_var:
-                    self.trusted[arr_decl, index_decl] = lambda: b.add(first, b.load(ki))
-                else:
-                    self.trusted[arr_decl, index_decl] = self.whole_value(self.vars[index_decl])
-
-        def head() -> ir.Value:
-            value = b.fadd(start, b.load(k))  # i = start + k while start + k < end
-            b.store(value, var)
-            return b.fcmp_ordered("<", value, end)
-
-        def step() -> None:
-            b.store(b.fadd(b.load(k), ir.Constant(DOUBLE, 1.0)), k)
-            if unchecked is not None:
-                b.store(b.add(b.load(ki), I64(1)), ki)
-
-        self.loop("for", s, head, lambda: self.block(s.body), step)
-        self.trusted.clear()
-        self.scoped = {}
-
-    def whole_value(self, slot: ir.AllocaInstr) -> Callable[[], ir.Value]:
-        """The i64 value of the number in slot (proven whole), loaded where it is used."""
-        return lambda: self.b.fptosi(self.b.load(slot), I64)
-
-    def alias_scopes(self, s: ForRange, proof: Provable) -> dict[Decl, tuple[ir.Value, ir.Value]]:
-        """Per array of the proof: (its scope list, the other arrays' scopes), for `alias.scope` and
-        `noalias` on its element accesses in the unchecked loop, which runs only when the arrays are
-        distinct objects. Declared in the loop's preheader, so LLVM clones them when it copies the loop."""
-        arrays = proof.arrays
-        if len(arrays) < 2:
-            return {}
-        module = self.mb.module
-        name = f"{self.fn.name} loop {self.ordinals[id(s)]}"
-        domain = module.add_metadata([ir.MetaDataString(module, name)])
-        scopes = [module.add_metadata([ir.MetaDataString(module, f"{name} {arr.name}#{k}"), domain])
-                  for k, arr in enumerate(arrays)]
-        declare = self.mb.external("llvm.experimental.noalias.scope.decl", ir.VoidType(), [ir.MetaDataType()])
-        found = {}
-        for k, arr in enumerate(arrays):
-            own = module.add_metadata([scopes[k]])
-            self.b.call(declare, [own])
-            found[arr] = (own, module.add_metadata([sc for j, sc in enumerate(scopes) if j != k]))
-        return found
 
     def for_each(self, s: ForEach) -> None:
         """The loop holds a reference to the list it walks until it ends, however it ends."""

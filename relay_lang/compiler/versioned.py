@@ -1,0 +1,246 @@
+"""Loops: counted in the function's ticks; innermost counted loops with provable indexes, twice.
+
+An innermost `for i in a..b` loop whose indexes bounds.py finds provable is lowered twice. A
+test before the loop (`precheck`) evaluates every part of each provable index at the first and
+the last iteration; when each is whole and below 2**53 and each index lies in its array's
+range at both ends (and the arrays are distinct objects), the unchecked copy runs
+(`unchecked_loop`): the proven indexes are computed in i64 from the loop's integer counter,
+with no check, and its element accesses carry scoped noalias metadata. Otherwise the checked
+copy runs, today's loop, failing exactly where the interpreter does.
+
+The unchecked copy counts its iterations in chunks: an inner loop runs up to the next multiple
+of 65,536 ticks with no budget code in it, so LLVM can vectorize it; the budgets are checked
+after the chunk where the checked loop would check them (after the iteration that makes the
+counter a multiple of 65,536), and a `break` adds the iterations done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from llvmlite import ir
+
+from ..nodes import Binary, Block, Expr, ForRange, Name, Node, Num, Unary
+from ..resolver import Decl
+from .abi import DOUBLE, I64
+from .arrays import ArrayLowerer
+from .bounds import EXACT, Provable
+from .frame import TICK_MASK
+
+CHUNK = TICK_MASK + 1
+
+
+class LoopLowerer(ArrayLowerer):
+    """Loops, and the two copies of a provable counted loop."""
+
+    def block(self, block: Block, tail: bool = False) -> None:  # pragma: no cover - FunctionLowerer's
+        raise NotImplementedError
+
+    def loop(self, name: str, node: Node, head: Callable[[], ir.Value], body_fn: Callable[[], None],
+             step_fn: Callable[[], None] | None = None) -> None:
+        """A loop counted in the function's tick counter: head() returns the continue-condition."""
+        b = self.b
+        head_bb = self.fn.append_basic_block(f"{name}.head")
+        body_bb = self.fn.append_basic_block(f"{name}.body")
+        step_bb = self.fn.append_basic_block(f"{name}.step")
+        end_bb = self.fn.append_basic_block(f"{name}.end")
+        b.branch(head_bb)
+        b.position_at_end(head_bb)
+        b.cbranch(head(), body_bb, end_bb)
+        b.position_at_end(body_bb)
+        self.loop_body(node, body_fn, step_bb, end_bb)
+        b.position_at_end(step_bb)
+        if step_fn is not None:
+            step_fn()
+        n = b.add(b.load(self.ticks), I64(1))
+        b.store(n, self.ticks)
+        self.tick_check(n, node)
+        b.branch(head_bb)
+        b.position_at_end(end_bb)
+
+    def loop_body(self, node: Node, body_fn: Callable[[], None], step_bb: ir.Block, end_bb: ir.Block) -> None:
+        """The body, `continue` going to step_bb and `break` to end_bb; falls through to step_bb."""
+        self.loops.append((step_bb, end_bb))
+        self.loop_nodes.append(node)
+        body_fn()
+        self.loop_nodes.pop()
+        self.loops.pop()
+        if not self.b.block.is_terminated:
+            self.b.branch(step_bb)
+
+    def for_range(self, s: ForRange) -> None:
+        b = self.b
+        start, _ = self.expr(s.start)
+        end, _ = self.expr(s.end)
+        proof = self.provable.get(s)
+        if proof is None:
+            self.checked_loop(s, start, end)
+            return
+        fast_bb = self.fn.append_basic_block("for.unchecked")
+        checked_bb = self.fn.append_basic_block("for.checked")
+        done_bb = self.fn.append_basic_block("for.done")
+        last = b.fsub(b.call(self.mb.intrinsic("llvm.ceil"), [end]), ir.Constant(DOUBLE, 1.0))
+        b.cbranch(self.precheck(proof, start, last), fast_bb, checked_bb)
+        b.position_at_end(fast_bb)
+        self.unchecked_loop(s, proof, start, last)
+        b.branch(done_bb)
+        b.position_at_end(checked_bb)
+        self.checked_loop(s, start, end)
+        b.branch(done_bb)
+        b.position_at_end(done_bb)
+
+    def expr(self, e: Expr) -> tuple[ir.Value, ir.AllocaInstr | None]:  # pragma: no cover - FunctionLowerer's
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ the test before the loop
+
+    def small(self, v: ir.Value) -> ir.Value:
+        """Whether |v| < 2**53, where doubles hold integers exactly (false for nan)."""
+        b = self.b
+        return b.fcmp_ordered("<", b.call(self.mb.intrinsic("llvm.fabs"), [v]), ir.Constant(DOUBLE, EXACT))
+
+    def whole(self, v: ir.Value) -> ir.Value:
+        """Whether v is a whole number below 2**53 in magnitude."""
+        b = self.b
+        return b.and_(self.small(v), b.fcmp_ordered("==", b.call(self.mb.intrinsic("llvm.floor"), [v]), v))
+
+    def precheck(self, proof: Provable, start: ir.Value, last: ir.Value) -> ir.Value:
+        """Whether every provable index is whole and in range on every iteration from i = start to
+        i = last (see bounds.py), and the arrays are distinct objects."""
+        b = self.b
+        conditions = [self.whole(start), self.small(last)]  # last = ceil(end) - 1: whole when small
+        pointers = [b.load(self.vars[arr]) for arr in proof.arrays]
+        for k, p in enumerate(pointers):  # distinct objects: the unchecked copy tells LLVM they never overlap
+            conditions.extend(b.icmp_unsigned("!=", p, q) for q in pointers[k + 1:])
+        lengths = {arr: b.sitofp(self.length(p), DOUBLE) for arr, p in zip(proof.arrays, pointers)}
+        zero = ir.Constant(DOUBLE, 0.0)
+        for index, arr in proof.accesses:
+            for i in (start, last):
+                value = self.affine(index.index, proof, i, conditions)
+                conditions.append(b.fcmp_ordered(">=", value, zero))
+                conditions.append(b.fcmp_ordered("<", value, lengths[arr]))
+        ok = conditions[0]
+        for c in conditions[1:]:
+            ok = b.and_(ok, c)
+        return ok
+
+    def affine(self, e: Expr, proof: Provable, i: ir.Value, checks: list[ir.Value] | None) -> ir.Value:
+        """e (affine: bounds.py) with the loop variable's value i: doubles when `checks` is given, else
+        i64 (its parts proven whole and exact). In doubles, what makes every part exact is appended to
+        `checks`: each variable whole (literals are), each sum, difference and product below 2**53 in
+        magnitude (of whole operands, then exact; negation is exact)."""
+        b = self.b
+        integer = checks is None
+        if isinstance(e, Num):
+            return I64(int(e.value)) if integer else ir.Constant(DOUBLE, e.value)
+        if isinstance(e, Name):
+            decl = self.declared(e)
+            assert decl is not None
+            if decl is proof.loop_var:
+                return i
+            if decl in proof.lets:
+                return self.affine(proof.lets[decl], proof, i, checks)
+            value = b.load(self.vars[decl])
+            if integer:
+                return b.fptosi(value, I64)
+            checks.append(self.whole(value))  # type: ignore[union-attr]
+            return value
+        if isinstance(e, Unary):
+            v = self.affine(e.operand, proof, i, checks)
+            value = b.sub(I64(0), v, flags=("nsw",)) if integer else b.fneg(v)
+        else:
+            assert isinstance(e, Binary)
+            left, right = self.affine(e.left, proof, i, checks), self.affine(e.right, proof, i, checks)
+            op = {"+": "add", "-": "sub", "*": "mul"}[e.op]
+            value = getattr(b, op)(left, right, flags=("nsw",)) if integer else getattr(b, f"f{op}")(left, right)
+            if not integer:
+                checks.append(self.small(value))  # type: ignore[union-attr]
+        return value
+
+    # ------------------------------------------------------------ the two copies
+
+    def checked_loop(self, s: ForRange, start: ir.Value, end: ir.Value) -> None:
+        """The loop as the interpreter runs it: i = start + k while start + k < end, every index checked."""
+        b = self.b
+        k = self.entry_alloca(DOUBLE, "k")
+        b.store(ir.Constant(DOUBLE, 0.0), k)
+        var = self.vars[self.res.local(s).decl]
+
+        def head() -> ir.Value:
+            value = b.fadd(start, b.load(k))
+            b.store(value, var)
+            return b.fcmp_ordered("<", value, end)
+
+        def step() -> None:
+            b.store(b.fadd(b.load(k), ir.Constant(DOUBLE, 1.0)), k)
+
+        self.loop("for", s, head, lambda: self.block(s.body), step)
+
+    def unchecked_loop(self, s: ForRange, proof: Provable, start: ir.Value, last: ir.Value) -> None:
+        """The copy that runs when the precheck held: i = start + k for k < last - start + 1 (both
+        proven whole), the proven indexes in i64, the ticks counted per chunk."""
+        b = self.b
+        first = b.fptosi(start, I64)
+        trip = b.add(b.sub(b.fptosi(last, I64), first), I64(1))
+        ticks0 = b.load(self.ticks)
+        ki = self.entry_alloca(I64, "ki")
+        stop = self.entry_alloca(I64, "stop")
+        b.store(I64(0), ki)
+        var = self.vars[self.res.local(s).decl]
+        self.scoped = self.alias_scopes(s, proof)
+        for index, _ in proof.accesses:
+            self.trusted[id(index)] = self.trusted_index(index.index, proof, lambda: b.add(first, b.load(ki)))
+        names = ("chunk", "chunk.start", "fast.head", "fast.body", "fast.step", "chunk.end", "fast.break", "fast.end")
+        chunk_bb, start_bb, head_bb, body_bb, step_bb, chunk_end_bb, break_bb, end_bb = (
+            self.fn.append_basic_block(name) for name in names)
+        b.branch(chunk_bb)
+        b.position_at_end(chunk_bb)  # the next chunk: up to the next multiple of 65,536 ticks
+        done = b.load(ki)
+        b.cbranch(b.icmp_signed("<", done, trip), start_bb, end_bb)
+        b.position_at_end(start_bb)
+        room = b.sub(I64(CHUNK), b.and_(b.add(ticks0, done), I64(TICK_MASK)))
+        b.store(b.select(b.icmp_signed("<", b.sub(trip, done), room), trip, b.add(done, room)), stop)
+        b.branch(head_bb)
+        b.position_at_end(head_bb)
+        b.cbranch(b.icmp_signed("<", b.load(ki), b.load(stop)), body_bb, chunk_end_bb)
+        b.position_at_end(body_bb)
+        b.store(b.fadd(start, b.sitofp(b.load(ki), DOUBLE)), var)
+        self.loop_body(s, lambda: self.block(s.body), step_bb, break_bb)
+        b.position_at_end(step_bb)
+        b.store(b.add(b.load(ki), I64(1)), ki)
+        b.branch(head_bb)
+        b.position_at_end(chunk_end_bb)
+        ticks = b.add(ticks0, b.load(ki))
+        b.store(ticks, self.ticks)
+        self.tick_check(ticks, s)
+        b.branch(chunk_bb)
+        b.position_at_end(break_bb)  # the iterations before the break count
+        b.store(b.add(ticks0, b.load(ki)), self.ticks)
+        b.branch(end_bb)
+        b.position_at_end(end_bb)
+        self.trusted.clear()
+        self.scoped = {}
+
+    def trusted_index(self, e: Expr, proof: Provable, counter: Callable[[], ir.Value]) -> Callable[[], ir.Value]:
+        """The i64 value of a proven index, computed where it is used."""
+        return lambda: self.affine(e, proof, counter(), None)
+
+    def alias_scopes(self, s: ForRange, proof: Provable) -> dict[Decl, tuple[ir.Value, ir.Value]]:
+        """Per array of the proof: (its scope list, the other arrays' scopes), for `alias.scope` and
+        `noalias` on its element accesses in the unchecked loop, which runs only when the arrays are
+        distinct objects. Declared in the loop's preheader, so LLVM clones them when it copies the loop."""
+        arrays = proof.arrays
+        if len(arrays) < 2:
+            return {}
+        module = self.mb.module
+        name = f"{self.fn.name} loop {self.ordinals[id(s)]}"
+        domain = module.add_metadata([ir.MetaDataString(module, name)])
+        scopes = [module.add_metadata([ir.MetaDataString(module, f"{name} {arr.name}#{k}"), domain])
+                  for k, arr in enumerate(arrays)]
+        declare = self.mb.external("llvm.experimental.noalias.scope.decl", ir.VoidType(), [ir.MetaDataType()])
+        found = {}
+        for k, arr in enumerate(arrays):
+            own = module.add_metadata([scopes[k]])
+            self.b.call(declare, [own])
+            found[arr] = (own, module.add_metadata([sc for j, sc in enumerate(scopes) if j != k]))
+        return found
