@@ -1,7 +1,7 @@
 """The fleet side by side with bare Celery, one run, same broker (a private redis-server).
 
 Run: python bench/fleet.py [--calls N] [--sends N] [--programs N] [--recycle-mib M] [--instances N]
-                           [--only compiled-cores|families]
+                           [--active N] [--only compiled-cores|families|actives]
 - round trips: RelayClient.call on a trivial handler against a bare Celery
   no-op task (`relay.ping`) sent and awaited the same way: throughput and
   p50/p99 latency, sequential, one producer;
@@ -21,6 +21,10 @@ Run: python bench/fleet.py [--calls N] [--sends N] [--programs N] [--recycle-mib
   went idle: what each worker costs while nothing happens (CPU, threads,
   store connections) and the store's commands/s, a first message to an
   inactive server, and calls to an active one, N against 10;
+- active servers: N servers of a family active on one worker (RSS, threads),
+  then a second worker and beat start, the first is killed (kill -9) and 32
+  callers call a random 1,000 of them at once: when each answers again,
+  counted from the kill, and each reply checked (lost 0, duplicated 0);
 - compiled programs: a solo worker (its eval jobs run in its main process,
   beside its host) runs N distinct @llvm programs while one of its servers
   takes a send per 100 programs, with RELAY_HOST_MAX_MEMORY_MIB=M; restarted
@@ -33,12 +37,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import socket
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import kombu
@@ -75,7 +81,8 @@ def main() -> None:
     parser.add_argument("--programs", type=int, default=2000)
     parser.add_argument("--recycle-mib", type=int, default=256)
     parser.add_argument("--instances", type=int, default=10_000, help="servers of one family in the families rows")
-    parser.add_argument("--only", choices=["compiled-cores", "families"], help="run these rows alone")
+    parser.add_argument("--active", type=int, default=10_000, help="active servers on one worker in the kill row")
+    parser.add_argument("--only", choices=["compiled-cores", "families", "actives"], help="run these rows alone")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relay-fleet-bench-"))
     print(f"# fleet benchmark on {describe()}; workers with the default pool")
@@ -84,6 +91,9 @@ def main() -> None:
         return
     if args.only == "families":
         families(work, args.instances)
+        return
+    if args.only == "actives":
+        actives(work, args.active)
         return
     for label, broker in (("Redis", None), ("RabbitMQ", RABBITMQ)):
         if broker is not None and not rabbitmq_answers():
@@ -99,6 +109,7 @@ def main() -> None:
     cores(work)
     compiled_cores(work)
     families(work, args.instances)
+    actives(work, args.active)
     compiled_programs(work, args.programs, args.recycle_mib)
 
 
@@ -144,7 +155,60 @@ def families(work: Path, instances: int, window: float = 5.0) -> None:
                   f"{statistics.median(active) * 1e3:>14.2f}")
             time.sleep(IDLE + 2.5)
         print(f"active call p50, {instances:,} / 10 servers: {figures[instances] / figures[10]:.2f}x (target <= 1.2x)")
+        listing = timed_calls(lambda: client.servers_page(family="account", status="inactive", limit=50), 5)
+        print(f"a page of `relay servers --family account --status inactive` among {instances:,}: median "
+              f"{statistics.median(listing):.2f} s (target < 1 s)")
         client.close()
+    finally:
+        fleet.stop_all()
+        server.stop()
+
+
+def actives(work: Path, count: int, sample: int = 1000, callers: int = 32) -> None:
+    """`count` servers of a family active on one worker: its RSS and threads; then a second worker and beat
+    start, the first is killed with kill -9 and `callers` threads call a random `sample` of the servers at
+    once: when each answered again, from the kill. Each server got one send before, so each call's reply
+    must be 2 (1: the send was lost; 3: applied twice)."""
+    server = RedisServer(work / "actives")
+    fleet = LocalFleet.on(server.url, logs=work, RELAY_IDLE_TIMEOUT="3600")
+    try:
+        first = fleet.start("aa")
+        pid = fleet.workers[first].pid
+        client = fleet.client()
+        client.deploy(ACCOUNT)
+        idle_rss = rss_mib(pid)
+        names = [f"account[{k}]" for k in range(count)]
+        started = time.monotonic()
+        for name in names:
+            client.send(name, "bump")
+        while client.registry.instances("account") < count or any(client.ledger.has_pending(names)):
+            time.sleep(0.2)
+        took = time.monotonic() - started
+        threads = int(Path(f"/proc/{pid}/status").read_text().split("Threads:")[1].split()[0])
+        print(f"{count:,} active servers on one worker: RSS {rss_mib(pid):.0f} MiB (idle worker: {idle_rss:.0f} MiB; "
+              f"target < 1024), {threads} threads; activated in {took:.1f} s")
+        fleet.start("ab")
+        fleet.start_beat()
+        chosen = random.Random(7).sample(names, min(sample, count))
+        clients = [fleet.client() for _ in range(callers)]
+        answered: list[float] = []
+        replies: list[object] = []
+        fleet.kill(first)
+        killed = time.monotonic()
+
+        def call(k: int) -> None:
+            for name in chosen[k::callers]:
+                replies.append(clients[k].call(name, "bump", timeout=60))
+                answered.append(time.monotonic() - killed)
+
+        with ThreadPoolExecutor(callers) as pool:
+            list(pool.map(call, range(callers)))
+        lost, duplicated = sum(r == 1 for r in replies), sum(isinstance(r, int) and r > 2 for r in replies)
+        print(f"after kill -9 of that worker: {len(replies)} of a random {len(chosen)} answered again, p50 "
+              f"{statistics.median(answered):.2f} s, p99 {percentile(answered, 0.99):.2f} s, last "
+              f"{max(answered):.2f} s from the kill (target p99 <= 3 s); lost {lost}, duplicated {duplicated}")
+        for c in [client, *clients]:
+            c.close()
     finally:
         fleet.stop_all()
         server.stop()

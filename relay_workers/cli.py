@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from relay_lang.cli import build_parser, guarded, leave, positive_seconds, read_source, run_command, size_argument
 from relay_lang.errors import RelayError
@@ -92,8 +92,16 @@ def add_fleet_commands(sub: argparse._SubParsersAction) -> None:
     res.add_argument("--timeout", type=float, default=0, metavar="SECONDS",
                      help="how long to wait for a message still queued (default 0: answer at once)")
     res.add_argument("--server", help="look only at this server's messages")
-    srv = sub.add_parser("servers", help="list the deployed servers", description=fleet)
-    srv.add_argument("--json", action="store_true", help="print the list as JSON")
+    srv = sub.add_parser("servers", help="list the servers, a page at a time, with counts by status, family and "
+                         "host", description=fleet)
+    srv.add_argument("--family", help="only this family's servers (`account` for account[ada])")
+    srv.add_argument("--status", help="only servers with this status (running, starting, inactive, restarting, "
+                     "failed, family)")
+    srv.add_argument("--owner", help="only servers on this worker (a node name, or a host id)")
+    srv.add_argument("--prefix", default="", help="only servers whose name starts with this")
+    srv.add_argument("--limit", type=int, default=50, help="servers a page shows (default 50)")
+    srv.add_argument("--offset", type=int, default=0, help="servers skipped before the page (default 0)")
+    srv.add_argument("--json", action="store_true", help="print the page as JSON")
     restart = sub.add_parser("restart", help="bring back a server (a failed one too) from its last commit",
                              description=fleet)
     restart.add_argument("server")
@@ -203,14 +211,27 @@ def cmd_dead_letters(client: RelayClient, args: argparse.Namespace, source: str 
 
 
 def cmd_servers(client: RelayClient, args: argparse.Namespace, source: str | None) -> int:
-    servers = client.servers()
+    page = client.servers_page(prefix=args.prefix, family=args.family, status=args.status, owner=args.owner,
+                               limit=args.limit, offset=args.offset)
     if args.json:
-        print(json.dumps(servers))
+        print(json.dumps(page))
         return 0
+    servers = cast(list[dict], page["servers"])
     print(f"{'name':<20} {'owner':<28} {'status':<10} {'restarts':>8} {'queued':>7}")
     for s in servers:
         print(f"{s['name']:<20} {s['owner'] or '-':<28} {s['status']:<10} {s['restarts']:>8} {s['queued']:>7}"
-              + (f"  ({s['reason']}; `relay restart {s['name']}` brings it back)" if s["status"] == "failed" else ""))
+              + (f"  ({s['reason']}; `relay restart {s['name']}` brings it back)" if s["status"] == "failed" else "")
+              + (f"  ({s['servers']} servers: --family {s['name'][:-2]})" if s["status"] == "family" else ""))
+    matched, first = cast(int, page["matched"]), args.offset + 1
+    shown = f"{first}-{args.offset + len(servers)} of {matched}" if servers else f"none of {matched}"
+    more = f"; --offset {args.offset + len(servers)} for more" if args.offset + len(servers) < matched else ""
+    print(f"-- {shown} matching ({page['total']} servers in all){more}")
+    print("   by status: " + ", ".join(f"{k} {v}" for k, v in sorted(cast(dict, page["by_status"]).items())))
+    families = cast(dict, page["families"])
+    if any(n > 1 for n in families.values()):
+        print("   by family: " + ", ".join(f"{k} {v}" for k, v in list(families.items())[:10])
+              + (f" (and {len(families) - 10} more)" if len(families) > 10 else ""))
+    print("   by host: " + (", ".join(f"{k} {v}" for k, v in cast(dict, page["hosts"]).items()) or "none"))
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 import celery.exceptions
@@ -18,6 +19,7 @@ from redis.typing import EncodableT, FieldT
 
 from relay_lang.errors import RelayError
 
+from . import catalog
 from .deploy import check, declared_servers
 from .ledger import DeadLetters, Ledger, connect, deployment_of
 from .registry import Registry, Status, node_of, status_of
@@ -237,26 +239,48 @@ class RelayClient:
             raise RelayError(f"no dead letter with id {letter_id!r}")
 
     def servers(self) -> list[dict[str, object]]:
-        """Every deployed server: name, owner (worker node), host (its incarnation), status, reason (when
-        failed), restarts, version, queued and applied messages."""
+        """Every deployed server, and every family as one row (`account[]`, `servers` its size): name, owner
+        (worker node), host (its incarnation), status, reason (when failed), restarts, version, queued and
+        applied messages. The servers of a family, a page at a time: `servers_page`."""
         try:
             live = set(self.registry.live_hosts())
-            out = []
-            for name in self.registry.names():
-                info = self.registry.summary(deployment_of(name) if name.endswith("[]") else name)
-                owner = info.get("owner", "")
-                status = status_of(name, owner, self.ledger.holder(name), live, failed=info.get("status") == "failed")
-                row: dict[str, object] = {
-                    "name": name, "owner": node_of(owner) if owner else "", "host": owner, "status": str(status),
-                    "reason": info.get("reason", ""), "restarts": int(info.get("restarts", 0)),
-                    "version": int(info.get("version", 0)), "queued": self.ledger.queued(name),
-                    "applied": self.ledger.applied_count(name)}
-                if status is Status.FAMILY:
-                    row["servers"] = self.registry.instances(deployment_of(name))
-                out.append(row)
-            return out
+            return [self._row(name, live) for name in self.registry.names()]
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None
+
+    def servers_page(self, *, prefix: str = "", family: str | None = None, status: str | None = None,
+                     owner: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, object]:
+        """One page of servers, families' servers included, in name order: those whose name starts with
+        `prefix`, of `family`, with `status`, owned by `owner` (a node or a host id). With how many there are,
+        how many match, the matches by status, and the servers per family and per host."""
+        if limit < 0 or offset < 0:
+            raise RelayError(f"a page needs a limit and an offset >= 0, got {limit} and {offset}")
+        if status is not None and status not in set(Status):
+            raise RelayError(f"no status {status!r}: one of {', '.join(Status)}")
+        try:
+            live = set(self.registry.live_hosts())
+            index = catalog.read(self.registry.r, live)
+            matches = list(index.select(prefix, family, owner))
+            chosen = [e for e in matches if status is None or e.status == status]
+            return {"total": len(index.entries), "matched": len(chosen), "offset": offset, "limit": limit,
+                    "by_status": dict(Counter(e.status for e in matches)),
+                    "families": dict(index.families), "hosts": dict(index.by_host),
+                    "servers": [self._row(e.name, live) for e in chosen[offset:offset + limit]]}
+        except UNREACHABLE as exc:
+            raise self.unreachable(exc) from None
+
+    def _row(self, name: str, live: set[str]) -> dict[str, object]:
+        info = self.registry.summary(deployment_of(name) if name.endswith("[]") else name)
+        owner = info.get("owner", "")
+        status = status_of(name, owner, self.ledger.holder(name), live, failed=info.get("status") == "failed")
+        row: dict[str, object] = {
+            "name": name, "owner": node_of(owner) if owner else "", "host": owner, "status": str(status),
+            "reason": info.get("reason", ""), "restarts": int(info.get("restarts", 0)),
+            "version": int(info.get("version", 0)), "queued": self.ledger.queued(name),
+            "applied": self.ledger.applied_count(name)}
+        if status is Status.FAMILY:
+            row["servers"] = self.registry.instances(deployment_of(name))
+        return row
 
 
 def client_from_env() -> RelayClient:

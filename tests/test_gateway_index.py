@@ -3,7 +3,7 @@ filters and the paging, without a store."""
 
 from __future__ import annotations
 
-from relay_workers.gateway.index import FIELDS, SEP, Entry, Index, family_of, parse
+from relay_workers.catalog import FIELDS, SEP, Entry, Index, family_of, parse
 from relay_workers.gateway.overview import pick
 
 LIVE = "w1@relay-test#10.aaaaaa"

@@ -13,11 +13,12 @@ from typing import cast
 
 from relay_lang.errors import RelayError
 
+from ..catalog import Entry, Index, family_of
 from ..ledger import key, text
 from ..registry import node_of
 from .errors import not_found
 from .fleet import Fleet, ask_records, beating, read_records
-from .index import Catalog, Entry, Index, family_of
+from .index import Catalog
 
 TOP_FAMILIES = 10  # families in the overview (the rest: /v1/fleet/families)
 Entries = list[tuple[bytes, dict[bytes, bytes]]]  # a stream's entries as the store's client answers them

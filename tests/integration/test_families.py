@@ -3,10 +3,13 @@ every way in (RelayClient, a handler's call and send, the CLI, plain Celery), an
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 
 import pytest
+import redis
 
 from conftest import eventually
 from relay_lang.errors import RelayError
@@ -70,3 +73,57 @@ def test_the_cli_addresses_a_family_server(hosts, client, fleet) -> None:
     done = subprocess.run([sys.executable, "-m", "relay_workers.cli", "call", "account[gus]", "deposit", "5"],
                           capture_output=True, text=True, env=fleet.env, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "5"), done.stderr
+
+
+METERS = """
+server meter[id] {
+    state { reads: 0 }
+    receive fn read() { state.reads += 1; state.reads }
+}
+"""
+
+
+def seed_meters(store_url: str, count: int) -> None:
+    """`count` servers of family `meter` that received a message once and went idle, straight in the store as
+    the registry records them (its `instances` set and a placement record each); every 100th failed."""
+    r = redis.Redis.from_url(store_url)
+    with r.pipeline(transaction=False) as pipe:
+        for i in range(count):
+            name = f"meter[m{i:06d}]"
+            pipe.sadd("relay:instances:meter", name)
+            failed = {"status": "failed", "reason": "restarted 5 times within 60 s"} if i % 100 == 0 else {}
+            pipe.hset(f"relay:server:{name}", mapping={"owner": "", "restarts": 0, **failed})
+            if len(pipe) >= 20_000:
+                pipe.execute()
+        pipe.execute()
+
+
+def test_relay_servers_pages_and_counts_100000_servers_of_a_family(hosts, client, fleet) -> None:
+    client.deploy(METERS)
+    seed_meters(fleet.env["RELAY_STORE_URL"], 100_000)
+    assert client.call("meter[live1]", "read") == 1 and client.call("meter[live2]", "read") == 1
+
+    def relay(*args: str) -> dict:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "relay_workers.cli", "servers", *args, "--json"],
+                              capture_output=True, text=True, env=fleet.env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        print(f"relay servers {' '.join(args)}: {time.monotonic() - started:.2f} s (with Python's start)")
+        return json.loads(done.stdout)
+
+    page = relay("--family", "meter", "--status", "failed", "--limit", "20", "--offset", "5")
+    assert page["matched"] == 1000 and page["total"] >= 100_002
+    assert [s["name"] for s in page["servers"]] == [f"meter[m{i:06d}]" for i in range(500, 2500, 100)]
+    assert all(s["status"] == "failed" and s["reason"] for s in page["servers"])
+    assert page["by_status"]["inactive"] == 99_000 and page["by_status"]["failed"] == 1000
+    assert page["families"]["meter"] == 100_002
+    running = relay("--family", "meter", "--status", "running")
+    assert [s["name"] for s in running["servers"]] == ["meter[live1]", "meter[live2]"]
+    owners = {s["owner"] for s in running["servers"]}
+    assert owners <= set(hosts) and sum(running["hosts"].values()) >= 2
+    assert relay("--owner", next(iter(owners)), "--family", "meter")["matched"] >= 1
+    assert relay("--prefix", "meter[m09999")["matched"] == 10
+    listing = subprocess.run([sys.executable, "-m", "relay_workers.cli", "servers", "--family", "meter", "--limit", "3"],
+                             capture_output=True, text=True, env=fleet.env, timeout=60)
+    assert "-- 1-3 of 100003 matching" in listing.stdout  # meter[] itself, first and "--offset 3 for more" in listing.stdout
+    assert "by family: " in listing.stdout and "meter 100002" in listing.stdout

@@ -172,7 +172,7 @@ def test_cli_mirrors_the_client(hosts, client, fleet, tmp_path) -> None:
     assert len(relay("send", "tally", "add", "1").stdout.strip()) == 32
     failed = relay("call", "tally", "boom")
     assert failed.returncode == 1 and f"{prog}:5:3: error: no" in failed.stderr and "Traceback" not in failed.stderr
-    listed = json.loads(relay("servers", "--json").stdout)
+    listed = json.loads(relay("servers", "--json").stdout)["servers"]
     tally = next(s for s in listed if s["name"] == "tally")
     assert tally["owner"] in hosts and tally["status"] == "running" and tally["restarts"] == 0
     nosuch = relay("call", "nosuch", "foo")
@@ -204,7 +204,7 @@ def test_deploy_refuses_what_cannot_compile_or_load(hosts, client, fleet, tmp_pa
                               env=fleet.env, timeout=60)
 
     def listed() -> dict:
-        return {s["name"]: (s["version"], s["owner"], s["status"]) for s in json.loads(relay("servers", "--json").stdout)}
+        return {s["name"]: (s["version"], s["owner"], s["status"]) for s in json.loads(relay("servers", "--json").stdout)["servers"]}
 
     deploy(client, COUNTER.format(name="kept"))
     assert client.call("kept", "incr", 4) == 4
