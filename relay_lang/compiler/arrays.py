@@ -105,21 +105,17 @@ class ArrayLowerer(FrameLowerer):
         return proven() if proven is not None else self.checked_index(arr, idx, e)
 
     def checked_index(self, arr: ir.Value, idx: ir.Value, node: Node) -> ir.Value:
-        """The i64 index, after the interpreter's checks: integral and 0 <= i < len."""
+        """The i64 index, after the interpreter's checks (whole and 0 <= i < len) in one test and
+        branch: k = idx converted, then k converts back to idx and k < len unsigned. fptosi of nan or
+        of a double beyond i64 is poison: frozen, it is some k that cannot pass the test (no i64
+        converts back to nan or to a double beyond 2**63; one near 2**63 is not below len)."""
         b = self.b
         n = self.length(arr)
-        in_range = b.and_(b.fcmp_ordered(">=", idx, ir.Constant(DOUBLE, 0.0)),
-                          b.fcmp_ordered("<", idx, b.sitofp(n, DOUBLE)))
-        ok_bb = self.fn.append_basic_block("index.ok")
-        bad_bb = self.fn.append_basic_block("index.bad")
-        check_bb = self.fn.append_basic_block("index.integral")
-        b.cbranch(in_range, check_bb, bad_bb)
-        b.position_at_end(check_bb)
-        k = b.fptosi(idx, I64)
-        b.cbranch(b.fcmp_ordered("==", b.sitofp(k, DOUBLE), idx), ok_bb, bad_bb)
-        b.position_at_end(bad_bb)
-        self.fail(ERR_INDEX, node, idx, n)
-        b.position_at_end(ok_bb)
+        k = ir.Instruction(b.block, I64, "freeze", [b.fptosi(idx, I64)])  # llvmlite's builder has no freeze
+        b._insert(k)
+        ok = b.and_(b.fcmp_ordered("==", b.sitofp(k, DOUBLE), idx), b.icmp_unsigned("<", k, n))
+        with b.if_then(b.not_(ok), likely=False):
+            self.fail(ERR_INDEX, node, idx, n)
         return k
 
     def allocate(self, n: ir.Value, node: Node) -> tuple[ir.Value, Owner]:

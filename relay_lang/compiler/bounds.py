@@ -17,9 +17,10 @@ iterations. The check before the loop (versioned.py) evaluates `e` at both, and 
 first iteration's counter and each variable in `e` whole, each sum, difference and product in
 it below 2**53 in magnitude (of whole operands, such a result is then exact: on every
 iteration in between too), and `e` itself in `[0, len(arr))` at both: then `e` is whole and in
-range on every iteration. Lowering emits the loop twice and takes the copy without those
-checks when the test holds, today's checked copy otherwise (which fails exactly where the
-interpreter does).
+range on every iteration. Indexes of one array that differ by a literal added at their top
+(`b[l]`, `b[l + 3]`, `b[l + 6]`) are tested together: the smallest and the largest. Lowering
+emits the loop twice and takes the copy without those checks when the test holds, today's
+checked copy otherwise (which fails exactly where the interpreter does).
 """
 
 from __future__ import annotations
@@ -122,6 +123,29 @@ class _Body:
             total = left + right if e.op == "*" else max(left, right)
             return total if total <= 1 else None
         return None
+
+
+def split_offset(e: Expr) -> tuple[Expr, int]:
+    """e as `base + k`, k the literal added to or subtracted from it at its top (0 if none)."""
+    if isinstance(e, Binary) and e.op in ("+", "-"):
+        if isinstance(e.right, Num):
+            return e.left, int(e.right.value) if e.op == "+" else -int(e.right.value)
+        if isinstance(e.left, Num) and e.op == "+":
+            return e.right, int(e.left.value)
+    return e, 0
+
+
+def shape(e: Expr, res: Resolution) -> object:
+    """A key equal for expressions that compute the same from the same variables."""
+    if isinstance(e, Name):
+        return name_decl(e, res)
+    if isinstance(e, Num):
+        return e.value
+    if isinstance(e, Unary):
+        return (e.op, shape(e.operand, res))
+    if isinstance(e, Binary):
+        return (e.op, shape(e.left, res), shape(e.right, res))
+    return id(e)
 
 
 def changes_lengths(n: Node, typed: Typed) -> bool:
