@@ -235,6 +235,93 @@ print(f([1, 1.5, 2, 2.5, 3]))
     assert (error in compiled) if error else not compiled.startswith("ERROR")
 
 
+@pytest.mark.parametrize("n, length, error", [
+    ("3", "9", None),
+    ("3", "8", "index 8 out of range for array of length 8"),  # the largest offset of the last body
+    ("2.5", "9", None),
+    ("3.5", "10", "index 11 out of range for array of length 10"),  # a fourth body starts at 9
+])
+def test_offsets_from_one_base_are_tested_together(n: str, length: str, error: str | None) -> None:
+    """b[l + 2], b[l], b[l + 1]: the test before the loop takes the smallest and the largest offset."""
+    src = f"""
+@llvm
+fn bodies(b: array<number>, n) {{
+    let s = 0
+    for i in 0..n {{
+        let l = i * 3
+        s = s + b[l + 2] * b[l] - b[l + 1]
+        b[l + 1] = s
+    }}
+    return s
+}}
+print(bodies(array({length}, 2), {n}))
+"""
+    interpreted, compiled = both(src)
+    assert interpreted == compiled
+    assert (error in compiled and compiled.startswith("ERROR")) if error else not compiled.startswith("ERROR")
+
+
+STRIDED = """
+@llvm
+fn strided(a: array<number>, j, n, step) {
+    let s = 0
+    while j CMP n {
+        s = s + a[j] + a[j + 1]
+        a[j] = s
+        j += step
+    }
+    return s
+}
+print(strided([1, 2, 3, 4, 5], J, N, STEP))
+"""
+
+
+@pytest.mark.parametrize("cmp, j, n, step, error", [
+    ("<", "0", "4", "1", None),
+    ("<", "0", "5", "1", "index 5 out of range for array of length 5"),
+    ("<=", "0", "3", "1", None),
+    ("<=", "0", "4", "1", "index 5 out of range"),
+    ("<", "-1", "3", "1", "index -1 out of range"),
+    ("<", "0", "4.5", "2", "index 5 out of range"),  # 0, 2, 4
+    ("<", "0", "3.5", "2", None),
+    ("<", "1", "3", "0.5", "index 1.5 out of range"),  # a step that is not whole
+    ("<", "0.5", "3", "1", "index 0.5 out of range"),
+    ("<", "0", "4", "-1", "index -1 out of range"),  # a step backwards
+    ("<", "3", "2", "1", None),  # runs nothing
+    ("<", "0", "(0/0)", "1", None),
+    ("<", "0", "(1/0)", "1", "index 5 out of range"),
+    ("<", "0", "(1/0)", "1e300", "index 1e+300 out of range"),
+])
+def test_strided_while_loops_fail_where_the_interpreter_does(cmp: str, j: str, n: str, step: str, error: str | None) -> None:
+    src = STRIDED.replace("CMP", cmp).replace("J,", j + ",").replace("N,", n + ",").replace("STEP)", step + ")")
+    interpreted, compiled = both(src)
+    assert interpreted == compiled
+    assert (error in compiled and compiled.startswith("ERROR")) if error else not compiled.startswith("ERROR")
+
+
+@pytest.mark.parametrize("body, error", [
+    ("s = s + a[j]\nif j == 2 { j = 7 }\nj += 1", "index 8 out of range"),  # the variable also set elsewhere
+    ("j += 1\ns = s + a[j]", "index 5 out of range"),  # the step is not the last statement
+    ("s = s + a[j]\nj += a[0]", "index 5 out of range"),  # a step read from an array (the same here)
+    ("if j == 1 { j += 1\ncontinue }\ns = s + a[j + 1]\nj += 1", "index 5 out of range"),
+])
+def test_what_a_while_loop_leaves_checked(body: str, error: str) -> None:
+    src = f"""
+@llvm
+fn f(a: array<number>) {{
+    let s = 0
+    let j = 0
+    while j < 10 {{
+        {body}
+    }}
+    return s
+}}
+print(f([1, 1.5, 2, 2.5, 3]))
+"""
+    interpreted, compiled = both(src)
+    assert interpreted == compiled and error in compiled
+
+
 def optimised_ir(src: str, monkeypatch, tmp_path) -> str:
     """The IR LLVM's optimiser made of the program's compiled functions."""
     seen: list[str] = []

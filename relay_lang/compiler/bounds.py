@@ -51,12 +51,22 @@ EXACT = 2.0 ** 53  # doubles below this in magnitude hold every integer exactly
 
 
 @dataclass(frozen=True)
+class Stride:
+    """`while v < bound { ...; v += step }` (or `<=`): bound and step free of v and of the body's writes."""
+
+    bound: Expr
+    step: Expr
+    strict: bool
+
+
+@dataclass(frozen=True)
 class Provable:
     """An innermost counted loop's provable indexes, and what their expressions stand on."""
 
-    loop_var: Decl
+    loop_var: Decl  # the counter, or the variable of a strided while loop
     accesses: tuple[tuple[Index, Decl], ...]  # (index node, its array), in the body's order
     lets: dict[Decl, Expr]  # variables declared in the body and never assigned there -> their value
+    stride: Stride | None = None  # for a strided while loop
 
     @property
     def arrays(self) -> list[Decl]:
@@ -64,13 +74,17 @@ class Provable:
         return list(dict.fromkeys(arr for _, arr in self.accesses))
 
 
-def provable_loops(typed: Typed, res: Resolution) -> dict[ForRange, Provable]:
-    found: dict[ForRange, Provable] = {}
+def provable_loops(typed: Typed, res: Resolution) -> dict[ForRange | While, Provable]:
+    found: dict[ForRange | While, Provable] = {}
     for node in walk(typed.sig.fn.body):
-        if type(node) is ForRange:
-            proof = _provable(node, typed, res)
-            if proof is not None:
-                found[node] = proof
+        if isinstance(node, ForRange):
+            proof = _provable(node, res.local(node).decl, None, typed, res)
+        elif isinstance(node, While):
+            proof = _strided(node, typed, res)
+        else:
+            continue
+        if proof is not None:
+            found[node] = proof
     return found
 
 
@@ -84,13 +98,13 @@ def name_decl(e: Node, res: Resolution) -> Decl | None:
 class _Body:
     """What a loop's body declares and assigns, for deciding which of its expressions are affine."""
 
-    def __init__(self, loop: ForRange, typed: Typed, res: Resolution, body: list[Node]) -> None:
+    def __init__(self, loop_var: Decl, typed: Typed, res: Resolution, body: list[Node], step: Assign | None) -> None:
         self.typed, self.res = typed, res
-        self.loop_var = res.local(loop).decl
+        self.loop_var = loop_var
         self.assigned: set[Decl] = set()
         self.declared: dict[Decl, Expr] = {}
         for n in body:
-            if isinstance(n, Assign) and isinstance(n.target, Name):
+            if isinstance(n, Assign) and n is not step and isinstance(n.target, Name):
                 decl = name_decl(n.target, res)
                 if decl is not None:
                     self.assigned.add(decl)
@@ -157,17 +171,40 @@ def changes_lengths(n: Node, typed: Typed) -> bool:
     return t is Call and n in typed.calls and any(typed.exprs.get(a) == ARR for a in n.args)  # type: ignore[attr-defined]
 
 
-def _provable(loop: ForRange, typed: Typed, res: Resolution) -> Provable | None:
+def _provable(loop: ForRange | While, var: Decl, step: Assign | None, typed: Typed, res: Resolution) -> Provable | None:
     body = list(walk(loop.body))
     if any(type(n) in (ForRange, ForEach, While) for n in body):
         return None  # innermost loops only: each level would double the code
     if any(changes_lengths(n, typed) for n in body):
         return None
-    scope = _Body(loop, typed, res, body)
+    scope = _Body(var, typed, res, body, step)
     accesses: list[tuple[Index, Decl]] = []
     for n in body:
         if isinstance(n, Index):
             arr = name_decl(n.obj, res)
             if arr is not None and typed.locals.get(arr) == ARR and scope.invariant(arr) and scope.degree(n.index) is not None:
                 accesses.append((n, arr))
-    return Provable(scope.loop_var, tuple(accesses), scope.lets) if accesses else None
+    if not accesses:
+        return None
+    stride = None
+    if isinstance(loop, While):
+        assert step is not None and isinstance(loop.cond, Binary)
+        if var in scope.declared or scope.degree(loop.cond.right) != 0 or scope.degree(step.value) != 0:
+            return None
+        stride = Stride(loop.cond.right, step.value, loop.cond.op == "<")
+    return Provable(var, tuple(accesses), scope.lets, stride)
+
+
+def _strided(loop: While, typed: Typed, res: Resolution) -> Provable | None:
+    """`while v < bound { ...; v += step }`: v grows by step (whole, >= 0: the test before the loop) at
+    the end of each iteration and nowhere else, so in the body it runs from its value on entry to
+    below the bound (see versioned.py)."""
+    cond, stmts = loop.cond, loop.body.stmts
+    if not (isinstance(cond, Binary) and cond.op in ("<", "<=") and stmts):
+        return None
+    var, step = name_decl(cond.left, res), stmts[-1]
+    if var is None or typed.locals.get(var) != NUM:
+        return None
+    if not (isinstance(step, Assign) and step.op == "+=" and name_decl(step.target, res) is var):
+        return None
+    return _provable(loop, var, step, typed, res)

@@ -287,9 +287,6 @@ class FunctionLowerer(LoopLowerer):
 
     # ------------------------------------------------------------ loops
 
-    def while_stmt(self, s: While) -> None:
-        self.loop("while", s, lambda: self.truth(s.cond), lambda: self.block(s.body))
-
     def for_each(self, s: ForEach) -> None:
         """The loop holds a reference to the list it walks until it ends, however it ends."""
         b = self.b

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from llvmlite import ir
 
-from ..nodes import Binary, Block, Expr, ForRange, Name, Node, Num, Unary
+from ..nodes import Binary, Block, Expr, ForRange, Name, Node, Num, Unary, While
 from ..resolver import Decl
 from .abi import DOUBLE, I64
 from .arrays import ArrayLowerer
@@ -80,7 +80,7 @@ class LoopLowerer(ArrayLowerer):
         checked_bb = self.fn.append_basic_block("for.checked")
         done_bb = self.fn.append_basic_block("for.done")
         last = b.fsub(b.call(self.mb.intrinsic("llvm.ceil"), [end]), ir.Constant(DOUBLE, 1.0))
-        b.cbranch(self.precheck(proof, start, last), fast_bb, checked_bb)
+        b.cbranch(self.precheck(proof, start, last, []), fast_bb, checked_bb)
         b.position_at_end(fast_bb)
         self.unchecked_loop(s, proof, start, last)
         b.branch(done_bb)
@@ -88,6 +88,48 @@ class LoopLowerer(ArrayLowerer):
         self.checked_loop(s, start, end)
         b.branch(done_bb)
         b.position_at_end(done_bb)
+
+    def while_stmt(self, s: While) -> None:
+        """A strided while loop (bounds.py) runs its copy without the proven checks when the test holds."""
+        b = self.b
+        proof = self.provable.get(s)
+        if proof is None or proof.stride is None:
+            self.loop("while", s, lambda: self.truth(s.cond), lambda: self.block(s.body))
+            return
+        stride = proof.stride
+        start = b.load(self.vars[proof.loop_var])
+        conditions: list[ir.Value] = []
+        bound = self.affine(stride.bound, proof, start, conditions)
+        step = self.affine(stride.step, proof, start, conditions)  # whole by then: v stays whole
+        conditions.append(b.fcmp_ordered(">=", step, ir.Constant(DOUBLE, 0.0)))  # v only grows
+        if stride.strict:  # the largest whole v below the bound (or at most it)
+            last = b.fsub(b.call(self.mb.intrinsic("llvm.ceil"), [bound]), ir.Constant(DOUBLE, 1.0))
+        else:
+            last = b.call(self.mb.intrinsic("llvm.floor"), [bound])
+        fast_bb = self.fn.append_basic_block("while.unchecked")
+        checked_bb = self.fn.append_basic_block("while.checked")
+        done_bb = self.fn.append_basic_block("while.done")
+        b.cbranch(self.precheck(proof, start, last, conditions), fast_bb, checked_bb)
+        b.position_at_end(fast_bb)
+        self.scoped = self.alias_scopes(s, proof)
+        counter = self.vars[proof.loop_var]
+        self.trust(proof, lambda: b.fptosi(b.load(counter), I64))
+        self.loop("while", s, lambda: self.truth(s.cond), lambda: self.block(s.body))
+        self.trusted.clear()
+        self.scoped = {}
+        b.branch(done_bb)
+        b.position_at_end(checked_bb)
+        self.loop("while", s, lambda: self.truth(s.cond), lambda: self.block(s.body))
+        b.branch(done_bb)
+        b.position_at_end(done_bb)
+
+    def truth(self, e: Expr) -> ir.Value:  # pragma: no cover - FunctionLowerer's
+        raise NotImplementedError
+
+    def trust(self, proof: Provable, counter: Callable[[], ir.Value]) -> None:
+        """The proof's indexes, computed in i64 from the loop variable's i64 value, unchecked."""
+        for index, _ in proof.accesses:
+            self.trusted[id(index)] = self.trusted_index(index.index, proof, counter)
 
     def expr(self, e: Expr) -> tuple[ir.Value, ir.AllocaInstr | None]:  # pragma: no cover - FunctionLowerer's
         raise NotImplementedError
@@ -104,11 +146,11 @@ class LoopLowerer(ArrayLowerer):
         b = self.b
         return b.and_(self.small(v), b.fcmp_ordered("==", b.call(self.mb.intrinsic("llvm.floor"), [v]), v))
 
-    def precheck(self, proof: Provable, start: ir.Value, last: ir.Value) -> ir.Value:
+    def precheck(self, proof: Provable, start: ir.Value, last: ir.Value, conditions: list[ir.Value]) -> ir.Value:
         """Whether every provable index is whole and in range on every iteration from i = start to
-        i = last (see bounds.py), and the arrays are distinct objects."""
+        i = last (see bounds.py), the arrays are distinct objects, and `conditions` hold."""
         b = self.b
-        conditions = [self.whole(start), self.small(last)]  # last = ceil(end) - 1: whole when small
+        conditions += [self.whole(start), self.small(last)]  # last: whole when small (ceil or floor, less 1)
         pointers = [b.load(self.vars[arr]) for arr in proof.arrays]
         for k, p in enumerate(pointers):  # distinct objects: the unchecked copy tells LLVM they never overlap
             conditions.extend(b.icmp_unsigned("!=", p, q) for q in pointers[k + 1:])
@@ -201,8 +243,7 @@ class LoopLowerer(ArrayLowerer):
         b.store(I64(0), ki)
         var = self.vars[self.res.local(s).decl]
         self.scoped = self.alias_scopes(s, proof)
-        for index, _ in proof.accesses:
-            self.trusted[id(index)] = self.trusted_index(index.index, proof, lambda: b.add(first, b.load(ki)))
+        self.trust(proof, lambda: b.add(first, b.load(ki)))
         names = ("chunk", "chunk.start", "fast.head", "fast.body", "fast.step", "chunk.end", "fast.break", "fast.end")
         chunk_bb, start_bb, head_bb, body_bb, step_bb, chunk_end_bb, break_bb, end_bb = (
             self.fn.append_basic_block(name) for name in names)
@@ -238,7 +279,7 @@ class LoopLowerer(ArrayLowerer):
         """The i64 value of a proven index, computed where it is used."""
         return lambda: self.affine(e, proof, counter(), None)
 
-    def alias_scopes(self, s: ForRange, proof: Provable) -> dict[Decl, tuple[ir.Value, ir.Value]]:
+    def alias_scopes(self, s: ForRange | While, proof: Provable) -> dict[Decl, tuple[ir.Value, ir.Value]]:
         """Per array of the proof: (its scope list, the other arrays' scopes), for `alias.scope` and
         `noalias` on its element accesses in the unchecked loop, which runs only when the arrays are
         distinct objects. Declared in the loop's preheader, so LLVM clones them when it copies the loop."""
