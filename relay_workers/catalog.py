@@ -22,7 +22,7 @@ from typing import cast
 
 import redis
 
-from .ledger import deployment_of, key, text
+from .ledger import Lease, deployment_of, key, text
 from .registry import node_of, status_of
 
 CHUNK = 500  # members of a set one script call reads
@@ -109,7 +109,7 @@ def parse(text: str, live: set[str]) -> list[Entry]:
     for i in range(0, len(values) - FIELDS + 1, FIELDS):
         name, owner, failed, version, lease = values[i:i + FIELDS]
         if version:
-            holder = lease.rsplit(" ", 1)[0] if lease else ""
+            holder = Lease.holder_of(lease)
             group = (owner, holder, failed, name.endswith("[]"))
             status = statuses.get(group)
             if status is None:

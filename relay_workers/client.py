@@ -74,7 +74,7 @@ class RelayClient:
         self.output_limit: int = settings.output_limit
         self.broker_url = broker
         r = connect(self.store_url)
-        self.registry = Registry(r, settings.host_ttl)
+        self.registry = Registry(r, settings.host_ttl, settings.max_restarts, settings.restart_period)
         self.ledger = Ledger(r, settings.lease_ttl)
         self.messenger = Messenger(self.app, self.ledger)
         self.dead = DeadLetters(r)

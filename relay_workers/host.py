@@ -104,7 +104,8 @@ class Host:
         # Every connection of the host carries its name: one reset connection leaves the others in the store's
         # client list, and a host is suspected dead only when all of them are gone (relay_workers.registry).
         self.store = connect(conf.relay_store_url, name=CONNECTION_PREFIX + self.id)
-        self.registry = Registry(connect(conf.relay_store_url, name=CONNECTION_PREFIX + self.id), conf.relay_host_ttl)
+        self.registry = Registry(connect(conf.relay_store_url, name=CONNECTION_PREFIX + self.id), conf.relay_host_ttl,
+                                 conf.relay_max_restarts, conf.relay_restart_period)
         self.ledger = Ledger(self.store, conf.relay_lease_ttl)
         self.dead = DeadLetters(self.store)
         self.messenger = Messenger(app, self.ledger)

@@ -69,6 +69,33 @@ def text(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A server's lease as stored (`lease:NAME`, "HOST TOKEN"): the host holding it and the fence token it
+    took the server with. Hosts pass the stored text back to the scripts as is."""
+
+    holder: str
+    token: str
+
+    @classmethod
+    def parse(cls, raw: bytes | str | None) -> Lease | None:
+        if not raw:
+            return None
+        holder, _, token = text(raw).rpartition(" ")
+        return cls(holder, token)
+
+    @staticmethod
+    def holder_of(raw: bytes | str | None) -> str:
+        """The host holding a stored lease; "" when there is none."""
+        lease = Lease.parse(raw)
+        return lease.holder if lease else ""
+
+    @staticmethod
+    def token_of(raw: str) -> str:
+        lease = Lease.parse(raw)
+        return lease.token if lease else ""
+
+
 STORE_CONNECTIONS = 64  # connections one client of the store opens at most; more threads wait their turn
 POOL_WAIT = 30  # seconds a thread waits for one of them before the store counts as away
 
@@ -439,15 +466,14 @@ class Ledger:
             return []
         names = list(leases)
         keys = [k for name in names for k in (key("lease", name), key("fence", name))]
-        lost = self._renew(keys=keys, args=[host, self.lease_ms, *(leases[n].split(" ")[-1] for n in names)])
+        lost = self._renew(keys=keys, args=[host, self.lease_ms, *(Lease.token_of(leases[n]) for n in names)])
         return [names[i - 1] for i in lost]
 
     def release(self, name: str, lease: str) -> None:
         self._release(keys=[key("lease", name)], args=[lease])
 
     def holder(self, name: str) -> str | None:
-        lease = self.r.get(key("lease", name))
-        return text(lease).rsplit(" ", 1)[0] if lease else None
+        return Lease.holder_of(self.r.get(key("lease", name))) or None
 
     # ------------------------------------------------------------ state
 
@@ -474,7 +500,7 @@ class Ledger:
                 keys.append(key("reply", message.id))
                 if message.chain:  # a server's handler waits: its wait-for edge goes with the reply
                     keys.append(key("waitfor", message.chain[-1]))
-        args: list[EncodableT] = [lease.split(" ")[-1], lease, self.lease_ms, APPLIED_KEPT, REPLY_TTL, name + " ",
+        args: list[EncodableT] = [Lease.token_of(lease), lease, self.lease_ms, APPLIED_KEPT, REPLY_TTL, name + " ",
                               len(fields)]
         for field, text in fields.items():
             args += [field, text]

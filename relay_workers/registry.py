@@ -10,6 +10,7 @@ Keys (prefix `relay:`):
                        a record of its own for owner, restarts, status and reason, made at its first message
   instances:FAM  set   the servers of family FAM that ever received a message
   restarts:NAME  zset  times of the server's recent restarts (the restart policy)
+  events         stream the supervisor's events (failovers, failed servers, dead hosts), about EVENTS_KEPT
   owned:HOST     set   the servers HOST owns: active there now, or (HOST dead) until each is restarted
   holders        set   the hosts that were given servers (their `owned` sets are checked when they die)
   unowned        set   servers with messages to apply and no live owner: the supervisor places them
@@ -54,6 +55,8 @@ from relay_lang.names import parse_instance_name
 from .ledger import deployment_of, key, refused, text
 
 log = logging.getLogger("relay.workers")
+
+EVENTS_KEPT = 1000  # the event stream's length (`relay:events`, trimmed approximately)
 
 # Beats only for a host still registered (or registering): a host declared dead learns it here.
 HEARTBEAT = """
@@ -105,11 +108,15 @@ return 1
 """
 
 # A message for server ARGV[1] arrived: its live owner ({1, HOST}); or, the server inactive (no owner),
-# it is given to the live host (a heartbeat within ARGV[2] seconds) with the fewest servers ({2, HOST});
-# {0}: no live host, or its owner died: it joins `unowned` for the supervisor (a restart goes by the
-# restart policy, decided there); {-1}: no such server; {-2}: failed (its messages wait in its journal).
+# it is given to the live host (a heartbeat within ARGV[2] seconds) with the fewest servers ({2, HOST}); or,
+# its owner died (no heartbeat within ARGV[2] s) and it was not restarted within its restart period (the
+# deployment's restart_period, else ARGV[5]; max_restarts, else ARGV[6], above 0), it is restarted on that
+# host at once, as the supervisor's ASSIGN does, and the failover joins the event stream ({3, HOST});
+# {0}: no live host, or the restart policy has a say: it joins `unowned` for the supervisor (which
+# decides restarts within the period); {-1}: no such server; {-2}: failed (its messages wait in its journal).
 # A family's server (KEYS[1] `server:account[ada]`, KEYS[5] its family's `server:account`) gets its
-# placement record at its first message, and joins the family's `instances` set (KEYS[6]).
+# placement record at its first message, and joins the family's `instances` set (KEYS[6]). KEYS[7..10]:
+# the server's restarts, lease and wait-for edge, and the event stream.
 ACTIVATE = """
 if redis.call('EXISTS', KEYS[5]) == 0 then return {-1} end
 if KEYS[1] ~= KEYS[5] and redis.call('EXISTS', KEYS[1]) == 0 then
@@ -124,8 +131,12 @@ local owner = redis.call('HGET', KEYS[1], 'owner') or ''
 if owner ~= '' then
   local beat = redis.call('HGET', KEYS[2], owner)
   if beat and now - tonumber(beat) <= ttl then return {1, owner} end
-  redis.call('SADD', KEYS[3], ARGV[1])
-  return {0}
+  local period = tonumber(redis.call('HGET', KEYS[5], 'restart_period') or ARGV[5])
+  local most = tonumber(redis.call('HGET', KEYS[5], 'max_restarts') or ARGV[6])
+  if most < 1 or redis.call('ZCOUNT', KEYS[7], now - period, '+inf') > 0 then
+    redis.call('SADD', KEYS[3], ARGV[1])
+    return {0}
+  end
 end
 local best, load = nil, nil
 local beats = redis.call('HGETALL', KEYS[2])
@@ -143,7 +154,16 @@ redis.call('HSET', KEYS[1], 'owner', best)
 redis.call('SADD', ARGV[3] .. best, ARGV[1])
 redis.call('SADD', KEYS[4], best)
 redis.call('SREM', KEYS[3], ARGV[1])
-return {2, best}
+if owner == '' then return {2, best} end
+redis.call('SREM', ARGV[3] .. owner, ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'restarts', 1)
+redis.call('ZADD', KEYS[7], now, now)
+local lease = redis.call('GET', KEYS[8])
+if lease and string.sub(lease, 1, string.len(owner) + 1) == owner .. ' ' then redis.call('DEL', KEYS[8]) end
+redis.call('DEL', KEYS[9])
+redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'failover', 'server', ARGV[1], 'from', owner,
+           'to', best, 'time', tostring(now))
+return {3, best}
 """
 
 # Lets an idle server go: if host ARGV[2] owns server ARGV[1] and its journal is empty, it is left
@@ -196,9 +216,11 @@ def node_of(host: str) -> str:
 
 
 class Registry:
-    def __init__(self, r: redis.Redis, host_ttl: float) -> None:
+    def __init__(self, r: redis.Redis, host_ttl: float, max_restarts: int = 5, restart_period: float = 60) -> None:
         self.r = r
         self.host_ttl = host_ttl
+        self.max_restarts = max_restarts  # the restart policy's defaults (a deployment's settings come first)
+        self.restart_period = restart_period
         self._heartbeat = r.register_script(HEARTBEAT)
         self._reap = r.register_script(REAP)
         self._assign = r.register_script(ASSIGN)
@@ -374,9 +396,11 @@ class Registry:
         is inactive; None when no host can run it now (see ACTIVATE: the supervisor will place it)."""
         family = deployment_of(name)
         got = self._activate(keys=[key("server", name), key("hosts"), key("unowned"), key("holders"),
-                                   key("server", family), key("instances", family)],
-                             args=[name, self.host_ttl, key("owned", "")])
-        if int(got[0]) == 2:
+                                   key("server", family), key("instances", family), key("restarts", name),
+                                   key("lease", name), key("waitfor", name), key("events")],
+                             args=[name, self.host_ttl, key("owned", ""), EVENTS_KEPT, self.restart_period,
+                                   self.max_restarts])
+        if int(got[0]) >= 2:
             self.ring(text(got[1]), [name])
         return text(got[1]) if int(got[0]) > 0 else None
 

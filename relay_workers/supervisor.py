@@ -35,14 +35,13 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from .ledger import key
-from .registry import Registry
+from .registry import EVENTS_KEPT, Registry
 
 log = logging.getLogger("relay.workers")
 
 LOCK_MS = 10_000
 MAX_BACKOFF = 30.0
 CRASH_LOOP = 5.0  # seconds: a server dying again this soon after its restart is backed off
-EVENTS_KEPT = 1000  # the event stream's length (trimmed approximately)
 
 RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

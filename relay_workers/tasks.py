@@ -63,7 +63,7 @@ class FleetTask(Task):
             conf = self.app.conf
             r = connect(conf.relay_store_url)
             ledger = Ledger(r, conf.relay_lease_ttl)
-            registry = Registry(r, conf.relay_host_ttl)
+            registry = Registry(r, conf.relay_host_ttl, conf.relay_max_restarts, conf.relay_restart_period)
             policy = Policy(conf.relay_max_restarts, conf.relay_restart_period)
             type(self)._resources = Resources(registry, Messenger(self.app, ledger), CompileCache(RedisObjectStore(r)),
                                               Supervisor(r, registry, policy), FleetStats(r), conf.relay_job_time_limit,

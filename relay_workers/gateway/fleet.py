@@ -27,7 +27,7 @@ from relay_lang.parser import parse
 
 from .. import registry
 from ..client import RelayClient
-from ..ledger import CHECKPOINTED, deployment_of, key, text
+from ..ledger import CHECKPOINTED, Lease, deployment_of, key, text
 from ..registry import node_of
 from ..wire import from_wire, to_wire
 from .config import GatewayConfig
@@ -238,7 +238,7 @@ def read_records(names: list[str], values: list, live: set[str]) -> list[ServerR
         if version is None:
             continue  # not deployed
         host = (owner or b"").decode()
-        holder = lease.decode().rsplit(" ", 1)[0] if lease else ""
+        holder = Lease.holder_of(lease)
         servers.append(ServerRecord(name, host, status_of(name, host, holder, live, failed=status == b"failed"),
                                     (reason or b"").decode(), int(restarts or 0), int(version), queued, holder,
                                     max(0, fields - (applied is not None)), size or 0, int(applied or 0),
