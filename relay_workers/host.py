@@ -3,18 +3,16 @@
 A worker started with `-Q relay.*` runs one `Host` beside Celery's consumer
 and pool. Its parts, each on its own thread, so none can block another:
 
-- the heartbeat (`Host.beat`): registers this host's liveness, renews the
-  leases of its servers (a lease whose fence moved on is lost: the server is
-  dropped and its queue no longer consumed), runs the supervisor at once when
-  it notices a dead host or a server without a live owner
-  (relay_workers.supervisor), and starts or stops an `Actor` per server
-  assigned here; the supervisor wakes it when it gives it a server;
-- the inbox (`Inbox`): a kombu consumer of the fleet's shard queues
-  (`relay.shard-K`, every host consumes them all) and of stray `relay.NAME`
-  queues. Each `relay.deliver` message is journalled at its server (if its
-  producer did not already) and acknowledged; then delivered (`Host.deliver`):
-  its actor here is woken, or its owner's bell rung, or the inactive server
-  activated;
+- the heartbeat (`Host.beat`, its steps in order): registers this host's
+  liveness, renews the leases of its servers (a lease whose fence moved on
+  is lost: the server is dropped), runs the supervisor at once when it
+  notices a dead host or a server without a live owner
+  (relay_workers.supervisor), starts or stops an `Actor` per server placed
+  here, lets idle ones go, and publishes its figures; the supervisor wakes
+  it when it gives it a server;
+- the inbox (relay_workers.inbox): consumes the fleet's shard queues,
+  journals each message and hands it to `Host.deliver`: its actor here is
+  woken, or its owner's bell rung, or the inactive server activated;
 - the bell (`Host._bell_loop`): starts the servers this host was just given;
 - one actor per active server, its turns run by a bounded pool of threads
   (relay_workers.runners, RELAY_ACTOR_THREADS): takes its server's journal in
@@ -39,8 +37,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import kombu
-import redis
 from celery import Celery
 
 from relay_lang.actors import Family, ServerInstance, cycle_error
@@ -52,21 +48,21 @@ from relay_lang.values import Function, ServerRef
 
 from .cache import RedisObjectStore
 from .events import MessageEvents
-from .ledger import SHARD_QUEUES, Batch, DeadLetters, Ledger, Outgoing, Pending, connect, deployment_of, refused, shard_queue
+from .inbox import Inbox
+from .ledger import SHARD_QUEUES, STORE_ERRORS, Batch, DeadLetters, Ledger, Outgoing, Pending, connect, deployment_of, shard_queue
 from .output import CappedOutput
 from .registry import CONFIRM, CONNECTION_PREFIX, Registry
 from .results import CeleryResults
 from .runners import TURN_SECONDS, Runners, Slot
-from .runtime import JOURNALLED, FleetRuntime, Handling, Messenger
+from .runtime import FleetRuntime, Handling, Messenger
 from .stats import FleetStats, record_memory
 from .strays import Strays
 from .supervisor import Policy, Supervisor
 from .transport import restore_unacked
-from .wire import Delivery, bad_request, from_wire, named_message_id, parse_delivery, to_wire
+from .wire import from_wire, to_wire
 
 log = logging.getLogger("relay.workers")
 
-STORE_ERRORS = (redis.RedisError, OSError)
 BATCH = 100  # messages an owner takes from its journal at once (bounded prefetch), committed together
 BATCH_SECONDS = 0.05  # handling time after which a batch commits what it applied (the rest waits)
 WARM_UP = "@llvm\nfn relay_warm_up(x) { x + 1 }\nrelay_warm_up(1)"
@@ -195,49 +191,78 @@ class Host:
                 pause, wait = 0.0, min(self.heartbeat, soon)
 
     def beat(self) -> float | None:
-        """Liveness, leases, and which servers this host runs; independent of every handler. Returns the
-        seconds until the next beat (sooner than the heartbeat when a suspect host is to be checked again),
-        or None when the store failed it."""
-        soon = self.heartbeat
+        """One heartbeat, its steps in order; independent of every handler. Returns the seconds until the
+        next beat (sooner than the heartbeat when a suspect host is to be checked again), or None when the
+        store failed it."""
         try:
-            if not self.registry.heartbeat(self.id):
-                log.warning("relay: %s was declared dead (paused or cut off): it gives up its servers", self.id)
-                self.drop_all()
-                self.registry.register_host(self.id, self.node, os.getpid())
-            with self.lock:
-                leases = {name: a.lease for name, a in self.actors.items() if a.lease}
-            for name in self.ledger.renew(self.id, leases):
-                log.warning("relay: %s lost server %s to another host", self.id, name)
-                self.drop(name)
-            if self.registry.deaths_noticed():
-                report = self.supervisor.run()
-                soon = report.recheck if report.recheck is not None else CONFIRM if report.busy else soon
-                if report.dead_hosts:  # what a dead host took from the broker and never journalled
-                    restored = restore_unacked(self.app.conf.broker_url, set(SHARD_QUEUES))
-                    if restored:
-                        log.info("relay: %s restored %d unacknowledged messages", self.id, restored)
-            mine = set(self.registry.assigned_to(self.id))
-            self.adopt(mine)
-            for name in set(self.actors) - mine:
-                self.drop(name)
+            self.stay_registered()
+            self.renew_leases()
+            soon = self.supervise_deaths()
+            self.follow_placement()
             self.passivate_idle()
-            with self.lock:
-                names = list(self.actors)
-            for name in self.ledger.has_pending(names):  # messages whose broker copy went elsewhere or was lost
-                self.wake(name)
+            self.wake_pending()
             self.inbox.answer(self.strays.current())  # relay.NAME queues that hold messages
-            self.stats.cache(self.cache.stats)
-            self.stats.flush()
-            record_memory(self.store, self.id, resident_bytes())
+            self.publish_figures()
         except STORE_ERRORS as exc:
             log.warning("relay: heartbeat failed (%s); retrying", exc)
             return None
-        if resident_bytes() > self.max_memory:  # llvmlite and MCJIT never give compiled code back
+        self.restart_if_too_big()
+        return soon
+
+    def stay_registered(self) -> None:
+        """Liveness; a host declared dead meanwhile (paused, cut off) gives up its servers and comes back."""
+        if not self.registry.heartbeat(self.id):
+            log.warning("relay: %s was declared dead (paused or cut off): it gives up its servers", self.id)
+            self.drop_all()
+            self.registry.register_host(self.id, self.node, os.getpid())
+
+    def renew_leases(self) -> None:
+        """A lease whose fence moved on is lost: that server is dropped."""
+        with self.lock:
+            leases = {name: a.lease for name, a in self.actors.items() if a.lease}
+        for name in self.ledger.renew(self.id, leases):
+            log.warning("relay: %s lost server %s to another host", self.id, name)
+            self.drop(name)
+
+    def supervise_deaths(self) -> float:
+        """Runs the supervisor when a host died or a server waits for an owner; seconds until the next beat."""
+        if not self.registry.deaths_noticed():
+            return self.heartbeat
+        report = self.supervisor.run()
+        if report.dead_hosts:  # what a dead host took from the broker and never journalled
+            restored = restore_unacked(self.app.conf.broker_url, set(SHARD_QUEUES))
+            if restored:
+                log.info("relay: %s restored %d unacknowledged messages", self.id, restored)
+        return report.recheck if report.recheck is not None else CONFIRM if report.busy else self.heartbeat
+
+    def follow_placement(self) -> None:
+        """Starts the servers placed here, stops those placed elsewhere."""
+        mine = set(self.registry.assigned_to(self.id))
+        self.adopt(mine)
+        for name in set(self.actors) - mine:
+            self.drop(name)
+
+    def wake_pending(self) -> None:
+        """Wakes the servers with messages in their journal whose broker copy went elsewhere or was lost."""
+        with self.lock:
+            names = list(self.actors)
+        for name in self.ledger.has_pending(names):
+            self.wake(name)
+
+    def publish_figures(self) -> None:
+        """The compile cache's and the messages' counters, and this process's memory, for the gateway's metrics."""
+        self.stats.cache(self.cache.stats)
+        self.stats.flush()
+        record_memory(self.store, self.id, resident_bytes())
+
+    def restart_if_too_big(self) -> None:
+        """llvmlite and MCJIT never give compiled code back: past its memory, a host hands its servers off
+        and ends (Celery's warm shutdown; a process manager starts it again)."""
+        if resident_bytes() > self.max_memory:
             log.warning("relay: %s uses %d MiB, over its %d MiB: handing its servers off and restarting",
                         self.id, resident_bytes() >> 20, self.max_memory >> 20)
             self.stop()
-            os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown; a process manager starts it again
-        return soon
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def _bell_loop(self) -> None:
         """Starts (or wakes) the servers this host was just given by their first message (registry.ring)."""
@@ -556,115 +581,3 @@ class Actor:
             if applied.message.result:
                 self.host.store_result(applied.message.id, applied.reply)
         self.host.events.flush()
-
-
-class Inbox:
-    """The kombu consumer of the fleet's shard queues (every host consumes all of them) and of the
-    stray `relay.NAME` queues, on its own thread and connection."""
-
-    def __init__(self, host: Host) -> None:
-        self.host = host
-        self.strays: set[str] = set()  # queues relay.NAME that hold messages (relay_workers.strays)
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="relay-inbox", daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread is not None:
-            self.thread.join(5)
-
-    def answer(self, strays: set[str]) -> None:
-        """Consumes these stray queues too, delivering (or answering) what waits there."""
-        with self.lock:
-            self.strays = strays
-
-    @staticmethod
-    def queue(q: str) -> kombu.Queue:
-        return kombu.Queue(q, kombu.Exchange(q, type="direct"), routing_key=q)
-
-    def _run(self) -> None:
-        backoff = 0.1
-        while not self.host.stopping.is_set():
-            try:
-                with self.host.app.connection_for_read() as conn:
-                    self._consume(conn)
-                backoff = 0.1
-            except Exception as exc:  # noqa: BLE001 - broker away: reconnect
-                log.warning("relay: inbox lost the broker (%s); reconnecting", exc)
-                self.host.stopping.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
-
-    def _consume(self, conn: kombu.Connection) -> None:
-        consumer = kombu.Consumer(conn.channel(), queues=[], callbacks=[self.on_message], accept=["json"],
-                                  on_decode_error=self.on_decode_error, prefetch_count=64)
-        consuming: set[str] = set()
-        while not self.host.stopping.is_set():
-            with self.lock:
-                wanted = set(SHARD_QUEUES) | {f"relay.{name}" for name in self.strays}
-            for q in wanted - consuming:
-                consumer.add_queue(self.queue(q))
-            if wanted - consuming:
-                consumer.consume()
-            for q in consuming - wanted:
-                consumer.cancel_by_queue(q)
-            consuming = wanted
-            try:
-                conn.drain_events(timeout=0.2)
-            except TimeoutError:
-                pass
-        consumer.cancel()
-
-    def on_decode_error(self, message: kombu.Message, exc: Exception) -> None:
-        queue = message.delivery_info.get("routing_key", "?")
-        log.error("relay: set aside an undecodable message on %s: %s", queue, exc)
-        self.host.dead.add(queue=queue, reason=f"undecodable: {exc}", raw=repr(message.body)[:4096],
-                           message_id=message.headers.get("id"))
-        message.ack()
-
-    def on_message(self, body: object, message: kombu.Message) -> None:
-        try:
-            self.receive(body, message)
-        except STORE_ERRORS as exc:  # not journalled: the broker delivers it again
-            log.warning("relay: could not journal a message (%s); it goes back to the queue", exc)
-            message.requeue()
-            time.sleep(0.2)
-            return
-        message.ack()
-
-    def receive(self, body: object, message: kombu.Message) -> None:
-        headers = message.headers or {}
-        task_id = str(headers.get("id") or uuid.uuid4().hex)
-        queue = message.delivery_info.get("routing_key", "?")
-        if headers.get("task") != "relay.deliver" or not isinstance(body, list) or len(body) != 3:
-            reason = f"not a relay.deliver task in Celery's message protocol 2 (task {headers.get('task')!r})"
-            log.error("relay: set aside a message on %s: %s", queue, reason)
-            self.host.dead.add(queue=queue, reason=reason, raw=json.dumps(body)[:4096], message_id=task_id)
-            self.host.store_result(task_id, {"error": bad_request(f"{queue} takes relay.deliver messages only").to_dict()})
-            return
-        try:
-            d = parse_delivery(body[0], body[1], task_id)
-        except RelayError as err:
-            self.host.store_result(named_message_id(body[0], body[1]) or task_id, {"error": err.to_dict()}, task_id)
-            return
-        stray = queue not in SHARD_QUEUES  # journalled or not: check
-        if (headers.get(JOURNALLED) and not stray) or self.journal(d, task_id):
-            self.host.deliver(d.server)
-
-    def journal(self, d: Delivery, task_id: str) -> bool:
-        """Records the message of a plain Celery producer at its server (a no-op when it is there already);
-        True when it waits there to be applied. Its reply goes to its message id and its task id."""
-        self.host.results.carried(d.message_id, task_id)
-        try:
-            status, reply = self.host.ledger.journal(d.server, d.message_id, d.handler, d.args, d.chain,
-                                                     wait=False, result=True)
-        except RelayError as err:  # no server's name
-            self.host.store_result(d.message_id, {"error": bad_request(err.message).to_dict()}, task_id)
-            return False
-        if status < 0:
-            self.host.store_result(d.message_id, {"error": refused(d.server, status).to_dict()}, task_id)
-        elif status == 1 and reply is not None:  # applied before: the reply again, for Celery's AsyncResult
-            self.host.store_result(d.message_id, reply, task_id)
-        return status == 0

@@ -43,6 +43,7 @@ from relay_lang.names import parse_instance_name
 
 PREFIX = "relay:"
 STORE_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)  # the store away, or a connection reset
+STORE_ERRORS = (redis.RedisError, OSError)  # any failed store command
 APPLIED_KEPT = 10_000  # message ids remembered per server (redeliveries come long before this)
 REPLY_TTL = 3600
 CHECKPOINTED = ""  # the state hash's own field: messages applied so far
