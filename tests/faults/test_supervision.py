@@ -256,3 +256,38 @@ server hog {
     assert hog["restarts"] == 0 and hog["status"] == "inactive"  # handed off with nothing waiting: let go
     assert client.call("hog", "grow", timeout=60) == 60  # its next message starts it on the live worker
     assert info(client, "hog")["owner"].startswith("spare@") and info(client, "hog")["restarts"] == 0
+
+
+def test_a_message_restarts_a_server_whose_owner_died_within_the_restart_policy(redis_server) -> None:
+    """Registry.activate on a server whose owner has no heartbeat: restarted at once on the live host (a
+    restart counted, the dead owner's lease dropped, a failover event), unless it was restarted within its
+    restart period: then it waits in `unowned` for the supervisor, which applies the restart policy."""
+    import redis
+
+    from relay_workers.ledger import key
+    from relay_workers.registry import Registry
+
+    r = redis.Redis.from_url(f"{redis_server.url}/2")
+    registry = Registry(r, host_ttl=8, max_restarts=5, restart_period=60)
+    registry.register("svc", "server svc { }", "<test>")  # no live host: left for the supervisor
+    registry.register_host("live#1.a", "live", 1)
+    registry.heartbeat("live#1.a")
+    for restarted_before in (False, True):
+        r.hset(key("server", "svc"), "owner", "gone#2.b")  # its owner died (never beat, or was reaped)
+        r.sadd(key("owned", "gone#2.b"), "svc")
+        r.set(key("lease", "svc"), "gone#2.b 7")
+        if restarted_before:
+            r.hset(key("server", "svc"), "owner", "gone#3.c")
+            r.set(key("lease", "svc"), "gone#3.c 8")
+        owner = registry.activate("svc")
+        if not restarted_before:
+            assert owner == "live#1.a" and registry.owner("svc") == "live#1.a"
+            assert r.get(key("lease", "svc")) is None and not r.sismember(key("owned", "gone#2.b"), "svc")
+            assert r.hget(key("server", "svc"), "restarts") == b"1" and r.zcard(key("restarts", "svc")) == 1
+            event = r.xrange(key("events"))[-1][1]
+            assert (event[b"kind"], event[b"from"], event[b"to"]) == (b"failover", b"gone#2.b", b"live#1.a")
+            assert registry.wait_for_bell("live#1.a", 1) == ["svc"]
+        else:  # restarted 0 s ago: the supervisor decides (backoff, or failed past max_restarts)
+            assert owner is None and r.sismember(key("unowned"), "svc")
+            assert registry.owner("svc") == "gone#3.c" and r.hget(key("server", "svc"), "restarts") == b"1"
+    print("a message restarts a server whose owner died: at once; again within its restart period: by the supervisor")
