@@ -72,6 +72,21 @@ def test_affine_indexes_fail_where_the_interpreter_does(lo: str, hi: str, c: str
     assert (error in compiled and compiled.startswith("ERROR")) if error else not compiled.startswith("ERROR")
 
 
+@pytest.mark.parametrize("index", ["4 - i", "-i + 4", "3 - i + 1", "i * 2 - 4", "2 * i - 3", "(i - 1) * -1", "i * 0 + 2",
+                                   "-(i - 4)", "n - 1 - i", "n - i", "i - n + 4", "i + i - 4", "i * 2 - i"])
+@pytest.mark.parametrize("lo, hi", [("0", "5"), ("1", "4"), ("-1", "4"), ("0", "6"), ("2", "2"), ("3", "0")])
+def test_indexes_growing_or_falling_with_the_counter(index: str, lo: str, hi: str) -> None:
+    """Growing indexes are tested at their smallest (first iteration) and largest (last), falling ones the
+    other way round, others (i + i - 4: a sign the proof does not know) at both ends."""
+    src = f"""
+@llvm
+fn f(a: array<number>, n) {{ let s = 0; for i in {lo}..{hi} {{ s = s * 2 + a[{index}] }} return s }}
+print(f([1, 2, 3, 4, 5], 5))
+"""
+    interpreted, compiled = both(src)
+    assert interpreted == compiled
+
+
 NESTED = """
 @llvm
 fn matmul(a: array<number>, b: array<number>, c: array<number>, n, m) {

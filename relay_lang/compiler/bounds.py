@@ -162,6 +162,31 @@ def shape(e: Expr, res: Resolution) -> object:
     return id(e)
 
 
+def direction(e: Expr, proof: Provable, res: Resolution) -> int | None:
+    """How the affine e moves as the loop variable grows: 1 never down, -1 never up, 0 not at all, None
+    when that depends on values known only at run time (`c * i`)."""
+    if isinstance(e, Name):
+        decl = name_decl(e, res)
+        if decl is proof.loop_var:
+            return 1
+        return direction(proof.lets[decl], proof, res) if decl in proof.lets else 0
+    if isinstance(e, Unary):
+        inner = direction(e.operand, proof, res)
+        return None if inner is None else -inner
+    if not isinstance(e, Binary):
+        return 0  # a literal
+    left, right = direction(e.left, proof, res), direction(e.right, proof, res)
+    if left is None or right is None:
+        return None
+    if e.op == "*":  # one side is free of the loop variable: a literal's sign decides
+        if left == right == 0:
+            return 0
+        fixed, moving = (e.left, right) if left == 0 else (e.right, left)
+        return moving * ((fixed.value > 0) - (fixed.value < 0)) if isinstance(fixed, Num) else None
+    right = -right if e.op == "-" else right
+    return right if left == 0 else left if right == 0 or left == right else None
+
+
 def changes_lengths(n: Node, typed: Typed) -> bool:
     """Whether n may change an array's length: push (the only method compiled code has), or a call
     given an array (the callee may push to it)."""

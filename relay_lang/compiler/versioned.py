@@ -24,7 +24,7 @@ from ..nodes import Binary, Block, Expr, ForRange, Name, Node, Num, Unary, While
 from ..resolver import Decl
 from .abi import DOUBLE, I64
 from .arrays import ArrayLowerer
-from .bounds import EXACT, Provable, shape, split_offset
+from .bounds import EXACT, Provable, direction, shape, split_offset
 from .frame import TICK_MASK
 
 CHUNK = TICK_MASK + 1
@@ -156,28 +156,34 @@ class LoopLowerer(ArrayLowerer):
             conditions.extend(b.icmp_unsigned("!=", p, q) for q in pointers[k + 1:])
         lengths = {arr: b.sitofp(self.length(p), DOUBLE) for arr, p in zip(proof.arrays, pointers)}
         zero = ir.Constant(DOUBLE, 0.0)
-        for arr, base, offsets in self.index_groups(proof):
-            for i in (start, last):
-                value = self.affine(base, proof, i, conditions)
-                for k in offsets:  # of whole operands, in [0, len) is exact: no test of its size
-                    index = b.fadd(value, ir.Constant(DOUBLE, float(k))) if k else value
-                    conditions.append(b.fcmp_ordered(">=", index, zero))
-                    conditions.append(b.fcmp_ordered("<", index, lengths[arr]))
+        for arr, base, low, high in self.index_groups(proof):
+            first, final = (self.affine(base, proof, i, conditions) for i in (start, last))
+            # Growing with the counter (or constant): the smallest index is at the first iteration, the
+            # largest at the last (a loop that runs none passes or not: it runs none). Else test both.
+            moves = direction(base, proof, self.res)
+            if moves is None:
+                tests = [(v, k, op) for v in (first, final) for k in (low, high) for op in (">=", "<")]
+            else:
+                up = moves >= 0
+                tests = [(first if up else final, low, ">="), (final if up else first, high, "<")]
+            for value, k, op in tests:  # of whole operands, in [0, len) is exact: no test of its size
+                index = b.fadd(value, ir.Constant(DOUBLE, float(k))) if k else value
+                conditions.append(b.fcmp_ordered(op, index, zero if op == ">=" else lengths[arr]))
         ok = conditions[0]
         for c in conditions[1:]:
             ok = b.and_(ok, c)
         return ok
 
-    def index_groups(self, proof: Provable) -> list[tuple[Decl, Expr, list[int]]]:
-        """The proof's indexes as (array, base, offsets): those of one array that differ only by a
-        literal added at their top, with the smallest and the largest of those (the others lie between)."""
+    def index_groups(self, proof: Provable) -> list[tuple[Decl, Expr, int, int]]:
+        """The proof's indexes as (array, base, smallest offset, largest): those of one array that differ
+        only by a literal added at their top (the others lie between)."""
         groups: dict[tuple[Decl, object], tuple[Expr, int, int]] = {}
         for index, arr in proof.accesses:
             base, k = split_offset(index.index)
             key = (arr, shape(base, self.res))
             _, low, high = groups.get(key, (base, k, k))
             groups[key] = (base, min(low, k), max(high, k))
-        return [(arr, base, sorted({low, high})) for (arr, _), (base, low, high) in groups.items()]
+        return [(arr, base, low, high) for (arr, _), (base, low, high) in groups.items()]
 
     def affine(self, e: Expr, proof: Provable, i: ir.Value, checks: list[ir.Value] | None) -> ir.Value:
         """e (affine: bounds.py) with the loop variable's value i: doubles when `checks` is given, else
