@@ -337,6 +337,36 @@ print(f([1, 1.5, 2, 2.5, 3]))
     assert interpreted == compiled and error in compiled
 
 
+@pytest.mark.parametrize("body, call", [
+    ("h[floor(v)] += 1", "walk(a, h)"),  # writes another array: walked in place
+    ("h[floor(v)] += 1", "walk(a, a)"),  # the list itself under another name: a snapshot
+    ("a[1] = 99\nh[0] += v", "walk(a, h)"),  # the list itself
+    ("h[0] = v\nh = a", "walk(a, h)"),  # a name the body rebinds
+    ("let t = a\nt[2] = v", "walk(a, h)"),  # a name the body declares
+    ("h[0] = v + grow(h)", "walk(a, h)"),  # a callee given an array
+    ("h[0] = v + grow(a)", "walk(a, h)"),
+])
+def test_for_in_walks_a_snapshot_only_when_its_list_may_change(body: str, call: str) -> None:
+    src = f"""
+@llvm
+fn grow(x: array<number>) {{ x.push(1); return 0 }}
+@llvm
+fn walk(a: array<number>, h: array<number>) {{
+    let s = 0
+    for v in a {{
+        {body}
+        s = s * 3 + v
+    }}
+    return s
+}}
+let a = [1, 2, 3, 0, 4]
+let h = array(5, 0)
+print({call}, a, h)
+"""
+    interpreted, compiled = both(src)
+    assert interpreted == compiled and not compiled.startswith("ERROR"), compiled
+
+
 def optimised_ir(src: str, monkeypatch, tmp_path) -> str:
     """The IR LLVM's optimiser made of the program's compiled functions."""
     seen: list[str] = []

@@ -187,6 +187,26 @@ def direction(e: Expr, proof: Provable, res: Resolution) -> int | None:
     return right if left == 0 else left if right == 0 or left == right else None
 
 
+def element_writers(loop: ForEach, typed: Typed, res: Resolution) -> list[Decl] | None:
+    """The arrays a for-in loop's body writes elements of, through plain names the body never
+    rebinds; None when it may change an array otherwise (push, a call given an array, a write
+    through any other expression or a rebound name)."""
+    body = list(walk(loop.body))
+    rebound = {name_decl(n.target, res) for n in body if isinstance(n, Assign) and isinstance(n.target, Name)}
+    rebound |= {res.local(n).decl for n in body if isinstance(n, Let)}
+    writers: list[Decl] = []
+    for n in body:
+        if changes_lengths(n, typed):
+            return None
+        if isinstance(n, Assign) and isinstance(n.target, Index):
+            decl = name_decl(n.target.obj, res)
+            if decl is None or decl in rebound:
+                return None
+            if decl not in writers:
+                writers.append(decl)
+    return writers
+
+
 def changes_lengths(n: Node, typed: Typed) -> bool:
     """Whether n may change an array's length: push (the only method compiled code has), or a call
     given an array (the callee may push to it)."""

@@ -63,7 +63,8 @@ from ..nodes import (
     While,
 )
 from ..resolver import Decl
-from .abi import AT_CALLER, DOUBLE, ERR_DEPTH, ERR_RETURN_TYPE, ERR_STACK, I1, I8, I64, rt_field
+from .abi import AT_CALLER, DOUBLE, ERR_DEPTH, ERR_RETURN_TYPE, ERR_STACK, I1, I8, I64, PTR, rt_field
+from .bounds import element_writers
 from .frame import LLVM_TYPES, ZERO, Owner
 from .infer import ARR, BOOL, NULL
 from .versioned import LoopLowerer
@@ -288,15 +289,21 @@ class FunctionLowerer(LoopLowerer):
     # ------------------------------------------------------------ loops
 
     def for_each(self, s: ForEach) -> None:
-        """The loop holds a reference to the list it walks until it ends, however it ends."""
+        """The loop holds a reference to the list it walks until it ends, however it ends. It walks a
+        snapshot, as the interpreter does, when its body may change the list: when it may change an
+        array other than by writing elements through names it never rebinds (bounds.element_writers),
+        or one of those names holds the list itself (a test before the loop)."""
         b = self.b
         arr, owner = self.expr(s.iterable)
-        if self.t.writes_arrays.get(s, True):  # iterate a snapshot, as the interpreter does
+        writers = element_writers(s, self.t, self.res) if self.t.writes_arrays.get(s, True) else []
+        if writers is None:
             self.count_allocation(b.mul(self.length(arr), I64(8)), s)
             snapshot = b.call(self.mb.array_function("relay_array_copy"), [arr])
             self.release(arr, owner)
             arr, owner = snapshot, self.own(snapshot)
             self.check_alloc(snapshot, s)
+        elif writers:
+            arr, owner = self.snapshot_if_written(s, arr, owner, writers)
         elif owner is None:  # the body may rebind the variable that holds the list
             self.incref(arr)
             owner = self.own(arr)
@@ -317,6 +324,27 @@ class FunctionLowerer(LoopLowerer):
 
         self.loop("each", s, head, body, step)
         self.release(arr, owner)
+
+    def snapshot_if_written(self, s: ForEach, arr: ir.Value, owner: Owner, writers: list[Decl]) -> tuple[ir.Value, Owner]:
+        """An owned reference to what the loop walks: a snapshot of arr when one of `writers` holds it, else arr."""
+        b = self.b
+        written = b.icmp_unsigned("==", b.load(self.vars[writers[0]]), arr)
+        for w in writers[1:]:
+            written = b.or_(written, b.icmp_unsigned("==", b.load(self.vars[w]), arr))
+        with b.if_else(written, likely=False) as (copy, share):
+            with copy:
+                self.count_allocation(b.mul(self.length(arr), I64(8)), s)
+                snapshot = b.call(self.mb.array_function("relay_array_copy"), [arr])
+                self.check_alloc(snapshot, s)
+                copied = b.block
+            with share:
+                self.incref(arr)
+                shared = b.block
+        walked = b.phi(PTR)
+        walked.add_incoming(snapshot, copied)
+        walked.add_incoming(arr, shared)
+        self.release(arr, owner)
+        return walked, self.own(walked)
 
     # ------------------------------------------------------------ expressions
 
