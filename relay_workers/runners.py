@@ -12,8 +12,9 @@ call to another server (`blocking`) holds its thread meanwhile, so the pool
 starts a spare thread for the time of the wait: servers waiting on servers
 queued behind them cannot starve the pool (as Java's ForkJoinPool's managed
 blocking). Threads number at most `size` plus the calls waiting at the time;
-spares end when their wait is over and nothing is queued. The threads have
-the big stack Relay jobs run inline on (relay_lang.budget).
+spares end when their wait is over and nothing is queued, and any thread
+ends after KEEP_ALIVE seconds with nothing to run: an idle host holds none.
+The threads have the big stack Relay jobs run inline on (relay_lang.budget).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from relay_lang.budget import start_big_stack_thread
 log = logging.getLogger("relay.workers")
 
 TURN_SECONDS = 0.1  # an actor with more to do after this long goes to the back of the queue
+KEEP_ALIVE = 10.0  # seconds a thread with nothing to run waits before it ends (the pool grows again on demand)
 
 
 class Runnable(Protocol):
@@ -158,12 +160,15 @@ class Runners:
                     slot.running, slot.woken = True, False
                     slot.idle.clear()
                     return actor, slot
-                timeout = self.delayed[0][0] - now if self.delayed else None
+                timeout = self.delayed[0][0] - now if self.delayed else KEEP_ALIVE
                 self.resting += 1
                 try:
-                    self.cond.wait(timeout)
+                    woken = self.cond.wait(timeout)
                 finally:
                     self.resting -= 1
+                if not woken and not self.delayed and not self.ready:  # idle for KEEP_ALIVE s: this thread ends
+                    self.threads -= 1
+                    return None
 
     def _run(self) -> None:
         self.local.runner = True

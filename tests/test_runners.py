@@ -139,3 +139,16 @@ def test_an_error_in_a_turn_keeps_the_thread() -> None:
 def test_a_pool_needs_a_thread() -> None:
     with pytest.raises(ValueError):
         Runners(0)
+
+
+def test_threads_with_nothing_to_run_end_and_the_pool_grows_again(monkeypatch) -> None:
+    monkeypatch.setattr("relay_workers.runners.KEEP_ALIVE", 0.2)
+    pool = Runners(3)
+    actors = [Counter(pool, f"a{i}") for i in range(30)]
+    for a in actors:
+        a.wake()
+    eventually(lambda: all(a.turns == 1 for a in actors))
+    eventually(lambda: pool.threads == 0)
+    actors[0].wake()
+    eventually(lambda: actors[0].turns == 2)
+    pool.close()
