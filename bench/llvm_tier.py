@@ -1,12 +1,12 @@
 """The LLVM tier side by side with the interpreter, CPython, C (gcc -O2) and Numba.
 
-Run: python bench/llvm_tier.py [--repeat N] [--quick]
-Each kernel is the same algorithm in Relay (@llvm), Python and C. Times are
-best of N in one run on this machine. "llvm" excludes compilation (a warm
-call); "llvm+compile" is the first call in a fresh process state with an
-empty object store. Numba runs only where it is installed beside our
-llvmlite (optional). Then compile latency per function (p50, p95, O2, cold
-store) and object-store load time. Results of all columns are cross-checked.
+Run: python bench/llvm_tier.py [--repeat N] [--quick] [--only KERNEL ...] [--no-latency]
+Each kernel is the same algorithm in Relay (@llvm), Python, C and Numba (the last five written
+the ordinary way: ordinary_kernels). Times are best of N in one run on this machine. "llvm"
+excludes compilation (a warm call); "llvm+compile" is the first call in a fresh process state
+with an empty object store. Numba runs only where it is installed beside our llvmlite
+(optional). Then compile latency per function (p50, p95, O2, cold store) and object-store
+load time. Results are cross-checked: every column within 1e-9, the two Relay tiers exactly.
 """
 
 from __future__ import annotations
@@ -135,6 +135,106 @@ fn spectral_norm(n: number) {
     return sqrt(vbv / vv)
 }
 """,
+    "matmul": """
+@llvm
+fn matmul(a: array<number>, b: array<number>, n) {
+    let c = array(n * n, 0)
+    for i in 0..n {
+        let row = i * n
+        for k in 0..n {
+            let aik = a[row + k]
+            let brow = k * n
+            for j in 0..n { c[row + j] = c[row + j] + aik * b[brow + j] }
+        }
+    }
+    return c
+}
+""",
+    "stencil": """
+@llvm
+fn stencil(src: array<number>, steps) {
+    let n = len(src)
+    let a = array(n, 0)
+    let b = array(n, 0)
+    for i in 0..n { a[i] = src[i]
+        b[i] = src[i] }
+    for s in 0..steps {
+        for i in 1..n - 1 { b[i] = (a[i - 1] + a[i] + a[i + 1]) / 3 }
+        let t = a
+        a = b
+        b = t
+    }
+    return a
+}
+""",
+    "nbody_flat": """
+@llvm
+fn nbody_flat(steps: number, bodies: array<number>) {
+    let b = array(len(bodies), 0)
+    for i in 0..len(bodies) { b[i] = bodies[i] }
+    let n = len(b) / 7
+    let dt = 0.01
+    for s in 0..steps {
+        for i in 0..n {
+            let k = i * 7
+            for j in i + 1..n {
+                let l = j * 7
+                let dx = b[k] - b[l]
+                let dy = b[k + 1] - b[l + 1]
+                let dz = b[k + 2] - b[l + 2]
+                let d2 = dx * dx + dy * dy + dz * dz
+                let mag = dt / (d2 * sqrt(d2))
+                b[k + 3] -= dx * b[l + 6] * mag
+                b[k + 4] -= dy * b[l + 6] * mag
+                b[k + 5] -= dz * b[l + 6] * mag
+                b[l + 3] += dx * b[k + 6] * mag
+                b[l + 4] += dy * b[k + 6] * mag
+                b[l + 5] += dz * b[k + 6] * mag
+            }
+        }
+        for i in 0..n {
+            let k = i * 7
+            b[k] += dt * b[k + 3]
+            b[k + 1] += dt * b[k + 4]
+            b[k + 2] += dt * b[k + 5]
+        }
+    }
+    let e = 0.0
+    for i in 0..n {
+        let k = i * 7
+        e += 0.5 * b[k + 6] * (b[k + 3] * b[k + 3] + b[k + 4] * b[k + 4] + b[k + 5] * b[k + 5])
+    }
+    return e
+}
+""",
+    "histogram": """
+@llvm
+fn histogram(data: array<number>, bins) {
+    let h = array(bins, 0)
+    for x in data { h[floor(x * len(h))] += 1 }
+    return h
+}
+""",
+    "sieve": """
+@llvm
+fn sieve(n) {
+    let flags = array(n, 1)
+    flags[0] = 0
+    flags[1] = 0
+    let i = 2
+    while i * i < n {
+        if flags[i] == 1 {
+            let j = i * i
+            while j < n { flags[j] = 0
+                j += i }
+        }
+        i += 1
+    }
+    let count = 0
+    for f in flags { count += f }
+    return count
+}
+""",
 }
 
 
@@ -213,6 +313,72 @@ def py_spectral_norm(n):
     return math.sqrt(vbv / vv)
 
 
+def py_matmul(a, b, n):
+    n = int(n)
+    c = [0.0] * (n * n)
+    for i in range(n):
+        row = i * n
+        for k in range(n):
+            aik, brow = a[row + k], k * n
+            for j in range(n):
+                c[row + j] = c[row + j] + aik * b[brow + j]
+    return c
+
+
+def py_stencil(src, steps):
+    a, b = list(src), list(src)
+    for _ in range(int(steps)):
+        for i in range(1, len(a) - 1):
+            b[i] = (a[i - 1] + a[i] + a[i + 1]) / 3
+        a, b = b, a
+    return a
+
+
+def py_nbody_flat(steps, state):
+    b, n, dt = list(state), len(state) // 7, 0.01
+    for _ in range(int(steps)):
+        for i in range(n):
+            k = i * 7
+            for j in range(i + 1, n):
+                ll = j * 7
+                dx, dy, dz = b[k] - b[ll], b[k + 1] - b[ll + 1], b[k + 2] - b[ll + 2]
+                d2 = dx * dx + dy * dy + dz * dz
+                mag = dt / (d2 * math.sqrt(d2))
+                b[k + 3] -= dx * b[ll + 6] * mag
+                b[k + 4] -= dy * b[ll + 6] * mag
+                b[k + 5] -= dz * b[ll + 6] * mag
+                b[ll + 3] += dx * b[k + 6] * mag
+                b[ll + 4] += dy * b[k + 6] * mag
+                b[ll + 5] += dz * b[k + 6] * mag
+        for i in range(n):
+            k = i * 7
+            b[k] += dt * b[k + 3]
+            b[k + 1] += dt * b[k + 4]
+            b[k + 2] += dt * b[k + 5]
+    return sum(0.5 * b[k + 6] * (b[k + 3] * b[k + 3] + b[k + 4] * b[k + 4] + b[k + 5] * b[k + 5])
+               for k in range(0, 7 * n, 7))
+
+
+def py_histogram(data, bins):
+    h = [0.0] * int(bins)
+    for x in data:
+        h[int(math.floor(x * len(h)))] += 1
+    return h
+
+
+def py_sieve(n):
+    n = int(n)
+    flags = [1.0] * n
+    flags[0] = flags[1] = 0.0
+    i = 2
+    while i * i < n:
+        if flags[i] == 1:
+            for j in range(i * i, n, i):
+                flags[j] = 0.0
+        i += 1
+    return sum(flags)
+
+
 # ---------------------------------------------------------------- C versions
 
 C_MAIN = r"""
@@ -263,6 +429,47 @@ double spectral(int n) { double u[1000], v[1000], t[1000]; for (int i = 0; i < n
   for (int k = 0; k < 10; k++) { av(n, u, t); atv(n, t, v); av(n, v, t); atv(n, t, u); }
   double vbv = 0, vv = 0; for (int i = 0; i < n; i++) { vbv += u[i] * v[i]; vv += v[i] * v[i]; } return sqrt(vbv / vv); }""",
                       "", "spectral(SPECTRAL_N)"),
+    "matmul": ("""
+static double *A, *B, *C;
+double matmul(int n) { for (long i = 0; i < (long)n * n; i++) C[i] = 0;
+  for (int i = 0; i < n; i++) { long row = (long)i * n;
+    for (int k = 0; k < n; k++) { double aik = A[row + k]; long brow = (long)k * n;
+      for (int j = 0; j < n; j++) C[row + j] = C[row + j] + aik * B[brow + j]; } }
+  double s = 0; for (long i = 0; i < (long)n * n; i++) s += C[i]; return s; }""",
+               "if (!A) { long m = (long)MATMUL_N * MATMUL_N; A = malloc(8 * m); B = malloc(8 * m); C = malloc(8 * m);"
+               " for (long i = 0; i < m; i++) { A[i] = (i % 7) * 0.5; B[i] = (i % 5) * 0.25 - 0.5; } }",
+               "matmul(MATMUL_N)"),
+    "stencil": ("""
+double stencil(int n, int steps) { double *a = malloc(8 * n), *b = malloc(8 * n);
+  for (int i = 0; i < n; i++) a[i] = b[i] = (i % 11) * 0.125;
+  for (int s = 0; s < steps; s++) { for (int i = 1; i < n - 1; i++) b[i] = (a[i - 1] + a[i] + a[i + 1]) / 3;
+    double *t = a; a = b; b = t; }
+  double r = 0; for (int i = 0; i < n; i++) r += a[i]; free(a); free(b); return r; }""",
+                "", "stencil(STENCIL_N, STENCIL_STEPS)"),
+    "nbody_flat": ("""
+double b[35];
+void init(void) { for (int i = 0; i < 5; i++) { b[7*i] = i; b[7*i+1] = i * 0.5 - 1; b[7*i+2] = (i % 2) * 0.3;
+  b[7*i+3] = 0.01 * i; b[7*i+4] = -0.02 * i; b[7*i+5] = 0.005; b[7*i+6] = 1.0 + i * 0.1; } }
+double nbody(int steps) { double dt = 0.01; int n = 5;
+  for (int s = 0; s < steps; s++) { for (int i = 0; i < n; i++) { int k = i * 7; for (int j = i + 1; j < n; j++) { int l = j * 7;
+      double dx = b[k] - b[l], dy = b[k+1] - b[l+1], dz = b[k+2] - b[l+2], d2 = dx * dx + dy * dy + dz * dz, mag = dt / (d2 * sqrt(d2));
+      b[k+3] -= dx * b[l+6] * mag; b[k+4] -= dy * b[l+6] * mag; b[k+5] -= dz * b[l+6] * mag;
+      b[l+3] += dx * b[k+6] * mag; b[l+4] += dy * b[k+6] * mag; b[l+5] += dz * b[k+6] * mag; } }
+    for (int i = 0; i < n; i++) { int k = i * 7; b[k] += dt * b[k+3]; b[k+1] += dt * b[k+4]; b[k+2] += dt * b[k+5]; } }
+  double e = 0; for (int k = 0; k < 7 * n; k += 7) e += 0.5 * b[k+6] * (b[k+3] * b[k+3] + b[k+4] * b[k+4] + b[k+5] * b[k+5]); return e; }""",
+                   "init()", "nbody(NBODY_STEPS)"),
+    "histogram": ("""
+static double *data, h[HIST_BINS];
+double histogram(long m) { for (int i = 0; i < HIST_BINS; i++) h[i] = 0;
+  for (long i = 0; i < m; i++) { double k = floor(data[i] * HIST_BINS); if (k < 0 || k >= HIST_BINS) abort(); h[(long)k] += 1; }
+  double s = 0; for (int i = 0; i < HIST_BINS; i++) s += h[i] * i; return s; }""",
+                  "if (!data) { data = malloc(8L * HIST_N); for (long i = 0; i < HIST_N; i++) data[i] = fmod(i * 0.6180339887498949, 1.0); }",
+                  "histogram(HIST_N)"),
+    "sieve": ("""
+static double *flags;
+double sieve(long n) { flags = realloc(flags, 8 * n); for (long i = 0; i < n; i++) flags[i] = 1; flags[0] = flags[1] = 0;
+  for (long i = 2; i * i < n; i++) if (flags[i] == 1) for (long j = i * i; j < n; j += i) flags[j] = 0;
+  double c = 0; for (long i = 0; i < n; i++) c += flags[i]; return c; }""", "", "sieve(SIEVE_N)"),
 }
 
 
@@ -271,7 +478,7 @@ def c_time(name: str, repeat: int, workdir: Path, defines: dict[str, int]) -> tu
         return None
     body, setup, run = C_KERNELS[name]
     src = workdir / f"{name}.c"
-    src.write_text(C_MAIN.replace("SETUP", setup or "(void)0").replace("RUN", run) % body)
+    src.write_text(C_MAIN.replace("SETUP", (setup or "(void)0").replace("%", "%%")).replace("RUN", run) % body)
     exe = workdir / name
     flags = [f"-D{k}={v}" for k, v in defines.items()]
     subprocess.run(["gcc", "-O2", *flags, "-o", str(exe), str(src), "-lm"], check=True)
@@ -333,7 +540,35 @@ def kernels(quick: bool):
          {"NBODY_STEPS": int(steps)}, result_of),
         (f"spectral-norm n={int(spectral_n)}", "spectral_norm", (spectral_n,), lambda: py_spectral_norm(spectral_n),
          {"SPECTRAL_N": int(spectral_n)}, result_of),
-    ], steps
+    ] + ordinary_kernels(quick, steps, result_of), steps
+
+
+def ordinary_kernels(quick: bool, steps: float, result_of) -> list[tuple]:
+    """Array code written the ordinary way (issue 21): flat row-major arrays, offsets from the
+    counter, `let` bindings, data-dependent indexes, strided while loops."""
+    n = 100 if quick else 200
+    a = [(i % 7) * 0.5 for i in range(n * n)]
+    b = [(i % 5) * 0.25 - 0.5 for i in range(n * n)]
+    cells, sweeps = 20_000, (50 if quick else 200)
+    src = [(i % 11) * 0.125 for i in range(cells)]
+    flat = [v for body in zip(*nbody_state()) for v in body]
+    hist_n, bins = (500_000 if quick else 2_000_000), 1000
+    data = [math.fmod(i * 0.6180339887498949, 1.0) for i in range(hist_n)]
+    sieve_n = 500_000 if quick else 2_000_000
+
+    def weighted(v):
+        return sum(k * x for k, x in enumerate(v))
+
+    return [
+        (f"matmul {n}x{n} flat", "matmul", (a, b, float(n)), lambda: py_matmul(a, b, n), {"MATMUL_N": n}, result_of),
+        (f"stencil {cells}x{sweeps}", "stencil", (src, float(sweeps)), lambda: py_stencil(src, sweeps),
+         {"STENCIL_N": cells, "STENCIL_STEPS": sweeps}, result_of),
+        (f"n-body flat {int(steps)}", "nbody_flat", (steps, flat), lambda: py_nbody_flat(steps, flat),
+         {"NBODY_STEPS": int(steps)}, result_of),
+        (f"histogram {hist_n}", "histogram", (data, float(bins)), lambda: py_histogram(data, bins),
+         {"HIST_N": hist_n, "HIST_BINS": bins}, weighted),
+        (f"sieve {sieve_n}", "sieve", (float(sieve_n),), lambda: py_sieve(sieve_n), {"SIEVE_N": sieve_n}, result_of),
+    ]
 
 
 def numba_time(name: str, setup, repeat: int) -> tuple[object, float] | None:
@@ -356,7 +591,9 @@ def numba_time(name: str, setup, repeat: int) -> tuple[object, float] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="smaller n-body and spectral-norm, one interpreter run")
+    parser.add_argument("--quick", action="store_true", help="smaller kernels, one interpreter run")
+    parser.add_argument("--only", nargs="*", help="these kernels only (names as in RELAY)")
+    parser.add_argument("--no-latency", action="store_true", help="skip the compile and load latency figures")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     try:
@@ -369,11 +606,13 @@ def run(args, work: Path) -> None:
     repeat = args.repeat
     print(f"# LLVM tier benchmark on {describe()}; best of {repeat} (interpreter: best of {1 if args.quick else 2})")
     print(f"{'kernel':<24} {'interp ms':>10} {'llvm ms':>9} {'llvm+compile':>13} {'cpython ms':>11} {'gcc -O2 ms':>11} "
-          f"{'numba ms':>9} {'llvm/gcc':>9} {'interp/llvm':>12}")
+          f"{'numba ms':>9} {'llvm/gcc':>9} {'llvm/numba':>11} {'interp/llvm':>12}")
     table, steps = kernels(args.quick)
     for kernel in table:
-        print(measure(kernel, steps, args, work))
-    compile_latency(work)
+        if not args.only or kernel[1] in args.only:
+            print(measure(kernel, steps, args, work), flush=True)
+    if not args.no_latency:
+        compile_latency(work)
 
 
 def measure(kernel: tuple, steps: float, args, work: Path) -> str:
@@ -404,11 +643,14 @@ def measure(kernel: tuple, steps: float, args, work: Path) -> str:
     checks = [result_of(first), result_of(value), result_of(ivalue), result_of(pvalue)] + ([c[0]] if c else [])
     checks += [float(result_of(list(nb[0]) if hasattr(nb[0], "__len__") else nb[0]))] if nb else []
     agree = all(abs(v - checks[0]) <= 1e-9 * max(1.0, abs(checks[0])) for v in checks)
+    agree = agree and checks[0] == checks[1] == checks[2]  # the two tiers: to the last bit
     c_ms = f"{c[1] * 1e3:.1f}" if c else "n/a"
     nb_ms = f"{nb[1] * 1e3:.1f}" if nb else "n/a"
     ratio = f"{llvm_s / c[1]:.2f}x" if c else "n/a"
+    nb_ratio = f"{llvm_s / nb[1]:.2f}x" if nb else "n/a"
     return (f"{label:<24} {interp_s * 1e3:>10.1f} {llvm_s * 1e3:>9.1f} {first_s * 1e3:>13.1f} {py_s * 1e3:>11.1f} "
-            f"{c_ms:>11} {nb_ms:>9} {ratio:>9} {interp_s / llvm_s:>11.0f}x" + ("" if agree else "  RESULTS DIFFER"))
+            f"{c_ms:>11} {nb_ms:>9} {ratio:>9} {nb_ratio:>11} {interp_s / llvm_s:>11.0f}x"
+            + ("" if agree else "  RESULTS DIFFER"))
 
 
 LATENCY_SOURCES = [f"fn k{i}(a: array<number>, x) {{ let s = {i}.5\n for v in a {{ s += v * x + {i} }}\n"

@@ -108,8 +108,95 @@ def spectral_norm(n):
     return math.sqrt(vbv / vv)
 
 
+@njit(cache=False)
+def matmul(a, b, n):
+    n = int(n)
+    c = np.zeros(n * n)
+    for i in range(n):
+        row = i * n
+        for k in range(n):
+            aik = a[row + k]
+            brow = k * n
+            for j in range(n):
+                c[row + j] = c[row + j] + aik * b[brow + j]
+    return c
+
+
+@njit(cache=False)
+def stencil(src, steps):
+    a = src.copy()
+    b = src.copy()
+    for _ in range(int(steps)):
+        for i in range(1, len(a) - 1):
+            b[i] = (a[i - 1] + a[i] + a[i + 1]) / 3
+        a, b = b, a
+    return a
+
+
+@njit(cache=False)
+def nbody_flat(steps, state):
+    b = state.copy()
+    n = len(b) // 7
+    dt = 0.01
+    for _ in range(int(steps)):
+        for i in range(n):
+            k = i * 7
+            for j in range(i + 1, n):
+                ll = j * 7
+                dx = b[k] - b[ll]
+                dy = b[k + 1] - b[ll + 1]
+                dz = b[k + 2] - b[ll + 2]
+                d2 = dx * dx + dy * dy + dz * dz
+                mag = dt / (d2 * math.sqrt(d2))
+                b[k + 3] -= dx * b[ll + 6] * mag
+                b[k + 4] -= dy * b[ll + 6] * mag
+                b[k + 5] -= dz * b[ll + 6] * mag
+                b[ll + 3] += dx * b[k + 6] * mag
+                b[ll + 4] += dy * b[k + 6] * mag
+                b[ll + 5] += dz * b[k + 6] * mag
+        for i in range(n):
+            k = i * 7
+            b[k] += dt * b[k + 3]
+            b[k + 1] += dt * b[k + 4]
+            b[k + 2] += dt * b[k + 5]
+    e = 0.0
+    for i in range(n):
+        k = i * 7
+        e += 0.5 * b[k + 6] * (b[k + 3] * b[k + 3] + b[k + 4] * b[k + 4] + b[k + 5] * b[k + 5])
+    return e
+
+
+@njit(cache=False, boundscheck=True)  # a data-dependent index: Numba checks it too
+def histogram(data, bins):
+    h = np.zeros(int(bins))
+    for x in data:
+        h[int(math.floor(x * len(h)))] += 1
+    return h
+
+
+@njit(cache=False)
+def sieve(n):
+    n = int(n)
+    flags = np.ones(n)
+    flags[0] = 0
+    flags[1] = 0
+    i = 2
+    while i * i < n:
+        if flags[i] == 1:
+            j = i * i
+            while j < n:
+                flags[j] = 0
+                j += i
+        i += 1
+    count = 0.0
+    for f in flags:
+        count += f
+    return count
+
+
 KERNELS = {"fib": fib, "mandelbrot": mandelbrot, "sum_squares": sum_squares, "nbody": nbody,
-           "spectral_norm": spectral_norm}
+           "spectral_norm": spectral_norm, "matmul": matmul, "stencil": stencil, "nbody_flat": nbody_flat,
+           "histogram": histogram, "sieve": sieve}
 
 
 def arguments(args: tuple) -> tuple:
