@@ -178,7 +178,7 @@ class Param(Node):
 @node
 class Directive(Node):
     pos: Pos
-    name: str  # "llvm", "interpret", "optimize", "fastmath"
+    name: str  # "llvm", "gpu", "interpret", "optimize", "fastmath"
     args: tuple[float, ...]
 
 

@@ -48,7 +48,7 @@ from .nodes import (
 )
 
 TYPE_NAMES = ("number", "string", "bool", "null", "array", "map", "fn", "server", "any", "function", "object")
-DIRECTIVES = ("llvm", "interpret", "optimize", "fastmath")
+DIRECTIVES = ("llvm", "interpret", "optimize", "fastmath", "gpu")
 ASSIGN_OPS = ("=", "+=", "-=", "*=", "/=", "%=")
 MAX_NESTING = 100  # brackets, blocks and unary operators, all together
 MAX_BLOCK_NESTING = 40  # blocks inside blocks
@@ -250,7 +250,8 @@ class Parser:
             at = self.advance()
             name = self.tok
             if name.kind not in ("ident", "kw") or name.text not in DIRECTIVES:
-                raise self.error(f"unknown directive '@{name.text}' (known: @llvm, @interpret, @optimize(0..3), @fastmath)", name)
+                raise self.error(f"unknown directive '@{name.text}' "
+                                 "(known: @llvm, @gpu, @interpret, @optimize(0..3), @fastmath)", name)
             self.advance()
             args: list[float] = []
             if self.at_op("("):
@@ -280,6 +281,9 @@ class Parser:
             raise RelaySyntaxError(f"@{d.name} given twice", d.pos)
         if {d.name} | names >= {"llvm", "interpret"}:
             raise RelaySyntaxError("@llvm and @interpret contradict each other", d.pos)
+        for other in ("interpret", "fastmath"):  # @gpu code runs without fast-math, compiled
+            if {d.name} | names >= {"gpu", other}:
+                raise RelaySyntaxError(f"@gpu and @{other} contradict each other", d.pos)
 
     def fn_decl(self, directives: tuple[Directive, ...]) -> FnDecl:
         tok = self.expect_kw("fn", "")

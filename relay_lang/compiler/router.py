@@ -25,6 +25,8 @@ from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Let, Name,
 from ..resolver import Global, Resolution
 from .cache import CompileCache, DirectoryStore, ObjectStore
 from .engine import CompileTimeout
+from .gpu_check import checked_kernel
+from .gpu_runtime import device_status
 from .infer import ARR, BOOL, NUM, Signature, Unsupported, param_type
 from .jit import NOT_TAKEN, Compiled, Compiler, call_compiled, directive_level, has_directive, states
 
@@ -76,6 +78,20 @@ def _has_loops(fn: FnLit) -> bool:
 
 def _numeric_work(fn: FnLit) -> bool:
     return any(isinstance(n, Binary) for n in walk(fn.body))
+
+
+def _why(fn: FnLit, otherwise: str) -> str:
+    """The directive that makes fn compiled strictly, else `otherwise` (the --tier option)."""
+    return "@gpu" if has_directive(fn, "gpu") else "@llvm" if has_directive(fn, "llvm") else otherwise
+
+
+def _device_note(fn: FnLit) -> str:
+    """Where a @gpu function's calls run, and why: the CPU, through the LLVM tier, for now."""
+    if not has_directive(fn, "gpu"):
+        return ""
+    ok, what = device_status()
+    why = f"{what} is present, but relay run does not launch @gpu code on it yet" if ok else what
+    return f"; device: CPU ({why})"
 
 
 def value_type(v: object) -> str | None:
@@ -149,17 +165,18 @@ class Router:
         """Notes the tier of one function; strict (@llvm) ones join the batch compiled together."""
         fn: FnLit = code.node  # type: ignore[assignment]
         name = fn.name or f"anonymous fn at line {fn.pos.line}"
-        strict = self.tier == "llvm" or has_directive(fn, "llvm")
+        strict = self.tier == "llvm" or has_directive(fn, "llvm") or has_directive(fn, "gpu")
         if has_directive(fn, "interpret") or (self.tier == "interpret" and not strict):
             self.note(fn, name, "interpreter", "@interpret" if has_directive(fn, "interpret") else "--tier interpret")
-        elif self.tier == "interpret":  # @llvm code must still be compilable: check it, run it interpreted
-            params = self.parameter_types(fn, name, "@llvm")
-            self.check(lambda: compiler.typer.function(Signature(fn, params)), name, "@llvm")
-            self.note(fn, name, "interpreter", "--tier interpret; @llvm checked")
-        elif strict:
-            why = "@llvm" if has_directive(fn, "llvm") else "--tier llvm"
+        elif self.tier == "interpret":  # @llvm and @gpu code must still be compilable: check it, run it interpreted
+            why = _why(fn, "@llvm")
             sig = Signature(fn, self.parameter_types(fn, name, why))
-            self.check(lambda: compiler.typer.function(sig), name, why)  # errors in source order
+            self.check(lambda: self.typed(compiler, sig), name, why)
+            self.note(fn, name, "interpreter", f"--tier interpret; {why} checked")
+        elif strict:
+            why = _why(fn, "--tier llvm")
+            sig = Signature(fn, self.parameter_types(fn, name, why))
+            self.check(lambda: self.typed(compiler, sig), name, why)  # errors in source order
             strict_batch.append((code, name, sig))
             self.note(fn, name, "llvm", f"{why}, compiling")  # keeps its place in the explanation
         elif id(fn) not in statics:
@@ -168,6 +185,11 @@ class Router:
             self.note(fn, name, "interpreter", "no loops or numeric work")
         else:
             self.install_hot_counter(code, fn, name, compiler)
+
+    @staticmethod
+    def typed(compiler: Compiler, sig: Signature) -> object:
+        """Types a strict function; a @gpu one must also be a loop of independent iterations (gpu_check)."""
+        return checked_kernel(compiler.typer, sig) if has_directive(sig.fn, "gpu") else compiler.typer.function(sig)
 
     def parameter_types(self, fn: FnLit, name: str, why: str) -> tuple[str, ...]:
         """Compiled parameter types from the annotations (unannotated: number)."""
@@ -200,8 +222,8 @@ class Router:
                 original: Callable = code.py  # type: ignore[assignment]
                 code.py = self.entry(original, c)
                 self.reverts.append(self.settler(code, sig.fn, original))
-                why = "@llvm" if has_directive(sig.fn, "llvm") else "--tier llvm"
-                self.note(sig.fn, name, "llvm", f"{why}, ({', '.join(sig.params)}) at O{level}")
+                self.note(sig.fn, name, "llvm", f"{_why(sig.fn, '--tier llvm')}, ({', '.join(sig.params)}) at O{level}"
+                                                + _device_note(sig.fn))
 
     def install_hot_counter(self, code: FunctionCode, fn: FnLit, name: str, compiler: Compiler) -> None:
         original: Callable = code.py  # type: ignore[assignment]
