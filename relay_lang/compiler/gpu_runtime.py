@@ -10,7 +10,6 @@ bench/gpu.py uses. No GPU run has been made with it yet (issue 22).
 from __future__ import annotations
 
 import ctypes
-from array import array
 from functools import cache
 from typing import Any
 
@@ -64,27 +63,27 @@ class Device:
         module = _check(self.driver.cuModuleLoadData(ptx.encode() + b"\0"))
         return _check(self.driver.cuModuleGetFunction(module, kernel.encode()))
 
-    def upload(self, values: array) -> int:
-        """A device copy of an array('d'), its address."""
-        nbytes = max(8, len(values) * 8)
-        ptr = _check(self.driver.cuMemAlloc(nbytes))
-        if len(values):
-            _check(self.driver.cuMemcpyHtoD(ptr, values.buffer_info()[0], len(values) * 8))
+    def upload(self, address: int, nbytes: int) -> int:
+        """A device copy of nbytes of host memory at address; its device address."""
+        ptr = _check(self.driver.cuMemAlloc(max(8, nbytes)))
+        if nbytes:
+            _check(self.driver.cuMemcpyHtoD(ptr, address, nbytes))
         return int(ptr)
 
-    def download(self, ptr: int, into: array) -> None:
-        if len(into):
-            _check(self.driver.cuMemcpyDtoH(into.buffer_info()[0], ptr, len(into) * 8))
+    def download(self, ptr: int, address: int, nbytes: int) -> None:
+        if nbytes:
+            _check(self.driver.cuMemcpyDtoH(address, ptr, nbytes))
 
     def free(self, ptr: int) -> None:
         _check(self.driver.cuMemFree(ptr))
 
-    def launch(self, function: Any, iterations: int, args: list[ctypes._SimpleCData]) -> None:
-        """One launch covering `iterations` (grid-stride beyond MAX_BLOCKS blocks); waits for it."""
+    def launch(self, function: Any, iterations: int, args: list[ctypes._SimpleCData], wait: bool = True) -> None:
+        """One launch covering `iterations` (grid-stride beyond MAX_BLOCKS blocks); waits for it unless told not to."""
         blocks = max(1, min(MAX_BLOCKS, -(-iterations // BLOCK)))
         pointers = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
         _check(self.driver.cuLaunchKernel(function, blocks, 1, 1, BLOCK, 1, 1, 0, 0, ctypes.addressof(pointers), 0))
-        _check(self.driver.cuCtxSynchronize())
+        if wait:
+            _check(self.driver.cuCtxSynchronize())
 
     def timed(self, run: Any) -> float:
         """Milliseconds between two events around run(), on the device's clock."""
