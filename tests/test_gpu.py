@@ -84,7 +84,33 @@ fn math(x: array, out: array, flag: bool) {
     }
 }
 """
-KERNELS = {"saxpy": SAXPY, "mandelbrot": MANDELBROT, "accelerations": NBODY, "math": MATH}
+CONTROL = """
+fn collatz(v) {
+    let n = v
+    let steps = 0
+    while n != 1 { if n % 2 == 0 { n = n / 2 } else { n = 3 * n + 1 }
+        steps += 1
+        if steps > 1000 { return -1 } }
+    steps
+}
+
+@gpu
+fn control(x: array, out: array, skip: bool, limit) {
+    let first = x[0]
+    let half = limit / 2
+    for i in 0..len(x) {
+        if skip && i % 3 == 0 { continue }
+        let found = 0
+        for j in 1..limit {
+            if j > half { break }
+            if j % 2 == 1 { continue }
+            found += j * first
+        }
+        out[i] = collatz(x[i]) + found
+    }
+}
+"""
+KERNELS = {"saxpy": SAXPY, "mandelbrot": MANDELBROT, "accelerations": NBODY, "math": MATH, "control": CONTROL}
 USES = {
     "saxpy": "let x = array(1000, 0)\nlet y = array(1000, 0.25)\nfor i in 0..1000 { x[i] = i / 7 }\n"
              "saxpy(1 / 3, x, y)\nprint(y[0], y[1], y[999])",
@@ -94,6 +120,8 @@ USES = {
                      "for i in 0..n { px[i] = sin(i); py[i] = cos(i * 3); pz[i] = i / n; m[i] = 1 + i % 3 }\n"
                      "let ax = array(n, 0)\nlet ay = array(n, 0)\nlet az = array(n, 0)\n"
                      "accelerations(px, py, pz, m, ax, ay, az)\nprint(ax, ay[7], az[39])",
+    "control": "let x = [3, 7, 27, 1, 6, 9, 97]\nlet out = array(7, 0)\ncontrol(x, out, true, 9)\nprint(out)\n"
+               "control(x, out, false, 20)\nprint(out)",
     "math": "let x = [0.1, 0.75, 2.5, 0, 7.25]\nlet out = array(5, 0)\nmath(x, out, false)\nprint(out)\n"
             "math(x, out, true)\nprint(out)",
 }
@@ -120,9 +148,8 @@ def test_errors_on_the_cpu_path_are_the_interpreters() -> None:
     assert f"ERROR {info.value}" == interpreted
 
 
-def test_explain_says_which_device_ran_it_and_why() -> None:
-    (ROOT / "build").mkdir(exist_ok=True)
-    path = ROOT / "build" / "gpu_explain.relay"
+def test_explain_says_which_device_ran_it_and_why(tmp_path) -> None:
+    path = tmp_path / "gpu_explain.relay"
     path.write_text(SAXPY + USES["saxpy"])
     result = relay_cli("run", "--explain", str(path))
     assert result.returncode == 0, result.stderr
