@@ -73,14 +73,15 @@ def test_affine_indexes_fail_where_the_interpreter_does(lo: str, hi: str, c: str
 
 
 @pytest.mark.parametrize("index", ["4 - i", "-i + 4", "3 - i + 1", "i * 2 - 4", "2 * i - 3", "(i - 1) * -1", "i * 0 + 2",
-                                   "-(i - 4)", "n - 1 - i", "n - i", "i - n + 4", "i + i - 4", "i * 2 - i"])
+                                   "-(i - 4)", "n - 1 - i", "n - i", "i - n + 4", "i + i - 4", "i * 2 - i",
+                                   "len(a) - 1 - i", "len(a) - i", "i + len(a) - 5", "len(b) - 1 - i"])
 @pytest.mark.parametrize("lo, hi", [("0", "5"), ("1", "4"), ("-1", "4"), ("0", "6"), ("2", "2"), ("3", "0")])
 def test_indexes_growing_or_falling_with_the_counter(index: str, lo: str, hi: str) -> None:
     """Growing indexes are tested at their smallest (first iteration) and largest (last), falling ones the
     other way round, others (i + i - 4: a sign the proof does not know) at both ends."""
     src = f"""
 @llvm
-fn f(a: array<number>, n) {{ let s = 0; for i in {lo}..{hi} {{ s = s * 2 + a[{index}] }} return s }}
+fn f(a: array<number>, n) {{ let b = [1, 2, 3, 4]; let s = 0; for i in {lo}..{hi} {{ s = s * 2 + a[{index}] }} return s }}
 print(f([1, 2, 3, 4, 5], 5))
 """
     interpreted, compiled = both(src)
@@ -306,8 +307,12 @@ print(strided([1, 2, 3, 4, 5], J, N, STEP))
     ("<", "0", "(0/0)", "1", None),
     ("<", "0", "(1/0)", "1", "index 5 out of range"),
     ("<", "0", "(1/0)", "1e300", "index 1e+300 out of range"),
+    ("<", "0", "len(a) - 1", "1", None),  # a bound from the array's length
+    ("<", "0", "len(a)", "2", "index 5 out of range"),
 ])
 def test_strided_while_loops_fail_where_the_interpreter_does(cmp: str, j: str, n: str, step: str, error: str | None) -> None:
+    if n.startswith("len"):  # a bound read in the function
+        cmp, n = f"{cmp} {n} + 0 *", "1"
     src = STRIDED.replace("CMP", cmp).replace("J,", j + ",").replace("N,", n + ",").replace("STEP)", step + ")")
     interpreted, compiled = both(src)
     assert interpreted == compiled

@@ -8,6 +8,7 @@ variable: built with `+`, `-`, unary `-` and `*` (one side free of the loop vari
 - whole number literals below 2**53;
 - the loop variable, when the body never assigns it;
 - variables the body neither declares nor assigns (their value is the same on every iteration);
+- `len(a)` of an array the body neither declares nor assigns (nothing in it changes a length);
 - variables declared by a `let` in the body and never assigned there: their `let`'s expression,
   itself affine, stands for them (`let row = i * n` then `c[row + j]`).
 
@@ -128,6 +129,9 @@ class _Body:
             if decl in self.lets:
                 return self.degree(self.lets[decl])
             return 0 if self.invariant(decl) and self.typed.locals.get(decl) == NUM else None
+        if isinstance(e, Call) and self.typed.builtins.get(e) == "len":  # of an array the body keeps
+            arr = name_decl(e.args[0], self.res)
+            return 0 if arr is not None and self.invariant(arr) and self.typed.locals.get(arr) == ARR else None
         if isinstance(e, Unary) and e.op == "-":
             return self.degree(e.operand)
         if isinstance(e, Binary) and e.op in ("+", "-", "*"):

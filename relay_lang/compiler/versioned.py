@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from llvmlite import ir
 
-from ..nodes import Binary, Block, Expr, ForRange, Name, Node, Num, Unary, While
+from ..nodes import Binary, Block, Call, Expr, ForRange, Name, Node, Num, Unary, While
 from ..resolver import Decl
 from .abi import DOUBLE, I64
 from .arrays import ArrayLowerer
@@ -206,6 +206,9 @@ class LoopLowerer(ArrayLowerer):
                 return b.fptosi(value, I64)
             checks.append(self.whole(value))  # type: ignore[union-attr]
             return value
+        if isinstance(e, Call):  # len(a): whole and exact
+            n = self.length(b.load(self.vars[self.declared(e.args[0])]))
+            return n if integer else b.sitofp(n, DOUBLE)
         if isinstance(e, Unary):
             v = self.affine(e.operand, proof, i, checks)
             value = b.sub(I64(0), v, flags=("nsw",)) if integer else b.fneg(v)
