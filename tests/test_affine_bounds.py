@@ -319,6 +319,29 @@ def test_strided_while_loops_fail_where_the_interpreter_does(cmp: str, j: str, n
     assert (error in compiled and compiled.startswith("ERROR")) if error else not compiled.startswith("ERROR")
 
 
+@pytest.mark.parametrize("j, n, step", [("(-0.0)", "3", "1"), ("0", "4.5", "2"), ("1", "3", "0 * 1"), ("(-0.0)", "1", "0 + 2")])
+def test_a_strided_variable_keeps_its_value(j: str, n: str, step: str) -> None:
+    """The unchecked copy counts in an i64 too: the variable's double, read in the body and after the
+    loop, is the interpreter's (-0 on entry included)."""
+    src = f"""
+@llvm
+fn f(a: array<number>, j) {{
+    let s = 0
+    let r = 0
+    while j < {n} {{
+        r = r + 1 / j
+        s = s + a[j]
+        if s > 20 {{ break }}
+        j += {step}
+    }}
+    return [s, r, j]
+}}
+print(f([1, 2, 3, 4, 5], {j}))
+"""
+    interpreted, compiled = both(src, time_limit=0.5)
+    assert interpreted == compiled
+
+
 @pytest.mark.parametrize("body, error", [
     ("s = s + a[j]\nif j == 2 { j = 7 }\nj += 1", "index 8 out of range"),  # the variable also set elsewhere
     ("j += 1\ns = s + a[j]", "index 5 out of range"),  # the step is not the last statement

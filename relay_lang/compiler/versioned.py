@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from llvmlite import ir
 
-from ..nodes import Binary, Block, Call, Expr, ForRange, Name, Node, Num, Unary, While
+from ..nodes import Binary, Block, Call, Expr, ForRange, Name, Node, Num, Stmt, Unary, While
 from ..resolver import Decl
 from .abi import DOUBLE, I64
 from .arrays import ArrayLowerer
@@ -111,17 +111,41 @@ class LoopLowerer(ArrayLowerer):
         done_bb = self.fn.append_basic_block("while.done")
         b.cbranch(self.precheck(proof, start, last, conditions), fast_bb, checked_bb)
         b.position_at_end(fast_bb)
-        self.scoped = self.alias_scopes(s, proof)
-        counter = self.vars[proof.loop_var]
-        self.trust(proof, lambda: b.fptosi(b.load(counter), I64))
-        self.loop("while", s, lambda: self.truth(s.cond), lambda: self.block(s.body))
-        self.trusted.clear()
-        self.scoped = {}
+        self.strided_loop(s, proof, start, last, step)
         b.branch(done_bb)
         b.position_at_end(checked_bb)
         self.loop("while", s, lambda: self.truth(s.cond), lambda: self.block(s.body))
         b.branch(done_bb)
         b.position_at_end(done_bb)
+
+    def strided_loop(self, s: While, proof: Provable, start: ir.Value, last: ir.Value, step: ir.Value) -> None:
+        """The copy of a strided while loop that runs when the test held: the variable counts in an i64
+        too (whole and below 2**53 while the loop runs), so the condition is an integer compare and
+        the step an integer add; the variable's double is converted from it after each step (the
+        same value the double add gives, rounded alike past 2**53), not carried from one to the next."""
+        b = self.b
+        var = self.vars[proof.loop_var]
+        counter = self.entry_alloca(I64, "strided")
+        b.store(b.fptosi(start, I64), counter)
+        final, stride = b.fptosi(last, I64), b.fptosi(step, I64)
+        self.scoped = self.alias_scopes(s, proof)
+        self.trust(proof, lambda: b.load(counter))
+
+        def body() -> None:
+            for statement in s.body.stmts[:-1]:  # the last is the step
+                if b.block.is_terminated:
+                    return
+                self.stmt(statement)
+            if not b.block.is_terminated:
+                b.store(b.add(b.load(counter), stride), counter)
+                b.store(b.sitofp(b.load(counter), DOUBLE), var)
+
+        self.loop("while", s, lambda: b.icmp_signed("<=", b.load(counter), final), body)
+        self.trusted.clear()
+        self.scoped = {}
+
+    def stmt(self, s: Stmt) -> None:  # pragma: no cover - FunctionLowerer's
+        raise NotImplementedError
 
     def truth(self, e: Expr) -> ir.Value:  # pragma: no cover - FunctionLowerer's
         raise NotImplementedError
