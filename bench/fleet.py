@@ -203,7 +203,8 @@ def actives(work: Path, count: int, sample: int = 1000, callers: int = 32) -> No
 
         with ThreadPoolExecutor(callers) as pool:
             list(pool.map(call, range(callers)))
-        print("answered (s from the kill), deciles:", [round(sorted(answered)[int(q * (len(answered) - 1))], 2) for q in (0, .1, .2, .3, .4, .5, .6, .7, .8, .9, 1)])
+        ranked = sorted(answered)
+        print("answered (s from the kill), deciles:", [round(ranked[k * (len(ranked) - 1) // 10], 2) for k in range(11)])
         lost, duplicated = sum(r == 1 for r in replies), sum(isinstance(r, int) and r > 2 for r in replies)
         print(f"after kill -9 of that worker: {len(replies)} of a random {len(chosen)} answered again, p50 "
               f"{statistics.median(answered):.2f} s, p99 {percentile(answered, 0.99):.2f} s, last "

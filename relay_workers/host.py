@@ -49,7 +49,19 @@ from relay_lang.values import Function, ServerRef
 from .cache import RedisObjectStore
 from .events import MessageEvents
 from .inbox import Inbox
-from .ledger import SHARD_QUEUES, STORE_ERRORS, Batch, DeadLetters, Ledger, Outgoing, Pending, connect, deployment_of, shard_queue
+from .ledger import (
+    SHARD_QUEUES,
+    STORE_ERRORS,
+    Batch,
+    DeadLetters,
+    Ledger,
+    Outgoing,
+    Pending,
+    close_idle,
+    connect,
+    deployment_of,
+    shard_queue,
+)
 from .output import CappedOutput
 from .registry import CONFIRM, CONNECTION_PREFIX, Registry
 from .results import CeleryResults
@@ -269,10 +281,14 @@ class Host:
         while not self.stopping.is_set():
             try:
                 names = self.registry.wait_for_bell(self.id, self.heartbeat)
-            except STORE_ERRORS:
+                mine = {name for name in names if not self.wake(name) and self.registry.owner(name) == self.id}
+            except STORE_ERRORS:  # what it missed, the heartbeat finds (follow_placement, wake_pending)
                 self.stopping.wait(0.1)
                 continue
-            mine = {name for name in names if not self.wake(name) and self.registry.owner(name) == self.id}
+            except Exception:  # noqa: BLE001 - out of memory for a moment, say: the bell must go on
+                log.exception("relay: bell failed")
+                self.stopping.wait(0.1)
+                continue
             self.adopt(mine)
 
     def adopt(self, names: set[str]) -> None:
@@ -309,8 +325,9 @@ class Host:
                 self.actors.pop(actor.name, None)
             actor.stop(wait=0)
             let_go += 1
-        if let_go:  # a burst's store connections go too (the pool keeps what it opened); the registry's stay
-            self.store.connection_pool.disconnect(inuse_connections=False)
+        if let_go:  # a burst's store connections go too (a pool keeps what it opened)
+            close_idle(self.store)
+            close_idle(self.registry.r)
 
     def drop(self, name: str) -> None:
         """Stops hosting a server: its in-memory state is discarded."""

@@ -33,6 +33,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass
+from queue import Empty, Queue
 from typing import cast
 
 import redis
@@ -109,6 +110,29 @@ def connect(url: str, name: str | None = None) -> redis.Redis:
                                                  socket_timeout=30, socket_connect_timeout=5, health_check_interval=10,
                                                  client_name=name)
     return redis.Redis(connection_pool=pool)
+
+
+def close_idle(client: redis.Redis) -> None:
+    """Closes the connections of the client's pool that no thread is using; each reconnects when next used.
+    Each is taken off the pool's queue first (redis-py's BlockingConnectionPool keeps its connections in a
+    LIFO queue, `pool`, above `None` placeholders), so no thread can pick it up while it closes:
+    `disconnect(inuse_connections=False)` closes them where they lie, racing the threads that take one."""
+    idle: Queue[redis.Connection | None] = client.connection_pool.pool  # type: ignore[attr-defined]
+    taken: list[redis.Connection] = []
+    try:
+        while True:
+            try:
+                connection = idle.get_nowait()
+            except Empty:
+                break
+            if connection is None:  # below it, placeholders only
+                idle.put_nowait(None)
+                break
+            connection.disconnect()
+            taken.append(connection)
+    finally:
+        for connection in reversed(taken):
+            idle.put_nowait(connection)
 
 
 def deployment_of(name: str) -> str:
