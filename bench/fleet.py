@@ -1,7 +1,7 @@
 """The fleet side by side with bare Celery, one run, same broker (a private redis-server).
 
 Run: python bench/fleet.py [--calls N] [--sends N] [--programs N] [--recycle-mib M] [--instances N]
-                           [--active N] [--only compiled-cores|families|actives]
+                           [--active N] [--only round-trips|compiled-cores|families|actives]
 - round trips: RelayClient.call on a trivial handler against a bare Celery
   no-op task (`relay.ping`) sent and awaited the same way: throughput and
   p50/p99 latency, sequential, one producer;
@@ -82,7 +82,8 @@ def main() -> None:
     parser.add_argument("--recycle-mib", type=int, default=256)
     parser.add_argument("--instances", type=int, default=10_000, help="servers of one family in the families rows")
     parser.add_argument("--active", type=int, default=10_000, help="active servers on one worker in the kill row")
-    parser.add_argument("--only", choices=["compiled-cores", "families", "actives"], help="run these rows alone")
+    parser.add_argument("--only", choices=["round-trips", "compiled-cores", "families", "actives"],
+                        help="run these rows alone (round-trips: the Redis broker's round-trip and pipelined rows)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="relay-fleet-bench-"))
     print(f"# fleet benchmark on {describe()}; workers with the default pool")
@@ -96,13 +97,15 @@ def main() -> None:
         actives(work, args.active)
         return
     for label, broker in (("Redis", None), ("RabbitMQ", RABBITMQ)):
+        if broker is not None and args.only == "round-trips":
+            return
         if broker is not None and not rabbitmq_answers():
             print(f"## {label} broker: skipped (none answers on localhost:5672)")
             continue
         server = RedisServer(work / label)
         fleet = LocalFleet.on(server.url, broker=broker, logs=work)
         try:
-            run(fleet, label, args.calls, args.sends, everything=broker is None)
+            run(fleet, label, args.calls, args.sends, everything=broker is None and args.only is None)
         finally:
             fleet.stop_all()
             server.stop()
