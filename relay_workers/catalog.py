@@ -130,7 +130,7 @@ def families_in(entries: list[Entry]) -> list[str]:
 
 
 def read(r: redis.Redis, live: set[str]) -> Index:
-    """The catalog now, read with the store's client `r` (the async twin: relay_workers.gateway.index). A
+    """The catalog now, read with the store's client `r` (the gateway calls it on its thread pool). A
     thread reads each family's chunks while this one parses the last: the store's time and the parsing
     overlap (100,000 servers: about 0.5 s of each)."""
     started = time.monotonic()

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
-from ..catalog import CHUNK, SCAN, SEP, Entry, Index, families_in, parse, scan_keys
+from .. import catalog
+from ..catalog import Index
 from ..ledger import key
 from .fleet import Fleet, beating
 
@@ -27,7 +27,6 @@ class Catalog:
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
-        self.script = fleet.store.register_script(SCAN)
         self.index: Index | None = None
         self.lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
@@ -57,27 +56,12 @@ class Catalog:
             log.warning("relay gateway: could not rebuild the fleet index (%s)", exc)
 
     async def build(self) -> Index:
-        started = time.monotonic()
         async with self.fleet.store.pipeline(transaction=False) as pipe:
             pipe.hgetall(key("hosts"))
             pipe.time()
             beats, now = await pipe.execute()
         live = set(beating(beats, now, self.fleet.client.registry.host_ttl))
-        found: dict[str, Entry] = {}  # SSCAN may return a member twice
-
-        async def walk(family: str | None) -> None:
-            keys, flag = scan_keys(family)
-            cursor: bytes | int = 0
-            while True:
-                cursor, chunk = await self.script(keys=keys, args=[cursor, CHUNK, SEP, flag])
-                found.update((e.name, e) for e in parse(chunk.decode(), live))
-                if int(cursor) == 0:
-                    return
-
-        await walk(None)
-        for family in families_in(list(found.values())):
-            await walk(family)
-        return Index.of(list(found.values()), started, time.monotonic() - started)
+        return await self.fleet.blocking(catalog.read, self.fleet.client.registry.r, live)  # on the gateway's pool
 
     async def close(self) -> None:
         if self.task is not None:
