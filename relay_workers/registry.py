@@ -84,26 +84,32 @@ end
 return gone
 """
 
-# Gives a server to a host if its owner is still ARGV[1] (the supervisor read it so). When the server
-# had an owner (it died), that is a restart: counted, remembered for the restart policy, and the dead
-# owner's lease dropped (the fence, not the lease, keeps a dead owner from writing), so the new owner
-# need not wait for it to expire; so is the server's wait-for edge (its handler died waiting).
-ASSIGN = """
+# Gives server `name` (its record `server`) to `host`, taking it from `owner` ('' when it had none). When it
+# had an owner (it died), that is a restart: counted, remembered for the restart policy (`restarts` zset,
+# at `now`), and the dead owner's lease dropped (the fence, not the lease, keeps a dead owner from writing),
+# so the new owner need not wait for it to expire; so is the server's wait-for edge (its handler died waiting).
+GIVE_FN = """
+local function give(server, name, host, owner, owned, holders, unowned, restarts, lease, waitfor, now)
+  redis.call('HSET', server, 'owner', host)
+  redis.call('SADD', owned .. host, name)
+  redis.call('SADD', holders, host)
+  redis.call('SREM', unowned, name)
+  if owner == '' then return end
+  redis.call('SREM', owned .. owner, name)
+  redis.call('HINCRBY', server, 'restarts', 1)
+  redis.call('ZADD', restarts, now, now)
+  local held = redis.call('GET', lease)
+  if held and string.sub(held, 1, string.len(owner) + 1) == owner .. ' ' then redis.call('DEL', lease) end
+  redis.call('DEL', waitfor)
+end
+"""
+
+# Gives a server to a host if its owner is still ARGV[1] (the supervisor read it so): see GIVE_FN.
+ASSIGN = GIVE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local owner = redis.call('HGET', KEYS[1], 'owner') or ''
 if owner ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[2])
-redis.call('SADD', ARGV[5] .. ARGV[2], ARGV[4])
-redis.call('SADD', KEYS[6], ARGV[2])
-redis.call('SREM', KEYS[5], ARGV[4])
-if owner ~= '' then
-  redis.call('SREM', ARGV[5] .. owner, ARGV[4])
-  redis.call('HINCRBY', KEYS[1], 'restarts', 1)
-  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
-  local lease = redis.call('GET', KEYS[2])
-  if lease and string.sub(lease, 1, string.len(owner) + 1) == owner .. ' ' then redis.call('DEL', KEYS[2]) end
-  redis.call('DEL', KEYS[4])
-end
+give(KEYS[1], ARGV[4], ARGV[2], owner, ARGV[5], KEYS[6], KEYS[5], KEYS[3], KEYS[2], KEYS[4], ARGV[3])
 return 1
 """
 
@@ -111,13 +117,13 @@ return 1
 # it is given to the live host (a heartbeat within ARGV[2] seconds) with the fewest servers ({2, HOST}); or,
 # its owner died (no heartbeat within ARGV[2] s) and it was not restarted within its restart period (the
 # deployment's restart_period, else ARGV[5]; max_restarts, else ARGV[6], above 0), it is restarted on that
-# host at once, as the supervisor's ASSIGN does, and the failover joins the event stream ({3, HOST});
+# host at once (GIVE_FN, as the supervisor's ASSIGN), and the failover joins the event stream ({3, HOST});
 # {0}: no live host, or the restart policy has a say: it joins `unowned` for the supervisor (which
 # decides restarts within the period); {-1}: no such server; {-2}: failed (its messages wait in its journal).
 # A family's server (KEYS[1] `server:account[ada]`, KEYS[5] its family's `server:account`) gets its
 # placement record at its first message, and joins the family's `instances` set (KEYS[6]). KEYS[7..10]:
 # the server's restarts, lease and wait-for edge, and the event stream.
-ACTIVATE = """
+ACTIVATE = GIVE_FN + """
 if redis.call('EXISTS', KEYS[5]) == 0 then return {-1} end
 if KEYS[1] ~= KEYS[5] and redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'owner', '', 'restarts', 0)
@@ -150,17 +156,8 @@ if best == nil then
   redis.call('SADD', KEYS[3], ARGV[1])
   return {0}
 end
-redis.call('HSET', KEYS[1], 'owner', best)
-redis.call('SADD', ARGV[3] .. best, ARGV[1])
-redis.call('SADD', KEYS[4], best)
-redis.call('SREM', KEYS[3], ARGV[1])
+give(KEYS[1], ARGV[1], best, owner, ARGV[3], KEYS[4], KEYS[3], KEYS[7], KEYS[8], KEYS[9], now)
 if owner == '' then return {2, best} end
-redis.call('SREM', ARGV[3] .. owner, ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'restarts', 1)
-redis.call('ZADD', KEYS[7], now, now)
-local lease = redis.call('GET', KEYS[8])
-if lease and string.sub(lease, 1, string.len(owner) + 1) == owner .. ' ' then redis.call('DEL', KEYS[8]) end
-redis.call('DEL', KEYS[9])
 redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'failover', 'server', ARGV[1], 'from', owner,
            'to', best, 'time', tostring(now))
 return {3, best}
