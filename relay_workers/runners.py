@@ -77,11 +77,8 @@ class Runners:
     def schedule(self, actor: Runnable, slot: Slot) -> None:
         """A message may wait for the actor: it runs a turn soon (after its current one, if running)."""
         with self.cond:
-            if slot.stopped or self.closed:
-                return
-            slot.woken = True
-            if not slot.running and not slot.queued:
-                self._queue(actor, slot)
+            if not self.closed and self._wake(actor, slot):
+                self._rouse()
 
     def later(self, actor: Runnable, slot: Slot, delay: float) -> None:
         """Schedules the actor in `delay` seconds (a retry after a store error)."""
@@ -107,8 +104,8 @@ class Runners:
             return
         with self.cond:
             self.waiting += 1
-            if self.ready and not self.resting and self.threads - self.waiting < self.size:
-                self._start()  # what is queued need not wait for this call's reply
+            if self.ready:
+                self._rouse()  # what is queued need not wait for this call's reply
         try:
             yield
         finally:
@@ -125,9 +122,20 @@ class Runners:
 
     # ------------------------------------------------------------ the threads
 
-    def _queue(self, actor: Runnable, slot: Slot) -> None:
+    def _wake(self, actor: Runnable, slot: Slot) -> bool:
+        """Marks the actor woken and queues it, unless it is stopped, queued, or running (then it is queued
+        again when its turn ends); True when it was queued now."""
+        if slot.stopped:
+            return False
+        slot.woken = True
+        if slot.running or slot.queued:
+            return False
         slot.queued = True
         self.ready.append((actor, slot))
+        return True
+
+    def _rouse(self) -> None:
+        """A thread for what is queued: a resting one, or a new one while fewer than `size` can run."""
         if self.resting:
             self.cond.notify()
         elif self.threads - self.waiting < self.size:
@@ -144,11 +152,7 @@ class Runners:
                 now = time.monotonic()
                 while self.delayed and self.delayed[0][0] <= now:
                     _, _, actor, slot = heapq.heappop(self.delayed)
-                    if not slot.stopped:
-                        slot.woken = True
-                        if not slot.running and not slot.queued:
-                            slot.queued = True
-                            self.ready.append((actor, slot))
+                    self._wake(actor, slot)  # this thread takes it
                 if self.closed or (self.threads - self.waiting > self.size and not self.ready):
                     self.threads -= 1
                     return None
@@ -182,6 +186,5 @@ class Runners:
                 with self.cond:
                     slot.running = False
                     slot.idle.set()
-                    if slot.woken and not slot.stopped and not self.closed:
-                        slot.queued = True
-                        self.ready.append((actor, slot))  # this thread takes it, or the next in line
+                    if slot.woken and not self.closed:
+                        self._wake(actor, slot)  # this thread takes it, or the next in line
