@@ -21,10 +21,11 @@ from relay_lang.errors import RelayError
 
 from . import catalog
 from .deploy import check, declared_servers
-from .ledger import DeadLetters, Ledger, connect, deployment_of
+from .ledger import DeadLetters, Ledger, deployment_of
 from .registry import Registry, Status, node_of, status_of
 from .runtime import Messenger, NoReply, remote_error, retrying
 from .settings import celery_config, load
+from .store import connect
 from .wire import from_wire, to_wire
 
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError, ConnectionError)

@@ -57,8 +57,6 @@ from .ledger import (
     Ledger,
     Outgoing,
     Pending,
-    close_idle,
-    connect,
     deployment_of,
     shard_queue,
 )
@@ -68,6 +66,7 @@ from .results import CeleryResults
 from .runners import TURN_SECONDS, Runners, Slot
 from .runtime import FleetRuntime, Handling, Messenger
 from .stats import FleetStats, record_memory
+from .store import close_idle, connect
 from .strays import Strays
 from .supervisor import Policy, Supervisor
 from .transport import restore_unacked

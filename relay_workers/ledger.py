@@ -1,6 +1,6 @@
 """A server's ledger in Redis: fence, lease, journal, applied messages, state, replies.
 
-Keys (prefix `relay:`, NAME the server):
+Keys (prefix `{relay}:`, NAME the server):
   fence:NAME       int   the fencing token: +1 each time a host acquires the server
   lease:NAME       str   "HOST TOKEN" with a TTL; renewed by its host's heartbeat
   jseq:NAME        int   send order
@@ -33,7 +33,6 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass
-from queue import Empty, Queue
 from typing import cast
 
 import redis
@@ -42,7 +41,9 @@ from redis.typing import EncodableT
 from relay_lang.errors import RelayError
 from relay_lang.names import parse_instance_name
 
-PREFIX = "relay:"
+from .store import FLEET_TAG, connect
+
+PREFIX = FLEET_TAG + ":"  # every key carries the fleet's hash tag: one slot on a Cluster (relay_workers.store)
 STORE_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)  # the store away, or a connection reset
 STORE_ERRORS = (redis.RedisError, OSError)  # any failed store command
 APPLIED_KEPT = 10_000  # message ids remembered per server (redeliveries come long before this)
@@ -96,43 +97,6 @@ class Lease:
     def token_of(raw: str) -> str:
         lease = Lease.parse(raw)
         return lease.token if lease else ""
-
-
-STORE_CONNECTIONS = 64  # connections one client of the store opens at most; more threads wait their turn
-POOL_WAIT = 30  # seconds a thread waits for one of them before the store counts as away
-
-
-def connect(url: str, name: str | None = None) -> redis.Redis:
-    """A client of the store; `name` is given to its connections (CLIENT SETNAME). Its pool is bounded and
-    blocking: a thread past STORE_CONNECTIONS waits for a connection (redis-py's default pool raises "Too
-    many connections" past 100), so a host's connections do not grow with its servers."""
-    pool = redis.BlockingConnectionPool.from_url(url, max_connections=STORE_CONNECTIONS, timeout=POOL_WAIT,
-                                                 socket_timeout=30, socket_connect_timeout=5, health_check_interval=10,
-                                                 client_name=name)
-    return redis.Redis(connection_pool=pool)
-
-
-def close_idle(client: redis.Redis) -> None:
-    """Closes the connections of the client's pool that no thread is using; each reconnects when next used.
-    Each is taken off the pool's queue first (redis-py's BlockingConnectionPool keeps its connections in a
-    LIFO queue, `pool`, above `None` placeholders), so no thread can pick it up while it closes:
-    `disconnect(inuse_connections=False)` closes them where they lie, racing the threads that take one."""
-    idle: Queue[redis.Connection | None] = client.connection_pool.pool  # type: ignore[attr-defined]
-    taken: list[redis.Connection] = []
-    try:
-        while True:
-            try:
-                connection = idle.get_nowait()
-            except Empty:
-                break
-            if connection is None:  # below it, placeholders only
-                idle.put_nowait(None)
-                break
-            connection.disconnect()
-            taken.append(connection)
-    finally:
-        for connection in reversed(taken):
-            idle.put_nowait(connection)
 
 
 def deployment_of(name: str) -> str:
@@ -557,7 +521,7 @@ class DeadLetters:
         letter_id = message_id or uuid.uuid4().hex
         now = time.time()
         entry = {"id": letter_id, "queue": queue, "reason": reason, "raw": raw[:4096], "time": now, **fields}
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(key("dead"), letter_id, json.dumps(entry))
             pipe.zadd(key("deadtime"), {letter_id: now})
             pipe.execute()
@@ -577,7 +541,7 @@ class DeadLetters:
         return json.loads(entry) if entry is not None else None
 
     def drop(self, letter_id: str) -> bool:
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:
             pipe.hdel(key("dead"), letter_id)
             pipe.zrem(key("deadtime"), letter_id)
             return bool(pipe.execute()[0])

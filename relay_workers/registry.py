@@ -1,6 +1,6 @@
 """The fleet's registry in Redis: hosts and their liveness, deployed servers and their placement.
 
-Keys (prefix `relay:`):
+Keys (prefix `{relay}:`):
   hosts          hash  host id -> last heartbeat (the store's clock, seconds)
   host:ID        hash  node, pid, started
   servers        set   deployed server names (a family as `account[]`)
@@ -53,10 +53,11 @@ from relay_lang.errors import RelayError
 from relay_lang.names import parse_instance_name
 
 from .ledger import deployment_of, key, refused, text
+from .store import home
 
 log = logging.getLogger("relay.workers")
 
-EVENTS_KEPT = 1000  # the event stream's length (`relay:events`, trimmed approximately)
+EVENTS_KEPT = 1000  # the event stream's length (`{relay}:events`, trimmed approximately)
 
 # Beats only for a host still registered (or registering): a host declared dead learns it here.
 HEARTBEAT = """
@@ -245,11 +246,11 @@ class Registry:
         first seen gone, its connections are still gone and it has not beaten since. A suspect that beat
         since, or whose connections came back, is cleared. Just after the store restarted every host is
         reconnecting, so no missing connection counts until the store has been up for half the host TTL."""
-        uptime = int(self.r.info("server").get("uptime_in_seconds", 0))
+        uptime = int(home(self.r).info("server").get("uptime_in_seconds", 0))
         gone = []
         if uptime > self.host_ttl:  # no host could beat while the store was down: give them a TTL to come back
             gone = [h.decode() for h in self._reap(keys=[key("hosts"), key("host", "")], args=[self.host_ttl])]
-        seconds, micros = self.r.time()
+        seconds, micros = home(self.r).time()
         now = seconds + micros / 1e6
         beats = {text(h): float(t) for h, t in self.r.hgetall(key("hosts")).items()}
         missing = self.disconnected(list(beats))
@@ -272,7 +273,7 @@ class Registry:
             wait = max(CONFIRM - (now - since), self.host_ttl / 2 - uptime, 0.05)
             self.recheck = wait if self.recheck is None else min(self.recheck, wait)
         if still or suspected:
-            with self.r.pipeline() as pipe:
+            with self.r.pipeline(transaction=True) as pipe:
                 pipe.delete(key("suspects"))
                 if still:
                     pipe.hset(key("suspects"), mapping=still)
@@ -282,7 +283,7 @@ class Registry:
     def deaths_noticed(self) -> bool:
         """Cheap (independent of the number of servers): is a registered host gone (silent past the host
         TTL, or its connection closed), or a server waiting for a live owner?"""
-        seconds, micros = self.r.time()
+        seconds, micros = home(self.r).time()
         now = seconds + micros / 1e6
         beats = {text(h): float(t) for h, t in self.r.hgetall(key("hosts")).items()}
         return (any(now - t > self.host_ttl for t in beats.values()) or bool(self.disconnected(list(beats)))
@@ -290,11 +291,11 @@ class Registry:
 
     def disconnected(self, hosts: list[str]) -> set[str]:
         """The hosts whose heartbeat connection is not in the store's client list."""
-        connected = {c.get("name", "") for c in self.r.client_list()}
+        connected = {c.get("name", "") for c in home(self.r).client_list()}
         return {h for h in hosts if CONNECTION_PREFIX + h not in connected}
 
     def wake(self, host: str) -> None:
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:
             pipe.lpush(key("wake", host), 1)
             pipe.expire(key("wake", host), 10)
             pipe.execute()
@@ -372,7 +373,7 @@ class Registry:
         if self.r.exists(k) and (self.r.hget(k, "family") == b"1") != family:
             raise RelayError(f"server {record} is deployed as {'a single server' if family else 'a family'}; "
                              f"it cannot be redeployed as {'a family' if family else 'a single server'}")
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:
             pipe.hincrby(k, "version", 1)
             pipe.hset(k, mapping={"source": source, "file": file, **(settings or {}), **({"family": 1} if family else {})})
             pipe.hsetnx(k, "restarts", 0)
@@ -403,7 +404,7 @@ class Registry:
 
     def ring(self, host: str, names: list[str]) -> None:
         """Tells `host` it was given these servers (its bell thread starts them at once)."""
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:
             pipe.rpush(key("bell", host), *names)
             pipe.expire(key("bell", host), 60)
             pipe.execute()
@@ -413,7 +414,7 @@ class Registry:
         got = self.r.blpop([key("bell", host)], timeout=timeout)
         if got is None:
             return []
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:
             pipe.lrange(key("bell", host), 0, -1)
             pipe.delete(key("bell", host))
             rest = pipe.execute()[0]
@@ -441,7 +442,7 @@ class Registry:
     def mark_failed(self, name: str, reason: str) -> None:
         """Stops restarting the server; its queue, journal and state stay for `restart`."""
         owner = text(self.r.hget(key("server", name), "owner") or b"")
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(key("server", name), mapping={"status": "failed", "reason": reason, "owner": ""})
             pipe.srem(key("unowned"), name)
             if owner:
@@ -453,7 +454,7 @@ class Registry:
         k = key("server", name)
         if not self.r.exists(k):
             return False
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:
             pipe.hdel(k, "status", "reason")
             pipe.delete(key("restarts", name))
             pipe.execute()
@@ -508,7 +509,7 @@ class Registry:
                 for name in names:
                     pipe.zcard(key("journal", name))
                 waiting += [name for name, n in zip(names, pipe.execute()) if n]
-        with self.r.pipeline() as pipe:
+        with self.r.pipeline(transaction=True) as pipe:
             if waiting:
                 pipe.sadd(key("unowned"), *waiting)
             if dead:

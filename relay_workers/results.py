@@ -7,7 +7,7 @@ such a message gets — the handler's value or error, a bad request, "no server
 named 'x' is deployed", the reply of a message applied before — is stored
 under both: the message id the ledger knows it by, and the id of each Celery
 task that carried it. A task id is remembered in the store
-(`relay:carried:MESSAGE_ID`) from when the message arrives until its reply is
+(`{relay}:carried:MESSAGE_ID`) from when the message arrives until its reply is
 stored.
 """
 
@@ -29,14 +29,14 @@ class CeleryResults:
     def carried(self, message_id: str, task_id: str) -> None:
         """Remembers that `task_id` carried message `message_id`: its reply will be stored under both."""
         if task_id and task_id != message_id:
-            with self.store.pipeline() as pipe:
+            with self.store.pipeline(transaction=True) as pipe:
                 pipe.sadd(key("carried", message_id), task_id)
                 pipe.expire(key("carried", message_id), CARRIED_TTL)
                 pipe.execute()
 
     def put(self, message_id: str, reply: dict, task_id: str | None = None) -> None:
         """Stores the reply under the message id, `task_id`, and every task id that carried the message."""
-        with self.store.pipeline() as pipe:
+        with self.store.pipeline(transaction=True) as pipe:
             pipe.smembers(key("carried", message_id))
             pipe.delete(key("carried", message_id))
             carriers = pipe.execute()[0]

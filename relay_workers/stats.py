@@ -1,7 +1,7 @@
 """Fleet-wide counters and latency histograms, written by every worker into the store and read by the
 gateway's /metrics: the figures live in many processes, the scrape reads them in one place.
 
-Keys (prefix `relay:`): `stats` hash, counter name -> value; `hist:KIND` hash, a bucket's upper bound
+Keys (prefix `{relay}:`): `stats` hash, counter name -> value; `hist:KIND` hash, a bucket's upper bound
 -> observations in it, plus `sum` and `count`. Workers add in memory and flush with one pipelined round
 trip (a host at each heartbeat, an eval job when it ends).
 """

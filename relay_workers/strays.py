@@ -7,7 +7,7 @@ a server had before servers were activated on demand) would wait forever: no
 host consumes that queue. On the Redis broker, one host at a time (a short
 lock in the store, taken at most once per `every` seconds) scans the broker for
 non-empty `relay.*` queues that are neither `relay.eval` nor a shard queue, and
-records them in the store (`relay:strays`). Every host's inbox consumes those
+records them in the store (`{relay}:strays`). Every host's inbox consumes those
 queues beside the shard queues (relay_workers.host.Inbox): a message there for
 a deployed server is journalled and delivered to it, one for no deployed
 server gets the error reply "no server named 'NAME' is deployed", under its
@@ -44,7 +44,7 @@ class Strays:
             return set()
         if self.store.set(key("strays", "lock"), 1, nx=True, px=max(1, int(self.every * 1000))):
             found = sorted(self.scan())
-            with self.store.pipeline() as pipe:
+            with self.store.pipeline(transaction=True) as pipe:
                 pipe.delete(key("strays"))
                 if found:
                     pipe.sadd(key("strays"), *found)

@@ -7,7 +7,7 @@ a time however many beats and hosts ask:
    and stayed closed with no heartbeat for a moment (relay_workers.registry:
    a closed connection alone only makes a host a suspect, checked again
    `Report.recheck` seconds later);
-2. for each server with messages waiting and no live owner (`relay:unowned`: the
+2. for each server with messages waiting and no live owner (`{relay}:unowned`: the
    servers of a dead host that had messages waiting, and those whose next
    message found their owner dead or no live host; relay_workers.registry): if
    it was running on a host that died, that is a restart. A server restarted more than its policy allows within
@@ -20,7 +20,7 @@ a time however many beats and hosts ask:
    host so it starts the server at once (from its last commit).
 
 What a pass did — hosts declared dead, failovers (server, old and new owner), servers marked failed — is
-appended to the store's event stream `relay:events` (the last EVENTS_KEPT, roughly), which the gateway's
+appended to the store's event stream `{relay}:events` (the last EVENTS_KEPT, roughly), which the gateway's
 dashboard shows as it happens (`/v1/fleet/events`).
 """
 
@@ -81,7 +81,7 @@ class Report:
     reasons: dict[str, str] = field(default_factory=dict)  # failed server -> why
 
     def events(self) -> list[dict[FieldT, EncodableT]]:
-        """What the pass did, as entries of the event stream (relay:events)."""
+        """What the pass did, as entries of the event stream ({relay}:events)."""
         now = repr(time.time())
         events: list[dict[FieldT, EncodableT]] = [{"kind": "host dead", "host": h, "time": now} for h in self.dead_hosts]
         events += [{"kind": "failover", "server": s, "from": self.moved_from.get(s, ""), "to": h, "time": now}

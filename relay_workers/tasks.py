@@ -26,12 +26,13 @@ from relay_lang.interpreter import Interpreter, run_budgeted
 
 from .cache import RedisObjectStore
 from .celery import app
-from .ledger import Ledger, connect
+from .ledger import Ledger
 from .output import CappedOutput
 from .registry import Registry
 from .results import CeleryResults
 from .runtime import FleetRuntime, Messenger
 from .stats import FleetStats
+from .store import connect
 from .supervisor import Policy, Supervisor
 from .wire import named_message_id, parse_delivery, parse_eval, to_wire
 

@@ -5,7 +5,7 @@ its envelope; one item that is not JSON, or not a kombu envelope, raises out
 of the worker's event loop and stops the worker ("Unrecoverable error").
 Anyone who can write to the broker could stop the whole fleet that way. This
 channel checks each popped item first; a bad one goes to the dead-letter list
-(`relay:dead` in the store, see relay_workers.ledger.DeadLetters) with its
+(`{relay}:dead` in the store, see relay_workers.ledger.DeadLetters) with its
 reason, is logged once, and the worker goes on.
 """
 

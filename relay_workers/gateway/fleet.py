@@ -19,8 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
-
 from relay_lang.errors import RelayError
 from relay_lang.nodes import ServerDecl
 from relay_lang.parser import parse
@@ -29,6 +27,7 @@ from .. import registry
 from ..client import RelayClient
 from ..ledger import CHECKPOINTED, Lease, deployment_of, key, text
 from ..registry import node_of
+from ..store import connect_async
 from ..wire import from_wire, to_wire
 from .config import GatewayConfig
 from .errors import not_found
@@ -73,13 +72,6 @@ class Snapshot:
     eval_queue: int | None  # messages waiting on the broker's relay.eval queue (Redis broker only)
 
 
-def async_redis(url: str, connections: int) -> aioredis.Redis:
-    """A redis.asyncio client whose callers wait for one of its `connections` when all are busy."""
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=connections, timeout=None, socket_timeout=30,
-                                                    socket_connect_timeout=5, health_check_interval=10)
-    return aioredis.Redis(connection_pool=pool)
-
-
 class Fleet:
     """The gateway's handle on the fleet: RelayClient for writes, redis.asyncio for waits and reads."""
 
@@ -88,10 +80,10 @@ class Fleet:
         backend = str(self.client.app.conf.result_backend)
         if not backend.startswith(("redis://", "rediss://")):
             raise SystemExit(f"relay gateway: the result backend must be Redis (got {backend})")
-        self.store = async_redis(self.client.store_url, STORE_CONNECTIONS)
-        self.results = async_redis(backend, RESULT_CONNECTIONS)
+        self.store = connect_async(self.client.store_url, STORE_CONNECTIONS)
+        self.results = connect_async(backend, RESULT_CONNECTIONS)
         broker = self.client.broker_url
-        self.broker = async_redis(broker, BROKER_CONNECTIONS) if broker.startswith(("redis://", "rediss://")) else None
+        self.broker = connect_async(broker, BROKER_CONNECTIONS) if broker.startswith(("redis://", "rediss://")) else None
         self.pool = ThreadPoolExecutor(THREADS, thread_name_prefix="relay-gateway")
         self.signatures: dict[str, tuple[int, dict[str, list[str]]]] = {}  # server -> (version, handlers)
 
@@ -182,8 +174,7 @@ class Fleet:
         r = self.store
         names = [only] if only else sorted(text(n) for n in await r.smembers(key("servers")))
         async with r.pipeline(transaction=False) as pipe:
-            pipe.hgetall(key("hosts"))
-            pipe.time()
+            ask_beats(pipe)
             pipe.zcard(key("deadtime"))
             ask_records(pipe, names)
             values = await pipe.execute()
@@ -195,17 +186,27 @@ class Fleet:
     async def live_hosts(self) -> list[str]:
         """The hosts whose last heartbeat is within the host TTL (see `beating`)."""
         async with self.store.pipeline(transaction=False) as pipe:
-            pipe.hgetall(key("hosts"))
-            pipe.time()
+            ask_beats(pipe)
             beats, now = await pipe.execute()
         return beating(beats, now, self.client.registry.host_ttl)
 
 
-def beating(beats: dict[bytes, bytes], now: tuple[int, int], host_ttl: float) -> list[str]:
+STORE_CLOCK = "return redis.call('TIME')"
+
+
+def ask_beats(pipe: Any) -> None:
+    """Queues, on a pipeline, the reads `beating` takes: the hosts' heartbeats and the store's clock. The
+    clock is read by a script on the hosts' key, so that on a Redis Cluster it is the clock of the master
+    that holds the fleet's records (a TIME command, having no key, goes to any master)."""
+    pipe.hgetall(key("hosts"))
+    pipe.eval(STORE_CLOCK, 1, key("hosts"))
+
+
+def beating(beats: dict[bytes, bytes], now: list[bytes], host_ttl: float) -> list[str]:
     """The hosts whose last heartbeat (the store's clock) is within `host_ttl` seconds of the store's time
-    `now`: a host silent for longer is dead (killed, paused, cut off) whether or not the supervisor has
-    reaped it yet, as relay_workers.registry.Registry.reap counts it."""
-    t = now[0] + now[1] / 1e6
+    `now` (TIME's seconds and microseconds): a host silent for longer is dead (killed, paused, cut off)
+    whether or not the supervisor has reaped it yet, as relay_workers.registry.Registry.reap counts it."""
+    t = int(now[0]) + int(now[1]) / 1e6
     return sorted(h.decode() for h, beat in beats.items() if t - float(beat) <= host_ttl)
 
 

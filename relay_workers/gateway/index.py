@@ -13,8 +13,7 @@ import logging
 
 from .. import catalog
 from ..catalog import Index
-from ..ledger import key
-from .fleet import Fleet, beating
+from .fleet import Fleet, ask_beats, beating
 
 log = logging.getLogger("relay.gateway")
 
@@ -57,8 +56,7 @@ class Catalog:
 
     async def build(self) -> Index:
         async with self.fleet.store.pipeline(transaction=False) as pipe:
-            pipe.hgetall(key("hosts"))
-            pipe.time()
+            ask_beats(pipe)
             beats, now = await pipe.execute()
         live = set(beating(beats, now, self.fleet.client.registry.host_ttl))
         return await self.fleet.blocking(catalog.read, self.fleet.client.registry.r, live)  # on the gateway's pool

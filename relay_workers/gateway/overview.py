@@ -17,7 +17,7 @@ from ..catalog import Entry, Index, family_of
 from ..ledger import key, text
 from ..registry import node_of
 from .errors import not_found
-from .fleet import Fleet, ask_records, beating, read_records
+from .fleet import Fleet, ask_beats, ask_records, beating, read_records
 from .index import Catalog
 
 TOP_FAMILIES = 10  # families in the overview (the rest: /v1/fleet/families)
@@ -42,8 +42,7 @@ def pick(index: Index, entries: list[Entry] | None, status: str | None, limit: i
 async def rows(fleet: Fleet, names: list[str]) -> list[dict]:
     """The records of these servers, read now (one pipeline), with their family."""
     async with fleet.store.pipeline(transaction=False) as pipe:
-        pipe.hgetall(key("hosts"))
-        pipe.time()
+        ask_beats(pipe)
         ask_records(pipe, names)
         values = await pipe.execute()
     live = set(beating(values[0], values[1], fleet.client.registry.host_ttl))
@@ -69,8 +68,7 @@ async def families_page(catalog: Catalog, prefix: str, limit: int, offset: int) 
 async def hosts(fleet: Fleet, index: Index) -> list[dict]:
     """Every registered host: heartbeat age, liveness, memory, servers placed on it and leases it holds."""
     async with fleet.store.pipeline(transaction=False) as pipe:
-        pipe.hgetall(key("hosts"))
-        pipe.time()
+        ask_beats(pipe)
         pipe.hgetall(key("memory"))
         beats, now, memory = await pipe.execute()
     ids = sorted(h.decode() for h in beats)

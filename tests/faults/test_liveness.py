@@ -118,8 +118,9 @@ def test_eight_resets_of_a_live_owners_store_connections_are_no_death(supervised
 def test_a_host_taking_a_message_again_is_not_an_attempt(redis_server) -> None:
     """The ledger's count of attempts: a host that takes a message again (its commit failed: a reset
     connection, the store away) charges nothing; a new owner taking it uncommitted charges its owner's death."""
-    from relay_workers.ledger import Ledger, connect
+    from relay_workers.ledger import Ledger
     from relay_workers.registry import Registry
+    from relay_workers.store import connect
 
     store = connect(f"{redis_server.url}/2")
     Registry(store, 8).register("seq", "server seq { }", "<test>")

@@ -1,5 +1,5 @@
 """The store's client pool: bounded, and its idle connections closed without racing the threads using it
-(relay_workers.ledger.close_idle, run when a host lets servers go)."""
+(relay_workers.store.close_idle, run when a host lets servers go)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from relay_workers.ledger import close_idle, connect
+from relay_workers.store import close_idle, connect
 
 from .conftest import record
 
