@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from .ledger import text
+from .ledger import key, text
+from .store import connect
 
 if TYPE_CHECKING:
     from .client import RelayClient
@@ -43,7 +44,7 @@ class RedisServer:
     With `conf` (config/redis.conf, say) that file's settings instead of those."""
 
     def __init__(self, workdir: Path, *, appendonly: bool = False, fsync: str = "always",
-                 conf: Path | None = None) -> None:
+                 conf: Path | None = None, cluster: bool = False) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server; .ci/test does it)")
@@ -53,6 +54,7 @@ class RedisServer:
         self.appendonly = appendonly
         self.fsync = fsync
         self.conf = conf
+        self.bus_port = free_port() if cluster else None  # a node of a Redis Cluster (RedisClusterServers joins them)
         workdir.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen | None = None
         self.start()
@@ -63,16 +65,19 @@ class RedisServer:
         else:
             persistence = ["--appendonly", "yes", "--appendfsync", self.fsync] if self.appendonly else ["--appendonly", "no"]
             settings = ["--save", "", *persistence, "--maxmemory-policy", "noeviction"]
+        if self.bus_port is not None:  # the bus port: the default, port + 10000, may be taken or past 65535
+            settings += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout",
+                         "5000", "--cluster-port", str(self.bus_port)]
         self.proc = subprocess.Popen(
             [self.exe, *settings, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         atexit.register(self.stop)  # a process that dies without its teardown leaves no redis-server behind
-        client = redis.Redis(port=self.port)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
         for _ in range(200):
             try:
                 client.ping()
                 return
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.TimeoutError):
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 
@@ -93,6 +98,55 @@ class RedisServer:
             self.proc = None
 
 
+class RedisClusterServers:
+    """A Redis Cluster on this machine: `masters` cluster-enabled redis-servers on free ports (appendonly),
+    joined with `redis-cli --cluster create`, no replicas. `url` names the first master: a client finds
+    the others from it."""
+
+    def __init__(self, workdir: Path, masters: int = 3) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed (apt-get install -y redis-server; .ci/test does it)")
+        self.nodes: list[RedisServer] = []
+        try:
+            for i in range(masters):
+                self.nodes.append(RedisServer(workdir / f"node-{i}", appendonly=True, cluster=True))
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                           check=True, capture_output=True, timeout=60)
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Waits until every node sees the cluster's state as ok (all slots served)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [redis.Redis(port=node.port).cluster("info").get("cluster_state") for node in self.nodes]
+            if all(state == "ok" for state in states):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the Redis Cluster did not become ready")
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def node_serving(self, slot_key: str) -> RedisServer:
+        """The master that serves `slot_key`'s slot."""
+        slot = redis.Redis(port=self.nodes[0].port).cluster("keyslot", slot_key)
+        for node in self.nodes:
+            for start, end, *_ in redis.Redis(port=node.port).cluster("slots"):
+                if start <= slot <= end and _[0][1] == node.port:
+                    return node
+        raise RuntimeError(f"no master serves slot {slot}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
 class LocalFleet:
     """Worker processes on this machine sharing one broker and store, started and stopped as a process
     manager would (the gateway's `Fleet` is something else: a handle on a running fleet)."""
@@ -104,9 +158,12 @@ class LocalFleet:
         self.workers: dict[str, subprocess.Popen] = {}
 
     @classmethod
-    def on(cls, redis_url: str, broker: str | None = None, logs: Path | None = None, **settings: str) -> LocalFleet:
+    def on(cls, redis_url: str, broker: str | None = None, logs: Path | None = None, store: str | None = None,
+           **settings: str) -> LocalFleet:
+        """A fleet whose broker, results and store are databases of `redis_url` (the store `store` if given:
+        a Redis Cluster's URL, say)."""
         env = dict(os.environ, RELAY_BROKER_URL=broker or f"{redis_url}/0", RELAY_RESULT_BACKEND=f"{redis_url}/1",
-                   RELAY_STORE_URL=f"{redis_url}/2", RELAY_CACHE_DIR=tempfile.mkdtemp(prefix="relay-fleet-cache-"),
+                   RELAY_STORE_URL=store or f"{redis_url}/2", RELAY_CACHE_DIR=tempfile.mkdtemp(prefix="relay-fleet-cache-"),
                    PYTHONPATH=str(ROOT), **settings)
         return cls(env, logs or Path(tempfile.mkdtemp(prefix="relay-fleet-logs-")))
 
@@ -142,11 +199,11 @@ class LocalFleet:
         return (self.logs / f"{node.split('@')[0]}.log").read_text()
 
     def wait_hosting(self, node: str, timeout: float = 60) -> None:
-        r = redis.Redis.from_url(self.env["RELAY_STORE_URL"])
+        r = connect(self.env["RELAY_STORE_URL"])
         deadline = time.monotonic() + timeout
         pid = self.workers[node].pid
         while time.monotonic() < deadline:
-            if any(text(h).startswith(f"{node}#{pid}.") for h in r.hkeys("relay:hosts")):
+            if any(text(h).startswith(f"{node}#{pid}.") for h in r.hkeys(key("hosts"))):
                 return
             if self.workers[node].poll() is not None:
                 break
