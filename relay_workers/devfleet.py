@@ -100,8 +100,8 @@ class RedisServer:
 
 class RedisClusterServers:
     """A Redis Cluster on this machine: `masters` cluster-enabled redis-servers on free ports (appendonly),
-    joined with `redis-cli --cluster create`, no replicas. `url` names the first master: a client finds
-    the others from it."""
+    joined with `redis-cli --cluster create`, no replicas. `url` (redis+cluster://) names the first
+    master: a client finds the others from it."""
 
     def __init__(self, workdir: Path, masters: int = 3) -> None:
         cli = shutil.which("redis-cli")
@@ -131,7 +131,7 @@ class RedisClusterServers:
 
     @property
     def url(self) -> str:
-        return self.nodes[0].url
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     def node_serving(self, slot_key: str) -> RedisServer:
         """The master that serves `slot_key`'s slot."""

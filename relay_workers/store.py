@@ -1,10 +1,12 @@
 """Clients of the store (RELAY_STORE_URL): one Redis server, or a Redis Cluster.
 
-A Cluster is recognised by asking the server at the URL (`INFO cluster`), once per URL and process; its
-URL names any one of its masters, without a database (a Cluster has only database 0). Every key of the
-fleet carries the hash tag of `ledger.PREFIX`, so every Lua script and MULTI of the fleet touches one
-slot, as a Cluster requires: the master that serves that slot holds the fleet's records (see
-docs/fleet.md, "The store"). The Celery broker stays a plain Redis (kombu has no Cluster transport).
+A Cluster's URL has the scheme `redis+cluster://` (or `rediss+cluster://`) and names any one of its
+masters, without a database (a Cluster has only database 0); a client finds the others from it. The
+scheme says it, rather than a question to the server, so that making a client connects to nothing.
+Every key of the fleet carries the hash tag of `ledger.PREFIX`, so every Lua script and MULTI of the
+fleet touches one slot, as a Cluster requires: the master that serves that slot holds the fleet's
+records (see docs/fleet.md, "The store"). The Celery broker stays a plain Redis (kombu has no Cluster
+transport).
 
 Pools are bounded and blocking on both: a thread past STORE_CONNECTIONS (per master, on a Cluster)
 waits for a connection instead of raising "Too many connections".
@@ -12,7 +14,6 @@ waits for a connection instead of raising "Too many connections".
 
 from __future__ import annotations
 
-import functools
 from queue import Empty, Queue
 from typing import cast
 
@@ -26,14 +27,17 @@ POOL_WAIT = 30  # seconds a thread waits for one of them before the store counts
 FLEET_TAG = "{relay}"  # the hash tag of every key of the fleet (ledger.PREFIX starts with it)
 
 
-@functools.cache
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
 def is_cluster(url: str) -> bool:
-    """Whether the server at `url` is a node of a Redis Cluster."""
-    probe = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-    try:
-        return bool(probe.info("cluster").get("cluster_enabled"))
-    finally:
-        probe.close()
+    """Whether `url` names a Redis Cluster."""
+    return url.startswith(CLUSTER_SCHEMES)
+
+
+def node_url(url: str) -> str:
+    """The URL redis-py takes for a Cluster's URL (its scheme without `+cluster`); others unchanged."""
+    return url.replace("+cluster://", "://", 1) if is_cluster(url) else url
 
 
 def connect(url: str, name: str | None = None) -> redis.Redis:
@@ -42,7 +46,7 @@ def connect(url: str, name: str | None = None) -> redis.Redis:
     options = dict(max_connections=STORE_CONNECTIONS, timeout=POOL_WAIT, socket_timeout=30,
                    socket_connect_timeout=5, health_check_interval=10, client_name=name)
     if is_cluster(url):
-        return cast(redis.Redis, RedisCluster.from_url(url, connection_pool_class=redis.BlockingConnectionPool,
+        return cast(redis.Redis, RedisCluster.from_url(node_url(url), connection_pool_class=redis.BlockingConnectionPool,
                                                        **options))
     return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(url, **options))
 
@@ -51,7 +55,7 @@ def connect_async(url: str, connections: int) -> aioredis.Redis:
     """A redis.asyncio client whose callers wait for one of its `connections` when all are busy (on a
     Cluster: `connections` per master, past which a command fails; the gateway bounds its own callers)."""
     if is_cluster(url):
-        return cast(aioredis.Redis, AsyncRedisCluster.from_url(url, max_connections=connections, socket_timeout=30,
+        return cast(aioredis.Redis, AsyncRedisCluster.from_url(node_url(url), max_connections=connections, socket_timeout=30,
                                                                socket_connect_timeout=5, health_check_interval=10))
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=connections, timeout=None, socket_timeout=30,
                                                     socket_connect_timeout=5, health_check_interval=10)

@@ -202,11 +202,16 @@ def ask_beats(pipe: Any) -> None:
     pipe.eval(STORE_CLOCK, 1, key("hosts"))
 
 
+def seconds(now: list[bytes]) -> float:
+    """The store's clock as ask_beats reads it (TIME's seconds and microseconds), in seconds."""
+    return int(now[0]) + int(now[1]) / 1e6
+
+
 def beating(beats: dict[bytes, bytes], now: list[bytes], host_ttl: float) -> list[str]:
     """The hosts whose last heartbeat (the store's clock) is within `host_ttl` seconds of the store's time
     `now` (TIME's seconds and microseconds): a host silent for longer is dead (killed, paused, cut off)
     whether or not the supervisor has reaped it yet, as relay_workers.registry.Registry.reap counts it."""
-    t = int(now[0]) + int(now[1]) / 1e6
+    t = seconds(now)
     return sorted(h.decode() for h, beat in beats.items() if t - float(beat) <= host_ttl)
 
 

@@ -17,7 +17,7 @@ from ..catalog import Entry, Index, family_of
 from ..ledger import key, text
 from ..registry import node_of
 from .errors import not_found
-from .fleet import Fleet, ask_beats, ask_records, beating, read_records
+from .fleet import Fleet, ask_beats, ask_records, beating, read_records, seconds
 from .index import Catalog
 
 TOP_FAMILIES = 10  # families in the overview (the rest: /v1/fleet/families)
@@ -76,7 +76,7 @@ async def hosts(fleet: Fleet, index: Index) -> list[dict]:
         for h in ids:
             pipe.hmget(key("host", h), "pid", "started")
         info = await pipe.execute()
-    t = now[0] + now[1] / 1e6
+    t = seconds(now)
     ttl = fleet.client.registry.host_ttl
     out = []
     for h, (pid, started) in zip(ids, info):

@@ -120,7 +120,7 @@ def test_a_call_cycle_across_two_messages_fails_at_once(fleet, client) -> None:
     started = time.monotonic()
     answering = [client.call("a", "get", timeout=5) for _ in range(10)] + [client.call("b", "get", timeout=5)]
     after_ms = 1000 * (time.monotonic() - started) / len(answering)
-    edges = client.ledger.r.keys("relay:waitfor:*")
+    edges = client.ledger.r.keys("{relay}:waitfor:*")
     record("a <-> b call cycle across two messages", a_error=errors["a"][0], a_s=errors["a"][1],
            b_error=errors["b"][0], b_s=errors["b"][1], state_after=states, calls_after_ms=after_ms,
            wait_for_records_left=len(edges))

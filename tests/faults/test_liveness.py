@@ -128,7 +128,7 @@ def test_a_host_taking_a_message_again_is_not_an_attempt(redis_server) -> None:
     for k in range(3):
         ledger.journal("seq", f"m{k}", "add", ["p", k], [], wait=False)
     retakes = [[(m.id, m.attempts) for m in ledger.take("seq", "w1#1.a", 10).messages] for _ in range(5)]
-    store.delete("relay:lease:seq")  # w1 died: the supervisor dropped its lease
+    store.delete("{relay}:lease:seq")  # w1 died: the supervisor dropped its lease
     after_death = [(m.id, m.attempts) for m in ledger.take("seq", "w2#2.b", 10).messages]
     again = [(m.id, m.attempts) for m in ledger.take("seq", "w2#2.b", 10).messages]
     record("a message taken again by its owner 5 times, then by the next owner", attempts_by_owner=retakes[-1],

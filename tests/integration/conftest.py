@@ -89,8 +89,8 @@ def fleet(request, tmp_path_factory):
     """Workers on a Redis broker, then the same tests on RabbitMQ (results and state stay in Redis)."""
     if request.param == "external":
         store = redis.Redis.from_url(os.environ["RELAY_STORE_URL"])
-        for k in store.scan_iter(match="relay:*"):  # servers and ledgers go; the running hosts stay
-            if not k.startswith((b"relay:hosts", b"relay:host:")):
+        for k in store.scan_iter(match="{relay}:*"):  # servers and ledgers go; the running hosts stay
+            if not k.startswith((b"{relay}:hosts", b"{relay}:host:")):
                 store.delete(k)
         yield ExternalStack()
         return

@@ -185,8 +185,8 @@ def register(store_url: str, count: int) -> None:
             record = {"version": 1, "owner": "ghost@relay-test#1.gone", "restarts": 0, "source": "server x {}"}
             if failed:
                 record.update(status="failed", reason="restarted 5 times within 60 s", owner="")
-            pipe.sadd("relay:servers", name)
-            pipe.hset(f"relay:server:{name}", mapping=record)
+            pipe.sadd("{relay}:servers", name)
+            pipe.hset(f"{{relay}}:server:{name}", mapping=record)
             if len(pipe) >= 20_000:
                 pipe.execute()
         pipe.execute()

@@ -90,9 +90,9 @@ def seed_meters(store_url: str, count: int) -> None:
     with r.pipeline(transaction=False) as pipe:
         for i in range(count):
             name = f"meter[m{i:06d}]"
-            pipe.sadd("relay:instances:meter", name)
+            pipe.sadd("{relay}:instances:meter", name)
             failed = {"status": "failed", "reason": "restarted 5 times within 60 s"} if i % 100 == 0 else {}
-            pipe.hset(f"relay:server:{name}", mapping={"owner": "", "restarts": 0, **failed})
+            pipe.hset(f"{{relay}}:server:{name}", mapping={"owner": "", "restarts": 0, **failed})
             if len(pipe) >= 20_000:
                 pipe.execute()
         pipe.execute()
