@@ -25,6 +25,24 @@ def test_the_extension_agrees_with_the_abi() -> None:
     assert list(table) == list(abi.ARRAY_FUNCTIONS) and all(table.values())
 
 
+def items_address(a: object) -> int:
+    return ctypes.c_void_p.from_address(id(a) + abi.ARRAY_ITEMS).value or 0
+
+
+def test_item_buffers_start_on_a_cache_line_as_they_grow_and_change_kind() -> None:
+    """64-byte aligned items (vectorized compiled loops read whole lines), kept through every
+    reallocation: the items survive each move, whichever alignment PyMem hands back."""
+    arrays = [_array.Array([float(k)] * k) for k in range(1, 200)]
+    for a in arrays:
+        for i in range(300):
+            a.append(float(i))
+            assert items_address(a) % 64 == 0
+        assert list(a)[-300:] == [float(i) for i in range(300)]
+    a = arrays[5]
+    a.append("text")  # NUMBERS -> VALUES: a new buffer of references
+    assert items_address(a) % 64 == 0 and a[-1] == "text" and a[0] == 6.0
+
+
 def test_a_wrong_array_layout_is_refused_when_the_llvm_tier_starts(monkeypatch) -> None:
     wrong = {**_array.layout(), "items": abi.ARRAY_ITEMS + 8}  # as if a field were added before items
     monkeypatch.setattr(_array, "layout", lambda: wrong)
