@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
+import time
 import tracemalloc
 
 import pytest
@@ -160,6 +162,27 @@ def test_router_falls_back_silently_and_explains(tmp_path) -> None:
                      "g: llvm (hot after 1 call, (number) at O2)",
                      "h: interpreter (hot, but called with arguments compiled code does not take)",
                      "cache: 1 compiled, 0 loaded from the object store, 0 already loaded"]
+
+
+def test_a_hot_function_without_loops_compiles_in_the_background_and_switches_later(tmp_path) -> None:
+    """No compile pause: the calls go on in the interpreter while LLVM works, the same answers."""
+    src = "fn sq(x) { x * x + 1 }\nlet t = 0\nlet i = 0\nwhile i < 3000000 { t = t + sq(i); i += 1 }\nprint(t)"
+    out, lines, _ = explain(src, store=DirectoryStore(tmp_path))
+    assert out == explain(src, tier="interpret")[0]
+    switched = re.fullmatch(r"sq: llvm \(hot after 20 calls, compiled in the background, switched at call (\d+), "
+                            r"\(number\) at O2\)", lines[0])
+    assert switched and int(switched[1]) > 20, lines
+
+
+def test_a_program_that_ends_while_its_function_compiles_exits_cleanly(tmp_path) -> None:
+    """The process waits for LLVM's work in hand before it exits (a new function: nothing cached)."""
+    prog = tmp_path / "p.relay"
+    unique = time.time_ns()
+    prog.write_text(f"fn sq(x) {{ if x < -{unique} {{ return 0 }}\n x * x }}\nlet t = 0\n"
+                    "for i in 0..21 { t += sq(i) }\nprint(t)\n")
+    done = relay_cli("run", "--explain", str(prog))
+    assert (done.returncode, done.stdout) == (0, "2870\n"), done.stderr
+    assert "sq: interpreter (hot after 20 calls, compiling in the background)" in done.stderr
 
 
 def test_other_argument_types_take_the_interpreter_with_its_errors() -> None:

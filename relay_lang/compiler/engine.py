@@ -16,13 +16,14 @@ only by the names this module defined.
 
 from __future__ import annotations
 
+import atexit
 import platform
 import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import llvmlite.binding as llvm
 
@@ -193,43 +194,92 @@ class CompileTimeout(Exception):
     """The job's time ran out before its compilation finished (which goes on, in the background)."""
 
 
+class Pending(Generic[T]):
+    """Work handed to the compile thread: its outcome once `ready()`, or waited for."""
+
+    def __init__(self) -> None:
+        self.box: queue.SimpleQueue = queue.SimpleQueue()
+        self.outcome: tuple[bool, object] | None = None
+
+    def ready(self) -> bool:
+        """Whether the work has finished (never blocks)."""
+        if self.outcome is None:
+            try:
+                self.outcome = self.box.get_nowait()
+            except queue.Empty:
+                return False
+        return True
+
+    def wait(self, deadline_ns: int = 0) -> T:
+        """The work's result; raises CompileTimeout when deadline_ns (monotonic; 0: none) passes first."""
+        if self.outcome is None:
+            timeout = None if deadline_ns == 0 else max(0.0, (deadline_ns - time.monotonic_ns()) / 1e9)
+            try:
+                self.outcome = self.box.get(timeout=timeout)
+            except queue.Empty:
+                raise CompileTimeout from None
+        return self.result()
+
+    def result(self) -> T:
+        """The finished work's value, or the exception it raised (once `ready()`)."""
+        assert self.outcome is not None
+        ok, value = self.outcome
+        if not ok:
+            raise value  # type: ignore[misc]
+        return value  # type: ignore[return-value]
+
+
 class CompileThread:
     """The one thread that runs LLVM work (IR, optimisation, codegen, loading), in submission order.
 
     LLVM's global context is not thread-safe, so all of it happens here; a
     job waits for its compilation only until its deadline, and is never held
-    past its time limit by a compilation it cannot interrupt.
+    past its time limit by a compilation it cannot interrupt. The process
+    waits for the work in hand when it exits (at most EXIT_WAIT seconds):
+    LLVM is not torn down under a compilation.
     """
+
+    EXIT_WAIT = 5.0
 
     def __init__(self) -> None:
         self.work: queue.SimpleQueue = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.idle = threading.Event()
+        self.idle.set()
+        self.queued = 0  # submitted and not finished (under lock)
 
     def run(self, work: Callable[[], T], deadline_ns: int = 0) -> T:
         """work's result; raises CompileTimeout when deadline_ns (monotonic; 0: none) passes first."""
-        done: queue.SimpleQueue = queue.SimpleQueue()
+        return self.submit(work).wait(deadline_ns)
+
+    def submit(self, work: Callable[[], T]) -> Pending[T]:
+        """Queues work; the caller goes on and looks at the Pending when it likes."""
+        pending: Pending[T] = Pending()
         with self.lock:
+            if self.thread is None:
+                atexit.register(self.idle.wait, self.EXIT_WAIT)
+            if self.thread is not None and not self.thread.is_alive():  # a forked child: the work was the parent's
+                self.work, self.queued = queue.SimpleQueue(), 0
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._serve, name="relay-llvm", daemon=True)
                 self.thread.start()
-            self.work.put((work, done))
-        timeout = None if deadline_ns == 0 else max(0.0, (deadline_ns - time.monotonic_ns()) / 1e9)
-        try:
-            ok, value = done.get(timeout=timeout)
-        except queue.Empty:
-            raise CompileTimeout from None
-        if not ok:
-            raise value
-        return value
+            self.queued += 1
+            self.idle.clear()
+            self.work.put((work, pending))
+        return pending
 
     def _serve(self) -> None:
         while True:
-            work, done = self.work.get()
+            work, pending = self.work.get()
             try:
-                done.put((True, work()))
+                pending.box.put((True, work()))
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
-                done.put((False, exc))
+                pending.box.put((False, exc))
+            with self.lock:
+                self.queued -= 1
+                if not self.queued:
+                    self.idle.set()
 
 
 COMPILER = CompileThread()

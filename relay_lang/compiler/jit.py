@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import llvmlite
@@ -95,6 +97,12 @@ class Compiler:
         LLVM runs on the compile thread; past deadline_ns (monotonic; 0: none) this raises
         engine.CompileTimeout without waiting for it.
         """
+        return self.start_many(sigs).wait(deadline_ns)
+
+    def start_many(self, sigs: list[Signature],
+                   around: Callable[[], AbstractContextManager] = nullcontext) -> engine.Pending[list[Compiled]]:
+        """Types the functions now (raising infer.Unsupported) and compiles them on the compile
+        thread, within `around()` there, while the caller goes on."""
         roots = [self.typer.function(sig) for sig in sigs]
         group: list[Typed] = []
         for root in roots:
@@ -113,10 +121,12 @@ class Compiler:
             module = ModuleBuilder(f"relay_{sigs[0].fn.name}", group, self.res, target.triple, fastmath, key).build()
             return engine.compile_object(str(module), target, pipeline)
 
-        module = engine.COMPILER.run(
-            lambda: self.cache.get_or_build(key, build, lambda obj: engine.LoadedModule(obj, target, entries)),
-            deadline_ns)
-        return [Compiled(group, module, root, key) for root in roots]  # type: ignore[arg-type]
+        def compiled() -> list[Compiled]:
+            with around():
+                module = self.cache.get_or_build(key, build, lambda obj: engine.LoadedModule(obj, target, entries))
+            return [Compiled(group, module, root, key) for root in roots]  # type: ignore[arg-type]
+
+        return engine.COMPILER.submit(compiled)
 
     def _group(self, root: Typed) -> list[Typed]:
         """The root and every specialisation it calls, in a deterministic (discovery) order."""

@@ -16,6 +16,7 @@ with other types keep the interpreter's exact behaviour and errors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 from .._array import Array, holds_numbers
@@ -24,7 +25,7 @@ from ..errors import RelayError
 from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Let, Name, Program, While, walk
 from ..resolver import Global, Resolution
 from .cache import CompileCache, DirectoryStore, ObjectStore
-from .engine import CompileTimeout
+from .engine import CompileTimeout, Pending
 from .gpu_check import checked_kernel
 from .gpu_runtime import device_status
 from .infer import ARR, BOOL, NUM, Signature, Unsupported, param_type
@@ -226,39 +227,71 @@ class Router:
                                                 + _device_note(sig.fn))
 
     def install_hot_counter(self, code: FunctionCode, fn: FnLit, name: str, compiler: Compiler) -> None:
-        original: Callable = code.py  # type: ignore[assignment]
-        threshold = HOT_CALLS_WITH_LOOPS if _has_loops(fn) else HOT_CALLS
-        calls = 0
-        self.note(fn, name, "interpreter", f"not hot yet (compiles after {threshold} call{'s' if threshold > 1 else ''})")
+        """Counts calls; once hot, compiles the function for the argument types of that call.
 
+        A function with loops compiles at its first call, which waits for it (~20 ms): without
+        on-stack replacement, that call is the one whose loops need it. Any other function
+        compiles in the background from its 20th call and keeps running in the interpreter
+        meanwhile: it switches to compiled code at its first call after the compile is done.
+        """
+        original: Callable = code.py  # type: ignore[assignment]
+        loops = _has_loops(fn)
+        threshold = HOT_CALLS_WITH_LOOPS if loops else HOT_CALLS
+        hot = f"hot after {threshold} call{'s' if threshold > 1 else ''}"
+        calls = 0
+        pending: Pending[list[Compiled]] | None = None
+        types: list[str | None] = []
+        self.note(fn, name, "interpreter", f"not hot yet (compiles after {threshold} call{'s' if threshold > 1 else ''})")
         settle = self.settler(code, fn)
 
+        def stay(reason: str) -> Callable:
+            settle(original)
+            self.note(fn, name, "interpreter", reason)
+            return original
+
+        def switch(compiled: Compiled, how: str) -> Callable:
+            entry = self.entry(original, compiled)
+            settle(entry)
+            self.note(fn, name, "llvm", f"{hot}, {how}({', '.join(types)}) at O{directive_level(fn)}")  # type: ignore[arg-type]
+            return entry
+
+        def finished(wait: bool) -> Callable:
+            """The code to run now that the compile is done (or, with wait, once it is)."""
+            assert pending is not None
+            try:
+                if wait:
+                    with self.limits.uncounted():
+                        compiled = pending.wait(self.limits.deadline_ns)[0]
+                else:
+                    compiled = pending.result()[0]
+            except Unsupported as u:
+                return stay(u.describe())
+            except CompileTimeout:
+                return stay("compiling would not finish within the time limit")
+            return switch(compiled, "" if wait else f"compiled in the background, switched at call {calls}, ")
+
         def counting(c: tuple, *args: object) -> object:
-            nonlocal calls
+            nonlocal calls, pending, types
             calls += 1
+            if pending is not None:  # compiling in the background
+                return (finished(wait=False) if pending.ready() else original)(c, *args)
             if calls < threshold:
                 return original(c, *args)
             types = [value_type(a) for a in args]
             if len(args) != len(fn.params) or None in types:
-                settle(original)
-                self.note(fn, name, "interpreter", "hot, but called with arguments compiled code does not take")
-                return original(c, *args)
+                return stay("hot, but called with arguments compiled code does not take")(c, *args)
             try:
+                # The compiler's memory is not the program's: a compile waited for is uncounted
+                # around the wait, one in the background around its work on the compile thread.
+                around = nullcontext if loops else self.limits.uncounted
                 with self.limits.uncounted():
-                    compiled = compiler.compile(Signature(fn, tuple(types)), self.limits.deadline_ns)  # type: ignore[arg-type]
+                    pending = compiler.start_many([Signature(fn, tuple(types))], around)  # type: ignore[arg-type]
             except Unsupported as u:
-                settle(original)
-                self.note(fn, name, "interpreter", u.describe())
-                return original(c, *args)
-            except CompileTimeout:
-                settle(original)
-                self.note(fn, name, "interpreter", "compiling would not finish within the time limit")
-                return original(c, *args)
-            entry = self.entry(original, compiled)
-            settle(entry)
-            self.note(fn, name, "llvm", f"hot after {calls} call{'s' if calls > 1 else ''}, "
-                                        f"({', '.join(types)}) at O{directive_level(fn)}")  # type: ignore[arg-type]
-            return entry(c, *args)
+                return stay(u.describe())(c, *args)
+            if loops:
+                return finished(wait=True)(c, *args)
+            self.note(fn, name, "interpreter", f"{hot}, compiling in the background")
+            return original(c, *args)
 
         code.py = counting
         self.reverts.append(lambda: settle(original))
