@@ -169,6 +169,17 @@ def test_stopping_a_deep_recursion_keeps_both_budgets(tmp_path, tier, limit) -> 
         assert_within(tmp_path, run, tier, "limit: ", None, None, 512 * MIB)
 
 
+@pytest.mark.parametrize("tier", TIERS)
+def test_a_shallow_recursion_of_many_calls_is_stopped_on_time(tmp_path, tier) -> None:
+    """2^60 calls never deeper than 60, through two functions: compiled code counts the calls of
+    a recursion in registers it passes down and gets back, and checks the clock every 65,536."""
+    src = ("fn g(n: number) -> number { if n == 0 { return 0 } return h(n - 1) + h(n - 1) + 1 }\n"
+           "fn h(n: number) -> number { return g(n) }\nfn top(n: number) -> number { let s = 0\n"
+           " for i in 0..3 { s += g(n) }\n s }\nprint(top(60))\n")
+    run = relay_measured(tmp_path, src, "--tier", tier, "--time-limit", "1")
+    assert_within(tmp_path, run, tier, "limit: time limit of 1 s exceeded", None, 1.0, None)
+
+
 @pytest.mark.parametrize("value", ["1e10", "1e300", "inf"])
 def test_huge_time_limits_mean_none(tmp_path, value) -> None:
     run = relay_measured(tmp_path, "print(1)\n", "--time-limit", value)

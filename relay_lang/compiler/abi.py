@@ -39,7 +39,7 @@ PTR = I8.as_pointer()
 MAX_FRAMES = 10_000  # runs of frames kept (as many as the default depth limit); deeper ones are counted
 RT_LAYOUT: tuple[tuple[str, ir.Type], ...] = (
     ("stop", I64), ("depth", I64), ("max_depth", I64), ("err_code", I64), ("err_fn", I64), ("err_node", I64),
-    ("err_x", DOUBLE), ("err_y", I64), ("ticks", I64), ("deadline_ns", I64), ("stack_limit", I64),
+    ("err_x", DOUBLE), ("err_y", I64), ("deadline_ns", I64), ("stack_limit", I64),
     ("memory_ceiling", I64), ("nframes", I64),
     ("allocated", I64),  # bytes of arrays made since the budgets were last checked (lower: count_allocation)
     ("frames", ir.ArrayType(I64, 3 * MAX_FRAMES)),  # runs of frames: (function, call node, repeats)

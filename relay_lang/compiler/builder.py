@@ -44,7 +44,6 @@ class ModuleBuilder(ModuleUnit):
         native stack for the functions that do not check it themselves (those that call no
         other), runs the body, and takes the GIL back (the first budget check let it go).
         """
-        inner = self.functions[t.sig]
         ret = I8 if t.ret in (BOOL, NULL) else LLVM_TYPES[t.ret]
         args = [I8 if p == BOOL else LLVM_TYPES[p] for p in t.sig.params]
         fn = ir.Function(self.module, ir.FunctionType(ret, [RT_PTR, *args]), entry_name(t.sig, self.index[t.sig], self.key))
@@ -77,7 +76,7 @@ class ModuleBuilder(ModuleUnit):
                 b.branch(done)
         b.branch(run)
         b.position_at_end(run)
-        value = b.call(inner, [rt, depth, *passed], attrs=("noinline",))  # one copy of the body, not two
+        value, _ = self.call(b, t.sig, [rt, depth], I64(0), passed, attrs=("noinline",))  # one copy of the body, not two
         b.branch(done)
         b.position_at_end(done)
         result = b.phi(inner_ret)
