@@ -438,3 +438,41 @@ def test_an_unchecked_loop_still_stops_at_the_time_limit() -> None:
     src = "@llvm\nfn f(a: array<number>) { for i in 0..1e15 { a[0 * i] = i } return a[0] }\nf([0])"
     with pytest.raises(RelayError, match="time limit"):
         run_relay(src, tier="llvm", time_limit=0.3)
+
+
+@pytest.mark.parametrize("body", [
+    "if v == 65540 { break }\ns += v",  # a break just past the first chunk
+    "if v % 3 == 0 { continue }\ns += v",
+    "if v == 70000 { return -s }\ns += v",
+    "s += v / (v - 65536)",  # division by zero is no error: inf, then -inf
+    "s += a[floor(v)]",  # a data-dependent index in the chunked body, failing at the last item
+])
+def test_an_innermost_for_in_counts_its_ticks_per_chunk_and_ends_as_the_interpreter(body: str) -> None:
+    """An innermost `for x in array` runs in chunks of 65,536 iterations with no budget code inside;
+    break, continue, return and errors end it where the interpreter does."""
+    src = f"""
+@llvm
+fn walk(a: array<number>) {{
+    let s = 0
+    for v in a {{
+        {body}
+    }}
+    return s
+}}
+let a = []
+for i in 0..70001 {{ a.push(i) }}
+print(walk(a))
+"""
+    interpreted, compiled = both(src)
+    assert interpreted == compiled, (interpreted, compiled)
+
+
+def test_an_endless_for_in_stops_at_the_time_limit() -> None:
+    """A for-in whose callee runs a loop under 65,536 iterations per item (each call's loop counts
+    its own ticks from 0, never reaching a check), 3 * 10^11 in all: the chunk's budget check still
+    comes every 65,536 items."""
+    src = ("@llvm\nfn slow(v: number) { let t = 0\n let k = 0\n while k < 60000 { t += v\n k += 1 }\n return t }\n"
+           "@llvm\nfn f(a: array<number>) { let s = 0\n for v in a { s += slow(v) }\n return s }\n"
+           "print(f(array(5000000, 1)))")
+    with pytest.raises(RelayError, match="time limit"):
+        run_relay(src, tier="llvm", time_limit=0.3)

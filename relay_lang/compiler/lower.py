@@ -61,6 +61,7 @@ from ..nodes import (
     Str,
     Unary,
     While,
+    walk,
 )
 from ..resolver import Decl
 from .abi import AT_CALLER, DOUBLE, ERR_DEPTH, ERR_RETURN_TYPE, ERR_STACK, I1, I8, I64, PTR
@@ -331,7 +332,10 @@ class FunctionLowerer(LoopLowerer):
         def step() -> None:
             b.store(b.add(b.load(i), I64(1)), i)
 
-        self.loop("each", s, head, body, step)
+        if any(isinstance(node, (ForRange, ForEach, While)) for node in walk(s.body)):
+            self.loop("each", s, head, body, step)
+        else:  # innermost: its length is fixed, its ticks counted per chunk
+            self.chunked_loop(s, n, i, body)
         self.release(arr, owner)
 
     def snapshot_if_written(self, s: ForEach, arr: ir.Value, owner: Owner, writers: list[Decl]) -> tuple[ir.Value, Owner]:

@@ -8,10 +8,11 @@ range at both ends (and the arrays are distinct objects), the unchecked copy run
 with no check, and its element accesses carry scoped noalias metadata. Otherwise the checked
 copy runs, today's loop, failing exactly where the interpreter does.
 
-The unchecked copy counts its iterations in chunks: an inner loop runs up to the next multiple
-of 65,536 ticks with no budget code in it, so LLVM can vectorize it; the budgets are checked
-after the chunk where the checked loop would check them (after the iteration that makes the
-counter a multiple of 65,536), and a `break` adds the iterations done.
+The unchecked copy, and an innermost `for x in array` loop, count their iterations in chunks
+(`chunked_loop`): an inner loop runs up to the next multiple of 65,536 ticks with no budget code
+in it, so LLVM can unroll and vectorize it; the budgets are checked after the chunk where the
+one-by-one loop would check them (after the iteration that makes the counter a multiple of
+65,536), and a `break` adds the iterations done.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 from llvmlite import ir
 
-from ..nodes import Binary, Block, Call, Expr, ForRange, Name, Node, Num, Stmt, Unary, While
+from ..nodes import Binary, Block, Call, Expr, ForEach, ForRange, Name, Node, Num, Stmt, Unary, While
 from ..resolver import Decl
 from .abi import DOUBLE, I64
 from .arrays import ArrayLowerer
@@ -270,13 +271,25 @@ class LoopLowerer(ArrayLowerer):
         b = self.b
         first = b.fptosi(start, I64)
         trip = b.add(b.sub(b.fptosi(last, I64), first), I64(1))
-        ticks0 = b.load(self.ticks)
         ki = self.entry_alloca(I64, "ki")
-        stop = self.entry_alloca(I64, "stop")
-        b.store(I64(0), ki)
         var = self.vars[self.res.local(s).decl]
         self.scoped = self.alias_scopes(s, proof)
         self.trust(proof, lambda: b.add(first, b.load(ki)))
+
+        def body() -> None:
+            b.store(b.fadd(start, b.sitofp(b.load(ki), DOUBLE)), var)
+            self.block(s.body)
+
+        self.chunked_loop(s, trip, ki, body)
+        self.trusted.clear()
+        self.scoped = {}
+
+    def chunked_loop(self, s: ForRange | ForEach, trip: ir.Value, ki: ir.AllocaInstr, body_fn: Callable[[], None]) -> None:
+        """An innermost loop of `trip` iterations, ki counting them from 0, its ticks counted per chunk."""
+        b = self.b
+        ticks0 = b.load(self.ticks)
+        stop = self.entry_alloca(I64, "stop")
+        b.store(I64(0), ki)
         names = ("chunk", "chunk.start", "fast.head", "fast.body", "fast.step", "chunk.end", "fast.break", "fast.end")
         chunk_bb, start_bb, head_bb, body_bb, step_bb, chunk_end_bb, break_bb, end_bb = (
             self.fn.append_basic_block(name) for name in names)
@@ -291,8 +304,7 @@ class LoopLowerer(ArrayLowerer):
         b.position_at_end(head_bb)
         b.cbranch(b.icmp_signed("<", b.load(ki), b.load(stop)), body_bb, chunk_end_bb)
         b.position_at_end(body_bb)
-        b.store(b.fadd(start, b.sitofp(b.load(ki), DOUBLE)), var)
-        self.loop_body(s, lambda: self.block(s.body), step_bb, break_bb)
+        self.loop_body(s, body_fn, step_bb, break_bb)
         b.position_at_end(step_bb)
         b.store(b.add(b.load(ki), I64(1)), ki)
         b.branch(head_bb)
@@ -305,8 +317,6 @@ class LoopLowerer(ArrayLowerer):
         b.store(b.add(ticks0, b.load(ki)), self.ticks)
         b.branch(end_bb)
         b.position_at_end(end_bb)
-        self.trusted.clear()
-        self.scoped = {}
 
     def trusted_index(self, e: Expr, proof: Provable, counter: Callable[[], ir.Value]) -> Callable[[], ir.Value]:
         """The i64 value of a proven index, computed where it is used."""
