@@ -180,6 +180,16 @@ def test_a_shallow_recursion_of_many_calls_is_stopped_on_time(tmp_path, tier) ->
     assert_within(tmp_path, run, tier, "limit: time limit of 1 s exceeded", None, 1.0, None)
 
 
+@pytest.mark.parametrize("tier", TIERS)
+def test_short_loops_in_nested_calls_are_stopped_on_time(tmp_path, tier) -> None:
+    """Three levels of calls, each a loop of 60,000 (under the 65,536 ticks between two budget
+    checks): compiled code counts the ticks of the whole call, not of each function's call."""
+    src = "".join(f"fn {f}(v: number) {{ let t = 0\n for k in 0..60000 {{ t += {inner} }}\n return t }}\n"
+                  for f, inner in (("h", "v"), ("g", "h(v)"), ("f", "g(v)"))) + "print(f(1))\n"
+    run = relay_measured(tmp_path, src, "--tier", tier, "--time-limit", "1")
+    assert_within(tmp_path, run, tier, "limit: time limit of 1 s exceeded", None, 1.0, None)
+
+
 @pytest.mark.parametrize("value", ["1e10", "1e300", "inf"])
 def test_huge_time_limits_mean_none(tmp_path, value) -> None:
     run = relay_measured(tmp_path, "print(1)\n", "--time-limit", value)

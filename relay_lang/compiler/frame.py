@@ -27,7 +27,8 @@ from .bounds import name_decl, provable_loops
 from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, annotation_holds, enumerate_nodes
 from .support import Declarations
 
-TICK_MASK = 0xFFFF  # the budgets are checked every 65,536 loop iterations (and recursive calls)
+TICK_BITS = 16
+TICK_MASK = (1 << TICK_BITS) - 1  # the budgets are checked every 65,536 loop iterations (and recursive calls)
 Owner: TypeAlias = ir.AllocaInstr | None  # the slot owning an array reference; None: borrowed
 LLVM_TYPES = {NUM: DOUBLE, BOOL: I1, ARR: PTR, NULL: I8}
 ZERO = {NUM: ir.Constant(DOUBLE, 0.0), BOOL: ir.Constant(I1, 0), ARR: ir.Constant(PTR, None),
@@ -69,29 +70,28 @@ class ModuleUnit(Declarations):
         self.functions: dict[Signature, ir.Function] = {}
         self.recursive = recursive_functions(group)
         for t in group:
-            fnty = ir.FunctionType(self.return_type(t), self.hidden_types(t.sig) + [LLVM_TYPES[p] for p in t.sig.params])
+            fnty = ir.FunctionType(self.return_type(t), self.hidden_types() + [LLVM_TYPES[p] for p in t.sig.params])
             fn = ir.Function(self.module, fnty, f"{t.sig.symbol}_{len(self.functions)}")  # names may repeat
             fn.linkage = "internal"  # only the entry wrappers are called from outside
             fn.attributes.add("nounwind")
             self.functions[t.sig] = fn
 
-    def hidden_types(self, sig: Signature) -> list[ir.Type]:
-        """The hidden arguments, first: the job's runtime state, the call depth and, in a function
-        that can recurse, the recursion's ticks so far. Registers, not fields of the runtime state
-        to load and store on every call (a store-to-load chain through memory that made fib 1.3x
-        slower than without ticks)."""
-        return [RT_PTR, I64, I64] if sig in self.recursive else [RT_PTR, I64]
+    @staticmethod
+    def hidden_types() -> list[ir.Type]:
+        """The hidden arguments, first: the job's runtime state, the call depth and the ticks of the
+        compiled call so far. Registers, not fields of the runtime state to load and store on every
+        call (a store-to-load chain through memory that made fib 1.3x slower than without ticks)."""
+        return [RT_PTR, I64, I64]
 
-    def return_type(self, t: Typed) -> ir.Type:
-        """A function that can recurse hands its recursion's ticks back beside its result."""
-        value = LLVM_TYPES[t.ret]
-        return ir.LiteralStructType([value, I64]) if t.sig in self.recursive else value
+    @staticmethod
+    def return_type(t: Typed) -> ir.Type:
+        """Every function hands the ticks back beside its result: one count for the whole call, so
+        loops of under 65,536 iterations in nested calls still reach a budget check."""
+        return ir.LiteralStructType([LLVM_TYPES[t.ret], I64])
 
     def call(self, b: ir.IRBuilder, sig: Signature, hidden: list[ir.Value], ticks: ir.Value,
-             args: list[ir.Value], attrs: tuple[str, ...] = ()) -> tuple[ir.Value, ir.Value | None]:
-        """Calls a function of the module: its result, and the ticks it hands back (None: it does not recurse)."""
-        if sig not in self.recursive:
-            return b.call(self.functions[sig], hidden + args, attrs=attrs), None
+             args: list[ir.Value], attrs: tuple[str, ...] = ()) -> tuple[ir.Value, ir.Value]:
+        """Calls a function of the module: its result, and the ticks it hands back."""
         both = b.call(self.functions[sig], hidden + [ticks] + args, attrs=attrs)
         return b.extract_value(both, 0), b.extract_value(both, 1)
 
@@ -107,7 +107,6 @@ class FrameLowerer:
     rt: ir.Argument
     depth: ir.Argument
     ticks: ir.AllocaInstr
-    recursion_ticks: ir.AllocaInstr | None
     frame_mark: ir.AllocaInstr
 
     def __init__(self, mb: ModuleUnit, typed: Typed) -> None:
@@ -135,8 +134,12 @@ class FrameLowerer:
         return value
 
     def tick_check(self, counter: ir.Value, node: Node) -> None:
+        """The budgets, checked when one more tick made the counter a multiple of 65,536."""
         b = self.b
-        due = b.icmp_unsigned("==", b.and_(counter, I64(TICK_MASK)), I64(0))
+        self.budget_check(b.icmp_unsigned("==", b.and_(counter, I64(TICK_MASK)), I64(0)), node)
+
+    def budget_check(self, due: ir.Value, node: Node) -> None:
+        b = self.b
         with b.if_then(due, likely=False):
             code = b.call(self.mb.support("relay_budget"), [self.rt])
             with b.if_then(b.icmp_unsigned("!=", code, I64(0)), likely=False):

@@ -100,15 +100,11 @@ class FunctionLowerer(LoopLowerer):
         params = [self.res.local(p).decl for p in self.t.sig.fn.params]
         self.rt = fn.args[0]
         self.depth = fn.args[1]
-        self.ticks = b.alloca(I64, name="ticks")  # loop iterations of this call, all loops together
-        b.store(I64(0), self.ticks)
+        # Loop iterations and recursive calls of the whole compiled call so far: passed in, handed back.
+        self.ticks = b.alloca(I64, name="ticks")
+        b.store(fn.args[2], self.ticks)
         self.frame_mark = b.alloca(I8, name="frame")  # its address places this frame on the native stack
-        hidden = len(self.mb.hidden_types(self.t.sig))
-        self.recursion_ticks = None
-        if self.t.sig in self.mb.recursive:  # calls of the recursion so far: passed in, handed back
-            self.recursion_ticks = b.alloca(I64, name="recursion_ticks")
-            b.store(fn.args[2], self.recursion_ticks)
-        for arg, decl, typ in zip(fn.args[hidden:], params, self.t.sig.params):
+        for arg, decl, typ in zip(fn.args[len(self.mb.hidden_types()):], params, self.t.sig.params):
             if typ == ARR:
                 self.incref(arg)
             b.store(arg, self.vars[decl])
@@ -122,11 +118,8 @@ class FunctionLowerer(LoopLowerer):
         b.position_at_end(self.exit)
         for slot in self.owned_arrays:
             self.decref(b.load(slot))
-        value = b.load(self.retval)
-        if self.recursion_ticks is not None:
-            both = ir.Constant(fn.function_type.return_type, ir.Undefined)
-            value = b.insert_value(b.insert_value(both, value, 0), b.load(self.recursion_ticks), 1)
-        b.ret(value)
+        both = ir.Constant(fn.function_type.return_type, ir.Undefined)
+        b.ret(b.insert_value(b.insert_value(both, b.load(self.retval), 0), b.load(self.ticks), 1))
         for block in fn.blocks:  # blocks left behind after a jump (break, return, error) are dead
             if not block.is_terminated:
                 b.position_at_end(block)
@@ -145,10 +138,10 @@ class FunctionLowerer(LoopLowerer):
             stack_full = b.icmp_unsigned("<", b.ptrtoint(self.frame_mark, I64), self.rt_load("stack_limit"))
             with b.if_then(stack_full, likely=False):
                 self.fail(ERR_STACK, None, y=self.depth)
-        if self.recursion_ticks is None:
+        if self.t.sig not in self.mb.recursive:
             return
-        n = b.add(b.load(self.recursion_ticks), I64(1))
-        b.store(n, self.recursion_ticks)
+        n = b.add(b.load(self.ticks), I64(1))
+        b.store(n, self.ticks)
         self.tick_check(n, self.t.sig.fn)
 
     # ------------------------------------------------------------ statements
@@ -453,12 +446,9 @@ class FunctionLowerer(LoopLowerer):
         sig = self.t.calls.get(e)
         if sig is not None:
             args = [self.expr(a) for a in e.args]
-            # A call from outside the recursion starts its count (its caller's loops count their own).
-            ticks_in = I64(0) if self.recursion_ticks is None else b.load(self.recursion_ticks)
-            result, ticks_out = self.mb.call(b, sig, [self.rt, b.add(self.depth, I64(1))], ticks_in,
-                                             [v for v, _ in args])
-            if ticks_out is not None and self.recursion_ticks is not None:
-                b.store(ticks_out, self.recursion_ticks)
+            result, ticks = self.mb.call(b, sig, [self.rt, b.add(self.depth, I64(1))], b.load(self.ticks),
+                                         [v for v, _ in args])
+            b.store(ticks, self.ticks)
             owner = self.own(result) if self.mb.typed[sig].ret == ARR else None  # null after an error
             for v, arg_owner in args:
                 self.release(v, arg_owner)

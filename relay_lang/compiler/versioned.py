@@ -26,7 +26,7 @@ from ..resolver import Decl
 from .abi import DOUBLE, I64
 from .arrays import ArrayLowerer
 from .bounds import EXACT, Provable, direction, shape, split_offset
-from .frame import TICK_MASK
+from .frame import TICK_BITS, TICK_MASK
 
 CHUNK = TICK_MASK + 1
 
@@ -285,10 +285,16 @@ class LoopLowerer(ArrayLowerer):
         self.scoped = {}
 
     def chunked_loop(self, s: ForRange | ForEach, trip: ir.Value, ki: ir.AllocaInstr, body_fn: Callable[[], None]) -> None:
-        """An innermost loop of `trip` iterations, ki counting them from 0, its ticks counted per chunk."""
+        """An innermost loop of `trip` iterations, ki counting them from 0, its ticks counted per chunk.
+
+        A chunk ends where the ticks reach the next multiple of 65,536, unless calls in its body
+        added ticks of their own: then the budgets are checked at the chunk's end if the count
+        crossed a multiple meanwhile (the callees checked theirs too).
+        """
         b = self.b
-        ticks0 = b.load(self.ticks)
         stop = self.entry_alloca(I64, "stop")
+        chunk_ticks = self.entry_alloca(I64, "chunk_ticks")  # the ticks when the chunk started
+        chunk_done = self.entry_alloca(I64, "chunk_done")  # ki when the chunk started
         b.store(I64(0), ki)
         names = ("chunk", "chunk.start", "fast.head", "fast.body", "fast.step", "chunk.end", "fast.break", "fast.end")
         chunk_bb, start_bb, head_bb, body_bb, step_bb, chunk_end_bb, break_bb, end_bb = (
@@ -298,7 +304,10 @@ class LoopLowerer(ArrayLowerer):
         done = b.load(ki)
         b.cbranch(b.icmp_signed("<", done, trip), start_bb, end_bb)
         b.position_at_end(start_bb)
-        room = b.sub(I64(CHUNK), b.and_(b.add(ticks0, done), I64(TICK_MASK)))
+        ticks0 = b.load(self.ticks)
+        b.store(ticks0, chunk_ticks)
+        b.store(done, chunk_done)
+        room = b.sub(I64(CHUNK), b.and_(ticks0, I64(TICK_MASK)))
         b.store(b.select(b.icmp_signed("<", b.sub(trip, done), room), trip, b.add(done, room)), stop)
         b.branch(head_bb)
         b.position_at_end(head_bb)
@@ -309,12 +318,13 @@ class LoopLowerer(ArrayLowerer):
         b.store(b.add(b.load(ki), I64(1)), ki)
         b.branch(head_bb)
         b.position_at_end(chunk_end_bb)
-        ticks = b.add(ticks0, b.load(ki))
+        ticks = b.add(b.load(self.ticks), b.sub(b.load(ki), b.load(chunk_done)))
         b.store(ticks, self.ticks)
-        self.tick_check(ticks, s)
+        crossed = b.icmp_unsigned("!=", b.lshr(b.load(chunk_ticks), I64(TICK_BITS)), b.lshr(ticks, I64(TICK_BITS)))
+        self.budget_check(crossed, s)
         b.branch(chunk_bb)
         b.position_at_end(break_bb)  # the iterations before the break count
-        b.store(b.add(ticks0, b.load(ki)), self.ticks)
+        b.store(b.add(b.load(self.ticks), b.sub(b.load(ki), b.load(chunk_done))), self.ticks)
         b.branch(end_bb)
         b.position_at_end(end_bb)
 
