@@ -179,6 +179,16 @@ def _load(obj: bytes, target: Target, entries: list[str]) -> dict[str, int]:
     return addresses
 
 
+def prepare() -> None:
+    """LLVM's native target and the support functions, loaded (about 34 MB, once a process)."""
+    initialise()
+    load_support()
+
+
+def prepared() -> bool:
+    return _initialised and all(name in _loaded for name in SUPPORT)
+
+
 def load_support() -> None:
     """Compiles and loads the support functions (support.SUPPORT) once per process; every module
     refers to them by name, bound here as process symbols."""

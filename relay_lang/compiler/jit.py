@@ -5,8 +5,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import llvmlite
@@ -99,10 +97,9 @@ class Compiler:
         """
         return self.start_many(sigs).wait(deadline_ns)
 
-    def start_many(self, sigs: list[Signature],
-                   around: Callable[[], AbstractContextManager] = nullcontext) -> engine.Pending[list[Compiled]]:
+    def start_many(self, sigs: list[Signature]) -> engine.Pending[list[Compiled]]:
         """Types the functions now (raising infer.Unsupported) and compiles them on the compile
-        thread, within `around()` there, while the caller goes on."""
+        thread while the caller goes on."""
         roots = [self.typer.function(sig) for sig in sigs]
         group: list[Typed] = []
         for root in roots:
@@ -122,8 +119,7 @@ class Compiler:
             return engine.compile_object(str(module), target, pipeline)
 
         def compiled() -> list[Compiled]:
-            with around():
-                module = self.cache.get_or_build(key, build, lambda obj: engine.LoadedModule(obj, target, entries))
+            module = self.cache.get_or_build(key, build, lambda obj: engine.LoadedModule(obj, target, entries))
             return [Compiled(group, module, root, key) for root in roots]  # type: ignore[arg-type]
 
         return engine.COMPILER.submit(compiled)
