@@ -476,3 +476,26 @@ def test_an_endless_for_in_stops_at_the_time_limit() -> None:
            "print(f(array(5000000, 1)))")
     with pytest.raises(RelayError, match="time limit"):
         run_relay(src, tier="llvm", time_limit=0.3)
+
+
+@pytest.mark.parametrize("body, step", [
+    ("if a[0] > 0 { i += 1 }\nc += 1", "i += 1"),  # the variable moved by more than the step
+    ("a[0] += 1\ni = i * 2", "i += 1"),
+])
+def test_a_while_loop_whose_variable_moves_elsewhere_is_not_strided(body: str, step: str) -> None:
+    """A strided copy drives its variable by the step alone: any other write to it keeps the loop as written."""
+    src = f"""
+@llvm
+fn f(a: array<number>, n) {{
+    let c = 0
+    let i = 1
+    while i < n {{
+        {body}
+        {step}
+    }}
+    return a[0] * 1000 + c * 10 + i
+}}
+print(f([1], 10), f([0], 100))
+"""
+    interpreted, compiled = both(src)
+    assert interpreted == compiled and not compiled.startswith("ERROR"), (interpreted, compiled)

@@ -423,3 +423,20 @@ def test_budget_fuzzer(tmp_path) -> None:
             assert run.peak <= base.peak + budget + MEMORY_MARGIN, (tier, source, run.peak / MIB)
     print(f"budget fuzzer: {cases} programs, worst time over the limit {worst['time over']:.2f} s "
           f"(minus start-up), worst memory over the budget {worst['memory over MiB']:.0f} MiB")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+@pytest.mark.parametrize("shape", ["tree", "return"])
+def test_call_trees_and_early_returns_are_stopped_on_time(tmp_path, tier, shape) -> None:
+    """Two ways compiled code once went uncounted: a tree of calls with no loop and no recursion
+    (each of 32 functions calls the next twice: 2^32 calls), and a `return` from inside a chunk of
+    an innermost loop (its iterations were never added to the ticks), called forever."""
+    if shape == "tree":
+        src = "".join(f"fn f{k}(a: array<number>) {{ f{k + 1}(a)\n f{k + 1}(a)\n 0 }}\n" for k in range(32))
+        src += "fn f32(a: array<number>) { a[0] = sin(a[0]) + 1\n 0 }\nlet a = [0]\nf0(a)\nprint(a[0])\n"
+    else:
+        src = ("fn find(a: array<number>) { let s = 0\n for x in a { if x < 0 { return s }\n s += sin(s + x) }\n"
+               " return s }\nfn main(n) { let a = array(n, 1)\n a[n - 1] = -1\n let c = 0\n"
+               " while true { c += find(a) }\n c }\nprint(main(32768))\n")
+    run = relay_measured(tmp_path, src, "--tier", tier, "--time-limit", "1")
+    assert_within(tmp_path, run, tier, "limit: time limit of 1 s exceeded", None, 1.0, None)

@@ -238,7 +238,9 @@ def _provable(loop: ForRange | While, var: Decl, step: Assign | None, typed: Typ
     stride = None
     if isinstance(loop, While):
         assert step is not None and isinstance(loop.cond, Binary)
-        if var in scope.declared or scope.degree(loop.cond.right) != 0 or scope.degree(step.value) != 0:
+        if var in scope.declared or var in scope.assigned:  # the step is the only write: it drives the fast copy
+            return None
+        if scope.degree(loop.cond.right) != 0 or scope.degree(step.value) != 0:
             return None
         stride = Stride(loop.cond.right, step.value, loop.cond.op == "<")
     return Provable(var, tuple(accesses), scope.lets, stride)

@@ -126,6 +126,7 @@ class FrameLowerer:
         self.trusted: dict[int, Callable[[], ir.Value]] = {}  # id of a proven Index -> its i64 index
         self.failing: tuple[ir.Block, list[ir.PhiInstr]] | None = None  # the block every failure jumps to
         self.scoped: dict[Decl, tuple[ir.Value, ir.Value]] = {}  # array -> alias metadata, in an unchecked loop
+        self.chunk: tuple[ir.AllocaInstr, ir.AllocaInstr] | None = None  # (ki, ki at its start) of the running chunk
 
     def rt_load(self, name: str) -> ir.Value:
         """A field of the runtime state; its TBAA tag tells LLVM array elements never overlap it."""

@@ -8,10 +8,10 @@ Conventions:
 - numbers are `double`, bools `i1`, arrays `i8*` pointing at the Array object itself (arrays.py).
 - budgets: each function takes its call depth as a hidden second argument and checks it against
   the runtime state's `max_depth`, and checks that its frame lies above the state's
-  `stack_limit` (the native stack is never exhausted, whatever the frame size); every loop of a
-  function counts its iterations in one counter of that function (never reset, so loops at any
-  nesting depth are counted), and recursive functions count their calls; every 65,536 ticks the
-  budgets are checked (support.py: `relay_budget`).
+  `stack_limit` (the native stack is never exhausted, whatever the frame size); one tick count
+  for the whole compiled call, passed to each function as a hidden third argument and handed
+  back beside its result, counts every loop iteration and every call of a function that calls
+  others; every 65,536 ticks the budgets are checked (support.py: `relay_budget`).
 - an innermost counted loop (`for i in a..b`) whose indexes `bounds.py` finds provable (affine
   in the loop variable) is lowered twice: when a test before the loop proves every such index
   whole and in range on every iteration, the copy without their checks runs on an integer
@@ -126,10 +126,11 @@ class FunctionLowerer(LoopLowerer):
                 b.unreachable()
 
     def prologue(self) -> None:
-        """The depth limit, checked on every call as the interpreter does; the native stack in
-        every function that calls others (a leaf's frame fits the margin its caller checked);
-        a tick only in functions that can recurse (loops tick on their own, and without
-        recursion or loops the work of a call is bounded)."""
+        """The depth limit, checked on every call as the interpreter does; the native stack and a
+        tick in every function that calls others (a leaf's frame fits the margin its caller
+        checked, and its work is bounded by its code: loops tick on their own). A call tree
+        without loops or recursion can still be exponential (each of 32 functions calling the
+        next twice: 2^32 calls), so every call that can make calls counts."""
         b = self.b
         too_deep = b.icmp_signed(">", self.depth, self.rt_load("max_depth"))
         with b.if_then(too_deep, likely=False):
@@ -138,7 +139,7 @@ class FunctionLowerer(LoopLowerer):
             stack_full = b.icmp_unsigned("<", b.ptrtoint(self.frame_mark, I64), self.rt_load("stack_limit"))
             with b.if_then(stack_full, likely=False):
                 self.fail(ERR_STACK, None, y=self.depth)
-        if self.t.sig not in self.mb.recursive:
+        if not self.t.calls:
             return
         n = b.add(b.load(self.ticks), I64(1))
         b.store(n, self.ticks)
@@ -185,6 +186,7 @@ class FunctionLowerer(LoopLowerer):
         elif value is not None:
             v, owner = self.expr(value)
             self.release(v, owner)
+        self.count_chunk(self.chunk)  # the caller goes on: the iterations of the chunk it leaves count
         b.branch(self.exit)
         b.position_at_end(self.fn.append_basic_block("after_return"))
 

@@ -313,7 +313,9 @@ class LoopLowerer(ArrayLowerer):
         b.position_at_end(head_bb)
         b.cbranch(b.icmp_signed("<", b.load(ki), b.load(stop)), body_bb, chunk_end_bb)
         b.position_at_end(body_bb)
+        self.chunk = (ki, chunk_done)
         self.loop_body(s, body_fn, step_bb, break_bb)
+        self.chunk = None
         b.position_at_end(step_bb)
         b.store(b.add(b.load(ki), I64(1)), ki)
         b.branch(head_bb)
@@ -324,9 +326,16 @@ class LoopLowerer(ArrayLowerer):
         self.budget_check(crossed, s)
         b.branch(chunk_bb)
         b.position_at_end(break_bb)  # the iterations before the break count
-        b.store(b.add(b.load(self.ticks), b.sub(b.load(ki), b.load(chunk_done))), self.ticks)
+        self.count_chunk((ki, chunk_done))
         b.branch(end_bb)
         b.position_at_end(end_bb)
+
+    def count_chunk(self, chunk: tuple[ir.AllocaInstr, ir.AllocaInstr] | None) -> None:
+        """Adds the iterations of a chunk (ki, ki at its start) to the ticks: a break or a return leaves it."""
+        if chunk is not None:
+            ki, chunk_done = chunk
+            b = self.b
+            b.store(b.add(b.load(self.ticks), b.sub(b.load(ki), b.load(chunk_done))), self.ticks)
 
     def trusted_index(self, e: Expr, proof: Provable, counter: Callable[[], ir.Value]) -> Callable[[], ir.Value]:
         """The i64 value of a proven index, computed where it is used."""
