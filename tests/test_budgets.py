@@ -440,3 +440,14 @@ def test_call_trees_and_early_returns_are_stopped_on_time(tmp_path, tier, shape)
                " while true { c += find(a) }\n c }\nprint(main(32768))\n")
     run = relay_measured(tmp_path, src, "--tier", tier, "--time-limit", "1")
     assert_within(tmp_path, run, tier, "limit: time limit of 1 s exceeded", None, 1.0, None)
+
+
+def test_a_large_hot_function_compiles_within_a_small_memory_budget(tmp_path) -> None:
+    """A function of 600 `let`s made hot in the auto tier: a compile this large is waited for, its
+    memory not the program's (in the background it would count, and 32 MB would not hold it).
+    A constant no other test uses keeps the object store from answering instead of LLVM."""
+    lets = "".join(f"  let v{k} = v{k - 1} * 1.0000001 + {k} - x / {k + 1}\n" for k in range(1, 600))
+    src = (f"fn big(x) {{\n  let v0 = x + {time.time_ns()}\n{lets}  v599\n}}\n"
+           "let t = 0\nfor i in 0..3000 { t += big(i) }\nprint(t > 0)\n")
+    run = relay_measured(tmp_path, src, "--tier", "auto", "--memory-limit", "32M")
+    assert (run.status, run.out, run.err) == (0, "true\n", "")

@@ -17,6 +17,7 @@ only by the names this module defined.
 from __future__ import annotations
 
 import atexit
+import itertools
 import platform
 import queue
 import threading
@@ -78,14 +79,21 @@ class Target:
 
     @classmethod
     def host(cls, opt: int) -> Target:
-        initialise()
-        return cls(llvm.get_process_triple(), llvm.get_host_cpu_name(),
-                   llvm.get_host_cpu_features().flatten(), opt)
+        """This machine's target. Asked of LLVM once a process: llvmlite holds one lock around
+        every LLVM call, so a thread asking during a long compile would wait for all of it."""
+        if not _host:
+            initialise()
+            _host.extend((llvm.get_process_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()))
+        triple, cpu, features = _host
+        return cls(triple, cpu, features, opt)
 
     def machine(self) -> llvm.TargetMachine:
         return llvm.Target.from_triple(self.triple).create_target_machine(
             cpu=self.cpu, features=self.features, opt=self.opt, reloc=self.reloc,
             codemodel=self.codemodel, jit=True)
+
+
+_host: list[str] = []  # this machine's triple, CPU name and features, once known
 
 
 @dataclass(frozen=True)
@@ -244,48 +252,56 @@ class CompileThread:
 
     LLVM's global context is not thread-safe, so all of it happens here; a
     job waits for its compilation only until its deadline, and is never held
-    past its time limit by a compilation it cannot interrupt. The process
-    waits for the work in hand when it exits (at most EXIT_WAIT seconds):
-    LLVM is not torn down under a compilation.
+    past its time limit by a compilation it cannot interrupt. Work a caller
+    waits for goes before queued background work. The process waits for the
+    work in hand when it exits, however long: LLVM torn down under a
+    compilation aborts the process.
     """
 
-    EXIT_WAIT = 5.0
-
     def __init__(self) -> None:
-        self.work: queue.SimpleQueue = queue.SimpleQueue()
+        self.work: queue.PriorityQueue = queue.PriorityQueue()  # (background?, order, work, pending)
+        self.order = itertools.count()
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self.idle = threading.Event()
         self.idle.set()
         self.queued = 0  # submitted and not finished (under lock)
+        self.started: float | None = None  # when the work running now started
 
     def run(self, work: Callable[[], T], deadline_ns: int = 0) -> T:
         """work's result; raises CompileTimeout when deadline_ns (monotonic; 0: none) passes first."""
-        return self.submit(work).wait(deadline_ns)
+        return self.submit(work, background=False).wait(deadline_ns)
 
-    def submit(self, work: Callable[[], T]) -> Pending[T]:
+    def busy_for(self) -> float:
+        """How long the work running now has run (0: none)."""
+        started = self.started
+        return 0.0 if started is None else time.monotonic() - started
+
+    def submit(self, work: Callable[[], T], background: bool = True) -> Pending[T]:
         """Queues work; the caller goes on and looks at the Pending when it likes."""
         pending: Pending[T] = Pending()
         with self.lock:
             if self.thread is None:
-                atexit.register(self.idle.wait, self.EXIT_WAIT)
+                atexit.register(self.idle.wait)
             if self.thread is not None and not self.thread.is_alive():  # a forked child: the work was the parent's
-                self.work, self.queued = queue.SimpleQueue(), 0
+                self.work, self.queued = queue.PriorityQueue(), 0
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._serve, name="relay-llvm", daemon=True)
                 self.thread.start()
             self.queued += 1
             self.idle.clear()
-            self.work.put((work, pending))
+            self.work.put((background, next(self.order), work, pending))
         return pending
 
     def _serve(self) -> None:
         while True:
-            work, pending = self.work.get()
+            _, _, work, pending = self.work.get()
+            self.started = time.monotonic()
             try:
                 pending.box.put((True, work()))
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
                 pending.box.put((False, exc))
+            self.started = None
             with self.lock:
                 self.queued -= 1
                 if not self.queued:

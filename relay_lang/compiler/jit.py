@@ -95,11 +95,11 @@ class Compiler:
         LLVM runs on the compile thread; past deadline_ns (monotonic; 0: none) this raises
         engine.CompileTimeout without waiting for it.
         """
-        return self.start_many(sigs).wait(deadline_ns)
+        return self.start_many(sigs, background=False).wait(deadline_ns)
 
-    def start_many(self, sigs: list[Signature]) -> engine.Pending[list[Compiled]]:
+    def start_many(self, sigs: list[Signature], background: bool = True) -> engine.Pending[list[Compiled]]:
         """Types the functions now (raising infer.Unsupported) and compiles them on the compile
-        thread while the caller goes on."""
+        thread while the caller goes on (work to be waited for goes before background work)."""
         roots = [self.typer.function(sig) for sig in sigs]
         group: list[Typed] = []
         for root in roots:
@@ -122,7 +122,12 @@ class Compiler:
             module = self.cache.get_or_build(key, build, lambda obj: engine.LoadedModule(obj, target, entries))
             return [Compiled(group, module, root, key) for root in roots]  # type: ignore[arg-type]
 
-        return engine.COMPILER.submit(compiled)
+        return engine.COMPILER.submit(compiled, background)
+
+    def group_nodes(self, sig: Signature) -> int:
+        """The AST nodes of the module a function compiles into: its own and its callees' (typing it
+        now, raising infer.Unsupported)."""
+        return sum(len(enumerate_nodes(t.sig.fn)) for t in self._group(self.typer.function(sig)))
 
     def _group(self, root: Typed) -> list[Typed]:
         """The root and every specialisation it calls, in a deterministic (discovery) order."""

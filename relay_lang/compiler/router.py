@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .._array import Array, holds_numbers
 from ..budget import Limits
 from ..errors import RelayError
-from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Let, Name, Program, While, walk
+from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Let, Name, Program, ServerDecl, While, walk
 from ..resolver import Global, Resolution
 from . import engine
 from .cache import CompileCache, DirectoryStore, ObjectStore
@@ -36,13 +36,15 @@ if TYPE_CHECKING:
 
 HOT_CALLS_WITH_LOOPS = 1
 HOT_CALLS = 20
+LONG_COMPILE = 0.1  # seconds: a compile running longer is not waited behind
+BACKGROUND_NODES = 500  # the largest function compiled in the background (its compile adds under 1 MB)
 
 
 def global_changes(program: Program, res: Resolution) -> tuple[set[str], set[str]]:
     """The globals a program binds, and those it binds after their declaration.
 
     A global changes when it is assigned (`f = ...`), declared again (`set f = ...`,
-    a second `fn f`) or declared by a `let`.
+    a second `fn f`, a `server f`) or declared by a `let`.
     """
     bound: set[str] = set()
     rebound: set[str] = set()
@@ -63,6 +65,8 @@ def _bound_name(n: object, res: Resolution) -> str | None:
         return n.name
     if isinstance(n, FnDecl) and isinstance(res.bindings.get(n), Global):
         return n.fn.name
+    if isinstance(n, ServerDecl):  # always a global: servers are declared at the top level only
+        return n.name
     return None
 
 
@@ -230,12 +234,16 @@ class Router:
         """Counts calls; once hot, compiles the function for the argument types of that call.
 
         A function with loops compiles at its first call, which waits for it (~20 ms): without
-        on-stack replacement, that call is the one whose loops need it. Any other function
+        on-stack replacement, that call is the one whose loops need it (it goes before queued
+        background work); unless the compile thread has been busy for LONG_COMPILE seconds
+        with work that cannot be interrupted (a large module, one a time limit gave up on):
+        then it compiles in the background, as any other function does. Any other function
         compiles in the background from its 20th call and keeps running in the interpreter
         meanwhile: it switches to compiled code at its first call after the compile is done.
-        What a background compile adds to the process (0.1-0.4 MB) counts as the program's
-        memory, since the program runs meanwhile; LLVM's own start (34 MB, once a process) is
-        waited for and not counted.
+        What a background compile adds to the process counts as the program's memory, since
+        the program runs meanwhile: so only modules (the function and its callees) of up to
+        BACKGROUND_NODES nodes compile in the background (under 1 MB each); larger ones wait,
+        their compile uncounted, as does LLVM's own start (34 MB, once a process).
         """
         original: Callable = code.py  # type: ignore[assignment]
         loops = _has_loops(fn)
@@ -284,15 +292,18 @@ class Router:
             if len(args) != len(fn.params) or None in types:
                 return stay("hot, but called with arguments compiled code does not take")(c, *args)
             try:
+                sig = Signature(fn, tuple(types))  # type: ignore[arg-type]
                 with self.limits.uncounted():  # the compiler's memory is not the program's
-                    if not loops and not engine.prepared():  # LLVM's start: ~34 MB, once a process
+                    background = ((not loops or engine.COMPILER.busy_for() > LONG_COMPILE)
+                                  and compiler.group_nodes(sig) <= BACKGROUND_NODES)
+                    if background and not engine.prepared():  # LLVM's start: ~34 MB, once a process
                         engine.COMPILER.run(engine.prepare, self.limits.deadline_ns)
-                    pending = compiler.start_many([Signature(fn, tuple(types))])  # type: ignore[arg-type]
+                    pending = compiler.start_many([sig], background)
             except Unsupported as u:
                 return stay(u.describe())(c, *args)
             except CompileTimeout:
                 return stay("compiling would not finish within the time limit")(c, *args)
-            if loops:
+            if not background:
                 return finished(wait=True)(c, *args)
             self.note(fn, name, "interpreter", f"{hot}, compiling in the background")
             return original(c, *args)
