@@ -84,10 +84,6 @@ class Compiler:
         self.cache = cache if cache is not None else CompileCache(store if store is not None else DirectoryStore())
         self.typer = Typer(res, top_level)
 
-    def compile(self, sig: Signature, deadline_ns: int = 0) -> Compiled:
-        """Raises infer.Unsupported when the function is outside the compiled subset."""
-        return self.compile_many([sig], deadline_ns)[0]
-
     def compile_many(self, sigs: list[Signature], deadline_ns: int = 0) -> list[Compiled]:
         """Compiles functions (and all they call) into one module: one optimisation and codegen run.
 

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 HOT_CALLS_WITH_LOOPS = 1
 HOT_CALLS = 20
 LONG_COMPILE = 0.1  # seconds: a compile running longer is not waited behind
-BACKGROUND_NODES = 500  # the largest function compiled in the background (its compile adds under 1 MB)
+BACKGROUND_NODES = 500  # the largest module (a function and its callees) compiled in the background: under 1 MB
 
 
 def global_changes(program: Program, res: Resolution) -> tuple[set[str], set[str]]:
