@@ -284,7 +284,7 @@ class CompileThread:
             if self.thread is None:
                 atexit.register(self.idle.wait)
             if self.thread is not None and not self.thread.is_alive():  # a forked child: the work was the parent's
-                self.work, self.queued = queue.PriorityQueue(), 0
+                self.work, self.queued, self.started = queue.PriorityQueue(), 0, None
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._serve, name="relay-llvm", daemon=True)
                 self.thread.start()
