@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import celery.exceptions
 import kombu.exceptions
-import redis
 from celery import Celery
 from redis.typing import EncodableT, FieldT
 
@@ -21,14 +20,14 @@ from relay_lang.errors import RelayError
 
 from . import catalog
 from .deploy import check, declared_servers
-from .ledger import DeadLetters, Ledger, deployment_of
+from .ledger import STORE_DOWN, DeadLetters, Ledger, deployment_of
 from .registry import Registry, Status, node_of, status_of
 from .runtime import Messenger, NoReply, remote_error, retrying
 from .settings import celery_config, load
 from .store import connect
 from .wire import from_wire, to_wire
 
-UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError, ConnectionError)
+UNREACHABLE = (*STORE_DOWN, kombu.exceptions.OperationalError, ConnectionError)
 
 
 class FleetUnreachable(RelayError):

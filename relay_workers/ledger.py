@@ -44,7 +44,10 @@ from relay_lang.names import parse_instance_name
 from .store import FLEET_TAG, connect
 
 PREFIX = FLEET_TAG + ":"  # every key carries the fleet's hash tag: one slot on a Cluster (relay_workers.store)
-STORE_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)  # the store away, or a connection reset
+# The store away: a connection reset or refused, a restart, or on a Cluster a master down (the cluster
+# answers CLUSTERDOWN until it is back) or a slot moving (TRYAGAIN).
+STORE_DOWN = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterDownError,
+              redis.exceptions.TryAgainError, OSError)
 STORE_ERRORS = (redis.RedisError, OSError)  # any failed store command
 APPLIED_KEPT = 10_000  # message ids remembered per server (redeliveries come long before this)
 REPLY_TTL = 3600
