@@ -27,7 +27,7 @@ from .settings import celery_config, load
 from .store import connect
 from .wire import from_wire, to_wire
 
-UNREACHABLE = (*STORE_DOWN, kombu.exceptions.OperationalError, ConnectionError)
+UNREACHABLE = (*STORE_DOWN, kombu.exceptions.OperationalError)  # STORE_DOWN holds OSError: ConnectionError too
 
 
 class FleetUnreachable(RelayError):

@@ -89,6 +89,11 @@ def provable_loops(typed: Typed, res: Resolution) -> dict[ForRange | While, Prov
     return found
 
 
+def has_loops(block: Node) -> bool:
+    """Whether a loop stands anywhere in `block` (the body of an innermost loop has none)."""
+    return any(isinstance(n, (ForRange, ForEach, While)) for n in walk(block))
+
+
 def name_decl(e: Node, res: Resolution) -> Decl | None:
     """The local declaration a plain name refers to; None for any other expression or binding."""
     if type(e) is not Name:
@@ -221,9 +226,9 @@ def changes_lengths(n: Node, typed: Typed) -> bool:
 
 
 def _provable(loop: ForRange | While, var: Decl, step: Assign | None, typed: Typed, res: Resolution) -> Provable | None:
-    body = list(walk(loop.body))
-    if any(type(n) in (ForRange, ForEach, While) for n in body):
+    if has_loops(loop.body):
         return None  # innermost loops only: each level would double the code
+    body = list(walk(loop.body))
     if any(changes_lengths(n, typed) for n in body):
         return None
     scope = _Body(var, typed, res, body, step)

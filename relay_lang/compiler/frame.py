@@ -28,7 +28,7 @@ from .infer import ARR, BOOL, NULL, NUM, Signature, Typed, annotation_holds, enu
 from .support import Declarations
 
 TICK_BITS = 16
-TICK_MASK = (1 << TICK_BITS) - 1  # the budgets are checked every 65,536 loop iterations (and recursive calls)
+TICK_MASK = (1 << TICK_BITS) - 1  # the budgets are checked every 65,536 ticks (loop iterations, calls that call)
 Owner: TypeAlias = ir.AllocaInstr | None  # the slot owning an array reference; None: borrowed
 LLVM_TYPES = {NUM: DOUBLE, BOOL: I1, ARR: PTR, NULL: I8}
 ZERO = {NUM: ir.Constant(DOUBLE, 0.0), BOOL: ir.Constant(I1, 0), ARR: ir.Constant(PTR, None),

@@ -61,11 +61,10 @@ from ..nodes import (
     Str,
     Unary,
     While,
-    walk,
 )
 from ..resolver import Decl
 from .abi import AT_CALLER, DOUBLE, ERR_DEPTH, ERR_RETURN_TYPE, ERR_STACK, I1, I8, I64, PTR
-from .bounds import element_writers
+from .bounds import element_writers, has_loops
 from .frame import LLVM_TYPES, ZERO, Owner
 from .infer import ARR, BOOL, NULL
 from .versioned import LoopLowerer
@@ -100,7 +99,8 @@ class FunctionLowerer(LoopLowerer):
         params = [self.res.local(p).decl for p in self.t.sig.fn.params]
         self.rt = fn.args[0]
         self.depth = fn.args[1]
-        # Loop iterations and recursive calls of the whole compiled call so far: passed in, handed back.
+        # Loop iterations and calls of functions that call others, in the whole compiled call so far:
+        # passed in, handed back.
         self.ticks = b.alloca(I64, name="ticks")
         b.store(fn.args[2], self.ticks)
         self.frame_mark = b.alloca(I8, name="frame")  # its address places this frame on the native stack
@@ -327,7 +327,7 @@ class FunctionLowerer(LoopLowerer):
         def step() -> None:
             b.store(b.add(b.load(i), I64(1)), i)
 
-        if any(isinstance(node, (ForRange, ForEach, While)) for node in walk(s.body)):
+        if has_loops(s.body):
             self.loop("each", s, head, body, step)
         else:  # innermost: its length is fixed, its ticks counted per chunk
             self.chunked_loop(s, n, i, body)

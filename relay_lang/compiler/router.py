@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 from .._array import Array, holds_numbers
 from ..budget import Limits
 from ..errors import RelayError
-from ..nodes import Assign, Binary, FnDecl, FnLit, ForEach, ForRange, Let, Name, Program, ServerDecl, While, walk
+from ..nodes import Assign, Binary, FnDecl, FnLit, Let, Name, Program, ServerDecl, walk
 from ..resolver import Global, Resolution
 from . import engine
+from .bounds import has_loops
 from .cache import CompileCache, DirectoryStore, ObjectStore
 from .engine import CompileTimeout, Pending
 from .gpu_check import checked_kernel
@@ -75,10 +76,6 @@ def static_functions(program: Program, res: Resolution) -> dict[str, FnLit]:
     rebound = global_changes(program, res)[1]
     return {s.fn.name: s.fn for s in program.stmts
             if isinstance(s, FnDecl) and isinstance(res.bindings.get(s), Global) and s.fn.name not in rebound}
-
-
-def _has_loops(fn: FnLit) -> bool:
-    return any(isinstance(n, (While, ForRange, ForEach)) for n in walk(fn.body))
 
 
 def _numeric_work(fn: FnLit) -> bool:
@@ -186,7 +183,7 @@ class Router:
             self.note(fn, name, "llvm", f"{why}, compiling")  # keeps its place in the explanation
         elif id(fn) not in statics:
             self.note(fn, name, "interpreter", "closures, nested functions and handlers compile only with @llvm")
-        elif not (_has_loops(fn) or _numeric_work(fn)):
+        elif not (has_loops(fn.body) or _numeric_work(fn)):
             self.note(fn, name, "interpreter", "no loops or numeric work")
         else:
             self.install_hot_counter(code, fn, name, compiler)
@@ -246,7 +243,7 @@ class Router:
         their compile uncounted, as does LLVM's own start (34 MB, once a process).
         """
         original: Callable = code.py  # type: ignore[assignment]
-        loops = _has_loops(fn)
+        loops = has_loops(fn.body)
         threshold = HOT_CALLS_WITH_LOOPS if loops else HOT_CALLS
         hot = f"hot after {threshold} call{'s' if threshold > 1 else ''}"
         calls = 0

@@ -322,10 +322,9 @@ class LoopLowerer(ArrayLowerer):
         b.position_at_end(chunk_end_bb)
         # The chunk ran to its stop: ki is stop, said so that ki has no use after the inner loop
         # (LLVM vectorizes the remainder of a loop whose counter is not used after it).
-        end = b.load(stop)
-        b.store(end, ki)
-        ticks = b.add(b.load(self.ticks), b.sub(end, b.load(chunk_done)))
-        b.store(ticks, self.ticks)
+        b.store(b.load(stop), ki)
+        self.count_chunk((ki, chunk_done))
+        ticks = b.load(self.ticks)
         crossed = b.icmp_unsigned("!=", b.lshr(b.load(chunk_ticks), I64(TICK_BITS)), b.lshr(ticks, I64(TICK_BITS)))
         self.budget_check(crossed, s)
         b.branch(chunk_bb)
