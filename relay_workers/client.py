@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 
 import celery.exceptions
@@ -260,12 +259,10 @@ class RelayClient:
         try:
             live = set(self.registry.live_hosts())
             index = catalog.read(self.registry.r, live)
-            matches = list(index.select(prefix, family, owner))
-            chosen = [e for e in matches if status is None or e.status == status]
-            return {"total": len(index.entries), "matched": len(chosen), "offset": offset, "limit": limit,
-                    "by_status": dict(Counter(e.status for e in matches)),
-                    "families": dict(index.families), "hosts": dict(index.by_host),
-                    "servers": [self._row(e.name, live) for e in chosen[offset:offset + limit]]}
+            page = index.page(prefix, family, owner, status, limit, offset)
+            return {"total": len(index.names), "matched": page.matched, "offset": offset, "limit": limit,
+                    "by_status": dict(page.by_status), "families": dict(index.families),
+                    "hosts": dict(index.by_host), "servers": [self._row(name, live) for name in page.names]}
         except UNREACHABLE as exc:
             raise self.unreachable(exc) from None
 

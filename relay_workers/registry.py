@@ -12,6 +12,9 @@ Keys (prefix `{relay}:`):
   restarts:NAME  zset  times of the server's recent restarts (the restart policy)
   events         stream the supervisor's events (failovers, failed servers, dead hosts), about EVENTS_KEPT
   owned:HOST     set   the servers HOST owns: active there now, or (HOST dead) until each is restarted
+  placed         hash  server -> its owner's host id, for every server with an owner (`owned` sets joined:
+                       the catalog's view of which servers are not inactive, read at once)
+  failed         set   the servers marked failed (their records' status "failed"), for the catalog
   holders        set   the hosts that were given servers (their `owned` sets are checked when they die)
   unowned        set   servers with messages to apply and no live owner: the supervisor places them
   wake:HOST      list  the supervisor pushes here when it gives HOST a server (or suspects it)
@@ -90,8 +93,9 @@ return gone
 # at `now`), and the dead owner's lease dropped (the fence, not the lease, keeps a dead owner from writing),
 # so the new owner need not wait for it to expire; so is the server's wait-for edge (its handler died waiting).
 GIVE_FN = """
-local function give(server, name, host, owner, owned, holders, unowned, restarts, lease, waitfor, now)
+local function give(server, name, host, owner, owned, holders, unowned, restarts, lease, waitfor, placed, now)
   redis.call('HSET', server, 'owner', host)
+  redis.call('HSET', placed, name, host)
   redis.call('SADD', owned .. host, name)
   redis.call('SADD', holders, host)
   redis.call('SREM', unowned, name)
@@ -110,7 +114,7 @@ ASSIGN = GIVE_FN + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local owner = redis.call('HGET', KEYS[1], 'owner') or ''
 if owner ~= ARGV[1] then return 0 end
-give(KEYS[1], ARGV[4], ARGV[2], owner, ARGV[5], KEYS[6], KEYS[5], KEYS[3], KEYS[2], KEYS[4], ARGV[3])
+give(KEYS[1], ARGV[4], ARGV[2], owner, ARGV[5], KEYS[6], KEYS[5], KEYS[3], KEYS[2], KEYS[4], KEYS[7], ARGV[3])
 return 1
 """
 
@@ -122,8 +126,8 @@ return 1
 # {0}: no live host, or the restart policy has a say: it joins `unowned` for the supervisor (which
 # decides restarts within the period); {-1}: no such server; {-2}: failed (its messages wait in its journal).
 # A family's server (KEYS[1] `server:account[ada]`, KEYS[5] its family's `server:account`) gets its
-# placement record at its first message, and joins the family's `instances` set (KEYS[6]). KEYS[7..10]:
-# the server's restarts, lease and wait-for edge, and the event stream.
+# placement record at its first message, and joins the family's `instances` set (KEYS[6]). KEYS[7..11]:
+# the server's restarts, lease and wait-for edge, the event stream, and `placed`.
 ACTIVATE = GIVE_FN + """
 if redis.call('EXISTS', KEYS[5]) == 0 then return {-1} end
 if KEYS[1] ~= KEYS[5] and redis.call('EXISTS', KEYS[1]) == 0 then
@@ -157,7 +161,7 @@ if best == nil then
   redis.call('SADD', KEYS[3], ARGV[1])
   return {0}
 end
-give(KEYS[1], ARGV[1], best, owner, ARGV[3], KEYS[4], KEYS[3], KEYS[7], KEYS[8], KEYS[9], now)
+give(KEYS[1], ARGV[1], best, owner, ARGV[3], KEYS[4], KEYS[3], KEYS[7], KEYS[8], KEYS[9], KEYS[11], now)
 if owner == '' then return {2, best} end
 redis.call('XADD', KEYS[10], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'failover', 'server', ARGV[1], 'from', owner,
            'to', best, 'time', tostring(now))
@@ -173,6 +177,7 @@ if (redis.call('HGET', KEYS[1], 'owner') or '') ~= ARGV[2] then return 0 end
 local pending = redis.call('ZCARD', KEYS[3]) > 0
 if pending and ARGV[4] ~= '1' then return 0 end
 redis.call('HSET', KEYS[1], 'owner', '')
+redis.call('HDEL', KEYS[6], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
 if pending then redis.call('SADD', KEYS[5], ARGV[1]) end
 if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
@@ -395,7 +400,7 @@ class Registry:
         family = deployment_of(name)
         got = self._activate(keys=[key("server", name), key("hosts"), key("unowned"), key("holders"),
                                    key("server", family), key("instances", family), key("restarts", name),
-                                   key("lease", name), key("waitfor", name), key("events")],
+                                   key("lease", name), key("waitfor", name), key("events"), key("placed")],
                              args=[name, self.host_ttl, key("owned", ""), EVENTS_KEPT, self.restart_period,
                                    self.max_restarts])
         if int(got[0]) >= 2:
@@ -424,13 +429,13 @@ class Registry:
         """Leaves the server inactive if `host` owns it and no message waits (see PASSIVATE); handing off
         (a clean stop), a server with messages waiting goes to the supervisor instead."""
         return bool(self._passivate(keys=[key("server", name), key("lease", name), key("journal", name),
-                                          key("owned", host), key("unowned")],
+                                          key("owned", host), key("unowned"), key("placed")],
                                     args=[name, host, lease, "1" if handing_off else "0"]))
 
     def assign(self, name: str, owner: str, host: str) -> bool:
         """Gives the server to `host` unless its owner changed from `owner` meanwhile (see ASSIGN)."""
         return bool(self._assign(keys=[key("server", name), key("lease", name), key("restarts", name),
-                                       key("waitfor", name), key("unowned"), key("holders")],
+                                       key("waitfor", name), key("unowned"), key("holders"), key("placed")],
                                  args=[owner, host, time.time(), name, key("owned", "")]))
 
     def restarts_since(self, name: str, since: float) -> list[float]:
@@ -445,6 +450,8 @@ class Registry:
         with self.r.pipeline(transaction=True) as pipe:
             pipe.hset(key("server", name), mapping={"status": "failed", "reason": reason, "owner": ""})
             pipe.srem(key("unowned"), name)
+            pipe.hdel(key("placed"), name)
+            pipe.sadd(key("failed"), name)
             if owner:
                 pipe.srem(key("owned", owner), name)
             pipe.execute()
@@ -456,6 +463,7 @@ class Registry:
             return False
         with self.r.pipeline(transaction=True) as pipe:
             pipe.hdel(k, "status", "reason")
+            pipe.srem(key("failed"), name)
             pipe.delete(key("restarts", name))
             pipe.execute()
         self.place_if_unowned(name)

@@ -3,8 +3,9 @@ filters and the paging, without a store."""
 
 from __future__ import annotations
 
-from relay_workers.catalog import FIELDS, SEP, Entry, Index, family_of, parse
-from relay_workers.gateway.overview import pick
+from collections import Counter
+
+from relay_workers.catalog import Entry, Index, family_of, special_entries
 
 LIVE = "w1@relay-test#10.aaaaaa"
 DEAD = "w2@relay-test#20.bbbbbb"
@@ -17,43 +18,49 @@ def test_family_of_a_server_name() -> None:
     assert family_of("[x]") == "[x]" and family_of("half[open") == "half[open"
 
 
-def test_parse_reads_the_scripts_string() -> None:
-    rows = [["account[ada]", LIVE, "", "3", f"{LIVE} 7"], ["account[bob]", LIVE, "", "1", ""],
-            ["gone", "", "", "", ""], ["counter", DEAD, "", "2", ""], ["broken", "", "failed", "1", ""],
-            ["fresh", "", "", "1", ""]]
-    entries = parse(SEP.join(SEP.join(r) for r in rows), {LIVE})
-    assert [(e.name, e.family, e.holder, e.status) for e in entries] == [
-        ("account[ada]", "account", LIVE, "running"), ("account[bob]", "account", "", "starting"),
-        ("counter", "counter", "", "restarting"), ("broken", "broken", "", "failed"), ("fresh", "fresh", "", "inactive")]
-    assert parse("", {LIVE}) == [] and FIELDS == len(rows[0])
+def test_special_entries_from_the_registrys_indexes() -> None:
+    placed = {"account[ada]": LIVE, "account[bob]": LIVE, "counter": DEAD}
+    holders = {"account[ada]": LIVE}
+    names = ["account[]", "account[ada]", "account[bob]", "counter", "broken"]
+    entries = special_entries(names, placed, holders, {"broken"}, {LIVE})
+    assert [(e.name, e.family, e.host, e.holder, e.status) for e in entries] == [
+        ("account[]", "account", "", "", "family"), ("account[ada]", "account", LIVE, LIVE, "running"),
+        ("account[bob]", "account", LIVE, "", "starting"), ("counter", "counter", DEAD, "", "restarting"),
+        ("broken", "broken", "", "", "failed")]
 
 
 def index() -> Index:
-    names = ["account[ada]", "account1", "account[bob]", "accounts[x]", "account", "counter", "acc"]
+    names = ["account[ada]", "account1", "account[bob]", "accounts[x]", "account", "counter", "acc", "idle",
+             "account[zed]"]
     hosts = [LIVE, DEAD, DEAD, LIVE, "", LIVE, LIVE]
-    statuses = ["running", "restarting", "restarting", "running", "inactive", "running", "running"]
-    return Index.of([Entry(n, family_of(n), h, h, s) for n, h, s in zip(names, hosts, statuses)], 0.0, 0.0)
+    statuses = ["running", "restarting", "restarting", "running", "failed", "running", "running"]
+    special = [Entry(n, family_of(n), h, h, s) for n, h, s in zip(names, hosts, statuses)]
+    return Index.of(sorted(names), special, Counter(family_of(n) for n in names), 0.0, 0.0)
 
 
 def test_index_counts_and_selects() -> None:
     i = index()
-    assert i.names == sorted(i.names)
-    assert i.families[:2] == [("account", 3), ("acc", 1)]  # the plain `account` is of the family too
-    assert i.by_host == {LIVE: 4, DEAD: 2} and i.by_status["running"] == 4
-    names = lambda **f: [e.name for e in i.select(**f)]  # noqa: E731
-    assert names(family="account") == ["account", "account[ada]", "account[bob]"]
-    assert names(prefix="account[") == ["account[ada]", "account[bob]"]
+    assert i.names == sorted(i.names) and i.special_names == sorted(i.special)
+    assert i.families[:2] == [("account", 4), ("acc", 1)]  # the plain `account` is of the family too
+    assert i.by_host == {LIVE: 4, DEAD: 2} and i.by_status == {"running": 4, "restarting": 2, "failed": 1,
+                                                                "inactive": 2}
+    names = lambda **f: list(i.select(**f))  # noqa: E731
+    assert names(family="account") == ["account", "account[ada]", "account[bob]", "account[zed]"]
+    assert names(prefix="account[") == ["account[ada]", "account[bob]", "account[zed]"]
     assert names(prefix="acc", owner="w2@relay-test") == ["account1", "account[bob]"]
     assert names(owner=LIVE) == ["acc", "account[ada]", "accounts[x]", "counter"]
-    assert names(prefix="zz") == [] and names(family="nobody") == []
+    assert names(prefix="zz") == [] and names(family="nobody") == [] and names(family="acc") == ["acc"]
 
 
-def test_pick_pages_and_counts_whatever_the_status_filter() -> None:
+def test_a_page_and_its_counts_whatever_the_status_filter() -> None:
     i = index()
-    assert pick(i, None, None, 2, 1) == (["account", "account1"], 7, i.by_status)
-    page, matched, by_status = pick(i, None, "running", 2, 2)
-    assert (page, matched) == (["accounts[x]", "counter"], 4) and by_status == i.by_status
-    chosen = list(i.select(family="account"))
-    page, matched, by_status = pick(i, chosen, "restarting", 10, 0)
-    assert (page, matched, dict(by_status)) == (["account[bob]"], 1, {"inactive": 1, "running": 1, "restarting": 1})
-    assert pick(i, chosen, None, 10, 5) == ([], 3, by_status)
+    assert i.page(limit=2, offset=1) == (["account", "account1"], 9, i.by_status)
+    assert i.page(status="running", limit=2, offset=2) == (["accounts[x]", "counter"], 4, i.by_status)
+    assert i.page(status="inactive") == (["account[zed]", "idle"], 2, i.by_status)
+    assert i.page(status="inactive", offset=1) == (["idle"], 2, i.by_status)
+    page = i.page(family="account", status="restarting")
+    assert (page.names, page.matched) == (["account[bob]"], 1)
+    assert page.by_status == {"failed": 1, "running": 1, "restarting": 1, "inactive": 1}
+    assert i.page(family="account", limit=10, offset=5) == ([], 4, page.by_status)
+    assert i.page(family="account", status="inactive").names == ["account[zed]"]
+    assert i.page(owner=DEAD, status="running") == ([], 0, {"restarting": 2})

@@ -2,7 +2,7 @@
 counts (overview.py) without reading 100,000 servers at every request.
 
 An index is kept until it is older than MIN_AGE seconds or four times its build time, whichever is more
-(100,000 servers: about a second to build, so at most a few seconds old); a small fleet's index is
+(100,000 servers, most of them inactive: about 0.2 s to build, so at most a few seconds old); a small fleet's index is
 rebuilt in the request that finds it stale, a large one's in the background while the old one serves.
 """
 

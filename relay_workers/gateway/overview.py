@@ -8,12 +8,11 @@ one pipeline, so a page costs what its rows cost whatever the fleet's size.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from typing import cast
 
 from relay_lang.errors import RelayError
 
-from ..catalog import Entry, Index, family_of
+from ..catalog import Index, family_of
 from ..ledger import key, text
 from ..registry import node_of
 from .errors import not_found
@@ -22,21 +21,6 @@ from .index import Catalog
 
 TOP_FAMILIES = 10  # families in the overview (the rest: /v1/fleet/families)
 Entries = list[tuple[bytes, dict[bytes, bytes]]]  # a stream's entries as the store's client answers them
-
-
-def pick(index: Index, entries: list[Entry] | None, status: str | None, limit: int,
-         offset: int) -> tuple[list[str], int, Counter[str]]:
-    """The names of one page, how many match, and the matches by status whatever `status` (entries None:
-    the whole index, unfiltered)."""
-    if entries is None:
-        if status is None:
-            return index.names[offset:offset + limit], len(index.names), index.by_status
-        entries = index.entries
-        by_status = index.by_status
-    else:
-        by_status = Counter(e.status for e in entries)
-    chosen = entries if status is None else [e for e in entries if e.status == status]
-    return [e.name for e in chosen[offset:offset + limit]], len(chosen), by_status
 
 
 async def rows(fleet: Fleet, names: list[str]) -> list[dict]:
@@ -52,10 +36,10 @@ async def rows(fleet: Fleet, names: list[str]) -> list[dict]:
 async def servers_page(fleet: Fleet, catalog: Catalog, prefix: str, family: str | None, status: str | None,
                        owner: str | None, limit: int, offset: int) -> dict:
     index = await catalog.current()
-    filtered = list(index.select(prefix, family, owner)) if (prefix or family or owner) else None
-    names, matched, by_status = pick(index, filtered, status, limit, offset)
-    return {"total": len(index.entries), "matched": matched, "offset": offset, "limit": limit,
-            "by_status": dict(by_status), "index_age": round(index.age(), 3), "servers": await rows(fleet, names)}
+    page = index.page(prefix, family, owner, status, limit, offset)
+    return {"total": len(index.names), "matched": page.matched, "offset": offset, "limit": limit,
+            "by_status": dict(page.by_status), "index_age": round(index.age(), 3),
+            "servers": await rows(fleet, page.names)}
 
 
 async def families_page(catalog: Catalog, prefix: str, limit: int, offset: int) -> dict:
@@ -92,7 +76,7 @@ async def hosts(fleet: Fleet, index: Index) -> list[dict]:
 async def overview(fleet: Fleet, catalog: Catalog) -> dict:
     index = await catalog.current()
     return {"host_ttl": fleet.client.registry.host_ttl, "hosts": await hosts(fleet, index),
-            "servers": len(index.entries), "by_status": dict(index.by_status), "families": len(index.families),
+            "servers": len(index.names), "by_status": dict(index.by_status), "families": len(index.families),
             "top_families": [{"family": f, "servers": n} for f, n in index.families[:TOP_FAMILIES]],
             "dead_letters": await fleet.store.zcard(key("deadtime")), "index_age": round(index.age(), 3),
             "index_seconds": round(index.took, 3)}

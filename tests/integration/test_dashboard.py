@@ -177,7 +177,7 @@ def many(i: int) -> tuple[str, bool]:
 
 def register(store_url: str, count: int) -> None:
     """`count` deployed servers straight in the store, as the registry records them, owned by a host that
-    is not live (or failed)."""
+    is not live (in `placed` and its `owned` set), or failed (in `failed`)."""
     r = redis.Redis.from_url(store_url)
     with r.pipeline(transaction=False) as pipe:
         for i in range(count):
@@ -185,6 +185,10 @@ def register(store_url: str, count: int) -> None:
             record = {"version": 1, "owner": "ghost@relay-test#1.gone", "restarts": 0, "source": "server x {}"}
             if failed:
                 record.update(status="failed", reason="restarted 5 times within 60 s", owner="")
+                pipe.sadd("{relay}:failed", name)
+            else:
+                pipe.hset("{relay}:placed", name, record["owner"])
+                pipe.sadd(f"{{relay}}:owned:{record['owner']}", name)
             pipe.sadd("{relay}:servers", name)
             pipe.hset(f"{{relay}}:server:{name}", mapping=record)
             if len(pipe) >= 20_000:

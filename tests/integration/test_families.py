@@ -85,7 +85,8 @@ server meter[id] {
 
 def seed_meters(store_url: str, count: int) -> None:
     """`count` servers of family `meter` that received a message once and went idle, straight in the store as
-    the registry records them (its `instances` set and a placement record each); every 100th failed."""
+    the registry records them (its `instances` set and a placement record each); every 100th failed (marked in
+    its record and in the `failed` set)."""
     r = redis.Redis.from_url(store_url)
     with r.pipeline(transaction=False) as pipe:
         for i in range(count):
@@ -93,6 +94,8 @@ def seed_meters(store_url: str, count: int) -> None:
             pipe.sadd("{relay}:instances:meter", name)
             failed = {"status": "failed", "reason": "restarted 5 times within 60 s"} if i % 100 == 0 else {}
             pipe.hset(f"{{relay}}:server:{name}", mapping={"owner": "", "restarts": 0, **failed})
+            if failed:
+                pipe.sadd("{relay}:failed", name)
             if len(pipe) >= 20_000:
                 pipe.execute()
         pipe.execute()
