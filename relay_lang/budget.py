@@ -259,6 +259,9 @@ def parse_size(text: str) -> int:
     return size
 
 
+DEFAULT_MAX_DEPTH = 10_000  # Relay call depth a program may reach unless told otherwise
+
+
 def check_max_depth(max_depth: int) -> int:
     """max_depth, when it is a depth limit Relay takes (1 to MAX_DEPTH_LIMIT); ValueError otherwise."""
     if not 1 <= max_depth <= MAX_DEPTH_LIMIT:

@@ -9,9 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from .budget import check_max_depth, memory_limit_from_env, parse_size
+from .budget import DEFAULT_MAX_DEPTH, check_max_depth, memory_limit_from_env, parse_size
 from .errors import Pos, RelayError, RelaySyntaxError
-from .interpreter import DEFAULT_MAX_DEPTH, Interpreter, run_program
 
 
 def positive_seconds(text: str) -> float:
@@ -124,6 +123,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RelaySyntaxError as err:
         print(err, file=sys.stderr)
         return 1
+    from .interpreter import Interpreter, run_program  # here: the fleet commands, which share this module, start without it
+
     interp = Interpreter(max_depth=args.max_depth, tier=args.tier)
     status = 0
     try:

@@ -19,6 +19,7 @@ from ._array import Array
 from .actors import LocalRuntime, Runtime, ServerInstance
 from .budget import (
     BIG,
+    DEFAULT_MAX_DEPTH,
     MEMORY_WATCH,
     WATCHDOG,
     Limits,
@@ -38,7 +39,6 @@ from .parser import parse
 from .resolver import resolve
 from .values import Builtin, Cell, Function, ServerRef, show, type_name, with_article
 
-DEFAULT_MAX_DEPTH = 10_000
 WALK_FRAMES = 16  # Python frames an array method adds between a callback and its caller (measured: see _walk)
 # What Python's compile() of generated code costs, per character of it (measured: 0.67 us and
 # 80 bytes of peak resident memory a character, on a 5 MB unit).

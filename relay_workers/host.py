@@ -302,7 +302,7 @@ class Host:
         woken to run the supervisor, which places it."""
         if self.wake(name):
             return
-        owner = self.registry.activate(name)
+        owner = self.registry.activate(name, by=self.id)
         if owner == self.id:
             self.adopt({name})
         elif owner is not None:

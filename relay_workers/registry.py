@@ -394,18 +394,20 @@ class Registry:
         if self.activate(name) is None and (host := self.place()):
             self.wake(host)
 
-    def activate(self, name: str) -> str | None:
-        """The live host that runs the server, giving it one (and ringing that host's bell) when the server
-        is inactive; None when no host can run it now (see ACTIVATE: the supervisor will place it)."""
+    def activate(self, name: str, by: str = "") -> str | None:
+        """The live host that runs the server, giving it one (and ringing that host's bell, unless it is `by`,
+        the host asking, which starts it itself) when the server is inactive; None when no host can run it
+        now (see ACTIVATE: the supervisor will place it)."""
         family = deployment_of(name)
         got = self._activate(keys=[key("server", name), key("hosts"), key("unowned"), key("holders"),
                                    key("server", family), key("instances", family), key("restarts", name),
                                    key("lease", name), key("waitfor", name), key("events"), key("placed")],
                              args=[name, self.host_ttl, key("owned", ""), EVENTS_KEPT, self.restart_period,
                                    self.max_restarts])
-        if int(got[0]) >= 2:
+        owner = text(got[1]) if int(got[0]) > 0 else None
+        if int(got[0]) >= 2 and owner != by:
             self.ring(text(got[1]), [name])
-        return text(got[1]) if int(got[0]) > 0 else None
+        return owner
 
     def ring(self, host: str, names: list[str]) -> None:
         """Tells `host` it was given these servers (its bell thread starts them at once)."""
