@@ -35,6 +35,15 @@ def family_of(name: str) -> str:
     return name[:cut] if cut > 0 and name.endswith("]") else name
 
 
+def of_family(name: str, family: str) -> bool:
+    """family_of(name) == family, without splitting a name that does not start with the family."""
+    if not name.startswith(family):
+        return False
+    if len(name) == len(family):
+        return family_of(name) == family  # `account`, not `a[b]` of family `a`
+    return name[len(family)] == "[" and name[-1] == "]" and "[" not in family
+
+
 class Entry(NamedTuple):
     name: str
     family: str
@@ -87,15 +96,11 @@ class Index:
         owner are looked at for `owner`."""
         start = max(prefix, family or "", key=len)
         names = self.names if owner is None else self.special_names
-        at = len(family or "")
         for i in range(bisect.bisect_left(names, start), len(names)):
             name = names[i]
             if not name.startswith(start):
                 return
-            if family is not None and name != family and not (
-                    "[" not in family and name[at] == "[" and name[-1] == "]"):
-                continue  # family_of(name) != family, without splitting every name
-            if not name.startswith(prefix):
+            if not name.startswith(prefix) or (family is not None and not of_family(name, family)):
                 continue
             if owner is not None:
                 host = self.special[name].host
@@ -163,7 +168,9 @@ def read(r: redis.Redis, live: set[str]) -> Index:
         names += (n.decode() for n in found)
         sizes[family] += len(found)
     names.sort()
-    special = [*(n for n in deployed if n.endswith("[]")), *placed, *(failed - placed.keys())]
+    known = set(names)  # an index's entry for a name that is no server (a family's own record) is left out
+    special = [*(n for n in deployed if n.endswith("[]")), *(n for n in placed if n in known),
+               *(n for n in failed - placed.keys() if n in known)]
     entries = special_entries(special, placed, lease_holders(r, list(placed)), failed, live)
     return Index.of(names, entries, sizes, started, time.monotonic() - started)
 

@@ -247,10 +247,13 @@ class Host:
         return report.recheck if report.recheck is not None else CONFIRM if report.busy else self.heartbeat
 
     def follow_placement(self) -> None:
-        """Starts the servers placed here, stops those placed elsewhere."""
+        """Starts the servers placed here, stops those placed elsewhere: of the actors that ran before the
+        placement was read (one a message started meanwhile, `deliver`, is not in what was read)."""
+        with self.lock:
+            running = set(self.actors)
         mine = set(self.registry.assigned_to(self.id))
         self.adopt(mine)
-        for name in set(self.actors) - mine:
+        for name in running - mine:
             self.drop(name)
 
     def wake_pending(self) -> None:

@@ -15,6 +15,8 @@ Keys (prefix `{relay}:`):
   placed         hash  server -> its owner's host id, for every server with an owner (`owned` sets joined:
                        the catalog's view of which servers are not inactive, read at once)
   failed         set   the servers marked failed (their records' status "failed"), for the catalog
+  indexed        str   set once `placed` and `failed` were built from the records (a store written before
+                       they existed: see INDEX)
   holders        set   the hosts that were given servers (their `owned` sets are checked when they die)
   unowned        set   servers with messages to apply and no live owner: the supervisor places them
   wake:HOST      list  the supervisor pushes here when it gives HOST a server (or suspects it)
@@ -184,6 +186,27 @@ if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 1
 """
 
+# Builds `placed` and `failed` (KEYS[2], KEYS[3]) from the servers' records, once (KEYS[1], the mark, set
+# when done): for a store written before the scripts kept them. KEYS[4]: the deployed servers; ARGV[1] the
+# `server:` prefix, ARGV[2] the `instances:` prefix. One script: no placement changes while it reads.
+INDEX = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local function index(name)
+  local v = redis.call('HMGET', ARGV[1] .. name, 'owner', 'status')
+  if v[1] and v[1] ~= '' then redis.call('HSET', KEYS[2], name, v[1]) end
+  if v[2] == 'failed' then redis.call('SADD', KEYS[3], name) end
+end
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  if string.sub(name, -2) == '[]' then
+    for _, member in ipairs(redis.call('SMEMBERS', ARGV[2] .. string.sub(name, 1, -3))) do index(member) end
+  else
+    index(name)
+  end
+end
+redis.call('SET', KEYS[1], '1')
+return 1
+"""
+
 class Status(StrEnum):
     """A server's status as every view shows it (the CLI, RelayClient, the gateway): see `status_of`."""
 
@@ -229,6 +252,7 @@ class Registry:
         self._assign = r.register_script(ASSIGN)
         self._activate = r.register_script(ACTIVATE)
         self._passivate = r.register_script(PASSIVATE)
+        self._index = r.register_script(INDEX)
         self.recheck: float | None = None  # after a reap: seconds until a suspect can be confirmed dead
 
     # ------------------------------------------------------------ hosts
@@ -236,6 +260,12 @@ class Registry:
     def register_host(self, host: str, node: str, pid: int) -> None:
         self.r.hset(key("host", host), mapping={"node": node, "pid": pid, "started": time.time()})
         self._heartbeat(keys=[key("hosts")], args=[host, "1"])
+        self.index()
+
+    def index(self) -> bool:
+        """Builds the catalog's indexes from the servers' records if no host did yet (see INDEX)."""
+        return bool(self._index(keys=[key("indexed"), key("placed"), key("failed"), key("servers")],
+                                args=[key("server", ""), key("instances", "")]))
 
     def heartbeat(self, host: str) -> bool:
         """False when this host was declared dead (and so lost its servers)."""
@@ -463,6 +493,8 @@ class Registry:
         k = key("server", name)
         if not self.r.exists(k):
             return False
+        if deployment_of(name) == name and self.r.hget(k, "family") == b"1":
+            raise RelayError(f"'{name}' is a family: restart one of its servers, like {name}[KEY]")
         with self.r.pipeline(transaction=True) as pipe:
             pipe.hdel(k, "status", "reason")
             pipe.srem(key("failed"), name)

@@ -50,6 +50,10 @@ def test_index_counts_and_selects() -> None:
     assert names(prefix="acc", owner="w2@relay-test") == ["account1", "account[bob]"]
     assert names(owner=LIVE) == ["acc", "account[ada]", "accounts[x]", "counter"]
     assert names(prefix="zz") == [] and names(family="nobody") == [] and names(family="acc") == ["acc"]
+    # a prefix and a family that do not contain each other, families with a bracket: none of these names
+    assert names(prefix="account[", family="counter") == [] and names(prefix="account", family="acc") == []
+    assert names(prefix="counter", family="count") == [] and names(family="account[ada]") == []
+    assert names(prefix="account[a", family="account") == ["account[ada]"]
 
 
 def test_a_page_and_its_counts_whatever_the_status_filter() -> None:

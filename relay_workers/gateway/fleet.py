@@ -215,13 +215,16 @@ def beating(beats: dict[bytes, bytes], now: list[bytes], host_ttl: float) -> lis
     return sorted(h.decode() for h, beat in beats.items() if t - float(beat) <= host_ttl)
 
 
-RECORD_COMMANDS = 7  # the store commands ask_records queues for each server
+RECORD_COMMANDS = 8  # the store commands ask_records queues for each server
 
 
 def ask_records(pipe: Any, names: list[str]) -> None:
-    """Queues, on a pipeline, the reads of each server's record (read_records makes the records)."""
+    """Queues, on a pipeline, the reads of each server's record (read_records makes the records): its
+    placement (a family's row `account[]`: the family's record), and its deployment's version."""
     for n in names:
-        pipe.hmget(key("server", n), "owner", "status", "reason", "restarts", "version")
+        pipe.hmget(key("server", deployment_of(n) if n.endswith("[]") else n), "owner", "status", "reason",
+                   "restarts")
+        pipe.hget(key("server", deployment_of(n)), "version")
         pipe.get(key("lease", n))
         pipe.zcard(key("journal", n))
         pipe.hget(key("state", n), CHECKPOINTED)
@@ -239,7 +242,7 @@ def read_records(names: list[str], values: list, live: set[str]) -> list[ServerR
     """The records of the servers still deployed, from the values of ask_records's commands."""
     servers = []
     for i, name in enumerate(names):
-        (owner, status, reason, restarts, version), lease, queued, applied, fields, size, fence = \
+        (owner, status, reason, restarts), version, lease, queued, applied, fields, size, fence = \
             values[RECORD_COMMANDS * i: RECORD_COMMANDS * (i + 1)]
         if version is None:
             continue  # not deployed

@@ -1,12 +1,15 @@
 """The fleet's catalog (relay_workers/catalog.py) reads the registry's indexes (`placed`, `failed`, the
 name sets), not each server's record: through every step that changes a server's owner or status
 (activation, a restart on another host, passivation, failure, `relay restart`, a host's death) the
-catalog's status of each server is the status its own record gives (RelayClient's rows)."""
+catalog's status of each server is the status its own record gives (RelayClient's rows); a store written
+before the indexes gets them from its records."""
 
 from __future__ import annotations
 
+import pytest
 import redis
 
+from relay_lang.errors import RelayError
 from relay_workers.catalog import read
 from relay_workers.client import RelayClient
 from relay_workers.ledger import key
@@ -63,6 +66,14 @@ def test_the_catalog_follows_every_change_of_owner_and_status(redis_url) -> None
         assert registry.activate("meter[1]") not in (None, dead)  # restarted on the live host
         assert agree(client, r, registry)["meter[1]"] == "starting"
         assert r.hkeys(key("placed")) and not r.hexists(key("placed"), "meter[2]")
+
+        with pytest.raises(RelayError, match="is a family"):  # its record is no server: never placed
+            registry.restart("meter")
+        registry.mark_failed("clock", "restarted 5 times within 60 s")
+        before = agree(client, r, registry)
+        r.delete(key("placed"), key("failed"), key("indexed"))  # a store written before the indexes
+        assert registry.index() and not registry.index()  # built from the records, once
+        assert agree(client, r, registry) == before
     finally:
         client.close()
         r.flushdb()

@@ -461,3 +461,22 @@ def test_schemathesis(gateway, deployed, mode: GenerationMode) -> None:
             assert mode is GenerationMode.NEGATIVE
     print(f"\nschemathesis ({mode.value}): {sent} requests over {len(operations)} operations, "
           f"statuses {dict(sorted(statuses.items()))}")
+
+
+def test_a_familys_servers_in_the_fleet_pages(http, deployed) -> None:
+    """A family's row and its servers' rows come back in the dashboard's pages (their records hold no version
+    of their own: the family's is theirs); its own name is no server to restart."""
+    meters = "server meter[id] { state { n: 0 } receive fn read() { state.n += 1; state.n } }"
+    assert http.post("/v1/deploy", json={"source": meters}).status_code == 200
+    assert http.post("/v1/servers/meter[a]/read", json=[], params={"timeout": 20}).json() == {"value": 1}
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # the gateway's index is rebuilt as it ages
+        page = http.get("/v1/fleet/servers", params={"family": "meter"}).json()
+        if page["matched"] == 2:
+            break
+        time.sleep(0.2)
+    rows = {s["name"]: s for s in page["servers"]}
+    assert set(rows) == {"meter[]", "meter[a]"} and rows["meter[]"]["status"] == "family", page
+    assert rows["meter[a]"]["status"] in ("running", "starting") and rows["meter[a]"]["version"] >= 1
+    assert http.get("/v1/fleet/servers", params={"family": "meter", "prefix": "tally"}).json()["matched"] == 0
+    assert "is a family" in http.post("/v1/servers/meter/restart").json()["error"]["message"]
