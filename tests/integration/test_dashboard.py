@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from relay_workers.devfleet import ROOT, LocalFleet, RedisServer, free_port
-from relay_workers.ledger import DeadLetters
+from relay_workers.ledger import DeadLetters, deployment_of
 
 from .cdp import Page
 
@@ -176,20 +176,31 @@ def many(i: int) -> tuple[str, bool]:
 
 
 def register(store_url: str, count: int) -> None:
-    """`count` deployed servers straight in the store, as the registry records them, owned by a host that
-    is not live (in `placed` and its `owned` set), or failed (in `failed`)."""
+    """`count` servers straight in the store, as the registry records them: the families `account` and
+    `shard` deployed (`account[]`, `shard[]`) and their servers' placement records, the plain servers
+    deployed; each owned by a host that is not live (in `placed` and its `owned` set), or failed (in
+    `failed`)."""
     r = redis.Redis.from_url(store_url)
     with r.pipeline(transaction=False) as pipe:
+        for family in ("account", "shard"):
+            pipe.sadd("{relay}:servers", f"{family}[]")
+            pipe.hset(f"{{relay}}:server:{family}", mapping={"version": 1, "family": 1, "restarts": 0,
+                                                              "source": f"server {family}[id] {{ }}"})
         for i in range(count):
             name, failed = many(i)
-            record = {"version": 1, "owner": "ghost@relay-test#1.gone", "restarts": 0, "source": "server x {}"}
+            family = deployment_of(name)
+            record: dict[str, str | int] = {"owner": "ghost@relay-test#1.gone", "restarts": 0}
             if failed:
                 record.update(status="failed", reason="restarted 5 times within 60 s", owner="")
                 pipe.sadd("{relay}:failed", name)
             else:
                 pipe.hset("{relay}:placed", name, record["owner"])
                 pipe.sadd(f"{{relay}}:owned:{record['owner']}", name)
-            pipe.sadd("{relay}:servers", name)
+            if family == name:
+                record.update(version=1, source="server x { }")
+                pipe.sadd("{relay}:servers", name)
+            else:
+                pipe.sadd(f"{{relay}}:instances:{family}", name)
             pipe.hset(f"{{relay}}:server:{name}", mapping=record)
             if len(pipe) >= 20_000:
                 pipe.execute()
@@ -207,7 +218,8 @@ def test_dashboard_pages_100000_servers_server_side(tmp_path: Path) -> None:
             started = time.monotonic()
             overview = http.get("/v1/fleet").json()
             first = time.monotonic() - started
-            assert overview["servers"] == 100_000 and overview["by_status"] == {"restarting": 99_000, "failed": 1000}
+            assert overview["servers"] == 100_002  # and the families' rows
+            assert overview["by_status"] == {"restarting": 99_000, "failed": 1000, "family": 2}
             assert overview["top_families"][:2] == [{"family": "account", "servers": 50_000},
                                                     {"family": "shard", "servers": 33_333}]
             assert overview["families"] == 2 + 100_000 - 50_000 - 33_333  # each plain name is a family of one
@@ -220,7 +232,7 @@ def test_dashboard_pages_100000_servers_server_side(tmp_path: Path) -> None:
             body = response.json()
             assert body["matched"] == len(failed_shards) == 667 and len(response.content) < 64_000
             assert [s["name"] for s in body["servers"]] == failed_shards[600:650]
-            assert body["by_status"] == {"restarting": 33_333 - 667, "failed": 667}
+            assert body["by_status"] == {"restarting": 33_333 - 667, "failed": 667, "family": 1}
             assert all(s["family"] == "shard" and s["status"] == "failed" for s in body["servers"])
             sign_in_to_many(page, url)
             shot = page.screenshot(ARTIFACTS / "dashboard-100k.png")
@@ -235,11 +247,11 @@ def test_dashboard_pages_100000_servers_server_side(tmp_path: Path) -> None:
 def sign_in_to_many(page: Page, url: str) -> None:
     """The page over 100,000 servers: 50 rows, a family filter typed in, the next page."""
     log_in(page, url)
-    page.wait(showing("d.summary.startsWith('100000 servers') && d.rows === '1–50 of 100000' && "
+    page.wait(showing("d.summary.startsWith('100002 servers') && d.rows === '1–50 of 100002' && "
                       "Object.keys(d.servers).length === 50"), 30, "the first page of 100,000", show=READ)
     page.js("const f = document.getElementById('f-family'); f.value = 'account'; "
             "f.dispatchEvent(new Event('input', {bubbles: true})); true")
-    page.wait(showing("d.matched === '(50000 of 100000)' && Object.keys(d.servers).every(n => n.startsWith('account['))"),
+    page.wait(showing("d.matched === '(50001 of 100002)' && Object.keys(d.servers).every(n => n.startsWith('account['))"),
               10, "the family filter", show=READ)
     page.js("document.getElementById('next').click(); true")
-    page.wait(showing("d.rows === '51–100 of 50000'"), 10, "the next page", show=READ)
+    page.wait(showing("d.rows === '51–100 of 50001'"), 10, "the next page", show=READ)
