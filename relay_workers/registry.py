@@ -435,8 +435,8 @@ class Registry:
                              args=[name, self.host_ttl, key("owned", ""), EVENTS_KEPT, self.restart_period,
                                    self.max_restarts])
         owner = text(got[1]) if int(got[0]) > 0 else None
-        if int(got[0]) >= 2 and owner != by:
-            self.ring(text(got[1]), [name])
+        if owner is not None and int(got[0]) >= 2 and owner != by:
+            self.ring(owner, [name])
         return owner
 
     def ring(self, host: str, names: list[str]) -> None:
@@ -502,18 +502,6 @@ class Registry:
             pipe.execute()
         self.place_if_unowned(name)
         return True
-
-    def owners(self) -> dict[str, str]:
-        """Every deployed server and its owner's host id ("" when inactive); one read per server, for
-        views of the whole fleet (the hosts' heartbeats read only their own `owned` sets)."""
-        names = self.names()
-        if not names:
-            return {}
-        with self.r.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(key("server", name), "owner")
-            owners = pipe.execute()
-        return {name: text(owner or b"") for name, owner in zip(names, owners)}
 
     def assigned_to(self, host: str) -> list[str]:
         """The servers `host` owns."""
